@@ -1,0 +1,429 @@
+"""The Drive, sans-I/O: decoded messages and the time in, bytes to send and events out.
+
+Rules from the seed that live here:
+- a key package is accepted only if its timestamp is later than the one stored
+  (or equal, for a drive that lost its media keys to a power cycle);
+- media keys are volatile, device keys and the OKT timestamp are not;
+- keys that arrive with a tape loaded are held and committed at unload;
+- new device keys are held until media keys newer than them arrive (Scenario 5);
+- a package this drive cannot decrypt is reported to the token (out of sync).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from protocol import (
+    Address,
+    ClearKeys,
+    DeviceKeyPackage,
+    ErrorReport,
+    Frame,
+    KeyAck,
+    KeyRequest,
+    KeysAvailable,
+    MediaKeyPackage,
+    NoPackage,
+    Transmit,
+    VopStatus,
+    encode,
+    envelope,
+)
+from protocol.constants import (
+    MAX_PULL_ATTEMPTS,
+    MAX_PULL_SPREAD_S,
+    PULL_SPREAD_BASE_S,
+    PULL_SPREAD_PER_CSN_S,
+    RETRY_BASE_S,
+    TOKEN_LAN_PORT,
+    EncryptionLed,
+    ErrorCode,
+    KeyKind,
+    MessageType,
+    NoPackageReason,
+    TokenMode,
+    Wrapping,
+)
+from protocol.errors import UnwrapError
+from protocol.ids import ZERO_KEY_ID
+
+from .nvram import Nvram
+
+# --- events ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PullScheduled:
+    kind: KeyKind
+    timestamp: int
+    due: float
+
+
+@dataclass(frozen=True)
+class OfferRefused:
+    """An offer older than what the drive holds: refused silently, as the seed says."""
+
+    kind: KeyKind
+    offered: int
+    held: int
+
+
+@dataclass(frozen=True)
+class DeviceKeysAccepted:
+    device_key_id: bytes
+    timestamp: int
+    holding: bool
+
+
+@dataclass(frozen=True)
+class MediaKeysAccepted:
+    okt_timestamp: int
+    key_count: int
+    held_until_unload: bool
+
+
+@dataclass(frozen=True)
+class DecryptionFailed:
+    kind: KeyKind
+    timestamp: int
+    why: str
+
+
+@dataclass(frozen=True)
+class PullGaveUp:
+    kind: KeyKind
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class KeysCleared:
+    by: str
+
+
+@dataclass(frozen=True)
+class ClearRefused:
+    why: str
+
+
+@dataclass(frozen=True)
+class Ignored:
+    message_type: MessageType
+    why: str
+
+
+Event = (
+    PullScheduled | OfferRefused | DeviceKeysAccepted | MediaKeysAccepted | DecryptionFailed | PullGaveUp
+    | KeysCleared | ClearRefused | Ignored
+)
+
+
+@dataclass
+class Output:
+    sends: list[Transmit] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    #: NVRAM changed: the shell must write it.
+    persist: bool = False
+
+
+@dataclass
+class MediaKeySet:
+    okt_timestamp: int
+    write_key_id: bytes
+    keys: dict[bytes, bytes]
+
+
+@dataclass
+class _Pull:
+    kind: KeyKind
+    timestamp: int
+    sources: list[str]
+    due: float
+    attempt: int = 0
+    sequence: int = 0
+
+
+class Drive:
+    def __init__(
+        self,
+        csn: bytes,
+        pckey: bytes,
+        nvram: Nvram | None = None,
+        *,
+        encrypting: bool = True,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.csn = csn
+        self._pckey = pckey
+        self.nvram = nvram if nvram is not None else Nvram()
+        self.encrypting = encrypting
+        self._rng = rng or random.Random()
+        # Volatile memory: lost at power off.
+        self.media: MediaKeySet | None = None
+        self.held_media: MediaKeySet | None = None
+        self.tape_loaded = False
+        self._pulls: dict[KeyKind, _Pull] = {}
+        self._sequence = self._rng.randrange(2**31)
+        self._skip: set[tuple[str, int]] = set()  # (token host, timestamp) offers not to pull again
+        self._last_receipt: tuple[int, bytes] | None = None
+
+    # --- what the drive shows ------------------------------------------
+
+    @property
+    def holding_keys(self) -> bool:
+        if self.held_media is not None:
+            return True
+        return self.media is not None and self.nvram.device_key_timestamp > self.nvram.okt_timestamp
+
+    @property
+    def led(self) -> EncryptionLed:
+        if self.nvram.reset:
+            return EncryptionLed.FLASHING_GREEN
+        if self.nvram.device_key is None:
+            return EncryptionLed.GREEN
+        if self.media is not None and not self.holding_keys:
+            return EncryptionLed.RED
+        return EncryptionLed.AMBER
+
+    def vop_status(self) -> VopStatus:
+        enabled = self.nvram.device_key is not None
+        return VopStatus(
+            csn=self.csn,
+            encrypting_model=self.encrypting,
+            led=self.led,
+            encryption_enabled=enabled,
+            reset=self.nvram.reset,
+            need_okt=enabled and self.media is None and self.held_media is None,
+            holding_keys=self.holding_keys,
+            okt_timestamp=self.nvram.okt_timestamp,
+            device_key_timestamp=self.nvram.device_key_timestamp,
+            media_key_count=len(self.media.keys) if self.media else 0,
+            write_key_id=self.media.write_key_id if self.media else ZERO_KEY_ID,
+        )
+
+    def next_deadline(self) -> float | None:
+        return min((p.due for p in self._pulls.values()), default=None)
+
+    # --- input ----------------------------------------------------------
+
+    def receive(self, frame: Frame, source: Address, now: float) -> Output:
+        msg = frame.message
+        if not self.encrypting:
+            return Output(events=[Ignored(msg.TYPE, "a non-encrypting drive takes no keys")])
+        if isinstance(msg, KeysAvailable):
+            return self._offer(msg, source[0], now)
+        if isinstance(msg, DeviceKeyPackage):
+            return self._device_package(msg, source[0], now)
+        if isinstance(msg, MediaKeyPackage):
+            return self._media_package(msg, source[0], now)
+        if isinstance(msg, NoPackage):
+            return self._no_package(msg, source[0])
+        if isinstance(msg, ClearKeys):
+            return self._clear(msg)
+        return Output(events=[Ignored(msg.TYPE, "not a message a drive takes")])
+
+    def tick(self, now: float) -> Output:
+        """Send due key requests; retry lost ones with backoff; give up after a bound."""
+        out = Output()
+        for kind, pull in list(self._pulls.items()):
+            if pull.due > now:
+                continue
+            if pull.attempt >= MAX_PULL_ATTEMPTS or not pull.sources:
+                del self._pulls[kind]
+                out.events.append(PullGaveUp(kind, pull.timestamp))
+                continue
+            host = pull.sources[pull.attempt % len(pull.sources)]
+            self._sequence = (self._sequence + 1) % 2**32
+            pull.sequence = self._sequence
+            held = self.nvram.device_key_timestamp if kind is KeyKind.DEVICE else self.nvram.okt_timestamp
+            data = encode(KeyRequest(self.csn, kind, held), sequence=pull.sequence)
+            out.sends.append(Transmit((host, TOKEN_LAN_PORT), MessageType.KEY_REQUEST, data))
+            pull.due = now + RETRY_BASE_S * (2**pull.attempt) * (1 + 0.5 * self._rng.random())
+            pull.attempt += 1
+        return out
+
+    def power_cycle(self) -> Output:
+        """Power off and on: media keys and pending work are gone; NVRAM stays."""
+        self.media = self.held_media = None
+        self.tape_loaded = False
+        self._pulls.clear()
+        self._skip.clear()
+        self._last_receipt = None
+        return Output()
+
+    def vop_reset(self) -> Output:
+        return self._reset("VOP Reset Drive")
+
+    def load_tape(self) -> None:
+        self.tape_loaded = True
+
+    def unload_tape(self) -> Output:
+        """Keys held while the tape was loaded go to the encryption engine now."""
+        self.tape_loaded = False
+        if self.held_media is None:
+            return Output()
+        self.media, self.held_media = self.held_media, None
+        return Output(events=[MediaKeysAccepted(self.media.okt_timestamp, len(self.media.keys), False)])
+
+    # --- offers ---------------------------------------------------------
+
+    def _offer(self, offer: KeysAvailable, host: str, now: float) -> Output:
+        if self.csn not in offer.csn_filter:
+            return Output()
+        nv = self.nvram
+        if offer.mode is TokenMode.EKT:
+            kind = KeyKind.DEVICE
+            if offer.timestamp == nv.device_key_timestamp and self._last_receipt and self._last_receipt[0] == offer.timestamp:
+                # Our KEY_ACK was lost: the token still announces a package we hold. Say so again.
+                ack = KeyAck(self.csn, kind, offer.timestamp, self._last_receipt[1])
+                return Output([Transmit((host, TOKEN_LAN_PORT), MessageType.KEY_ACK, encode(ack))])
+            wanted, held = offer.timestamp > nv.device_key_timestamp, nv.device_key_timestamp
+        elif offer.mode is TokenMode.OKT:
+            kind = KeyKind.MEDIA
+            if nv.device_key is None:
+                return Output(events=[Ignored(MessageType.KEYS_AVAILABLE, "no device keys: an OKT cannot be used")])
+            wanted, held = self._accepts_media(offer.timestamp), max(nv.okt_timestamp, nv.device_key_timestamp)
+        else:
+            return Output()
+        if not wanted:
+            if offer.timestamp == held:
+                return Output()  # the keys we already hold, re-announced
+            return Output(events=[OfferRefused(kind, offer.timestamp, held)])
+        if (host, offer.timestamp) in self._skip:
+            return Output()
+        pull = self._pulls.get(kind)
+        if pull is not None and pull.timestamp == offer.timestamp:
+            if host not in pull.sources:
+                pull.sources.append(host)  # a redundant token offering the same keys
+            return Output()
+        if pull is not None and pull.timestamp > offer.timestamp:
+            return Output()
+        spread = min(MAX_PULL_SPREAD_S, PULL_SPREAD_BASE_S + offer.csn_count * PULL_SPREAD_PER_CSN_S)
+        due = now + self._rng.uniform(0, spread)
+        self._pulls[kind] = _Pull(kind, offer.timestamp, [host], due)
+        return Output(events=[PullScheduled(kind, offer.timestamp, due)])
+
+    def _accepts_media(self, timestamp: int) -> bool:
+        nv = self.nvram
+        if timestamp <= nv.device_key_timestamp:
+            return False  # media keys older than our device keys (Scenario 5)
+        if timestamp > nv.okt_timestamp:
+            return True
+        # After a power cycle the same mapping is welcome again; a replay to a drive
+        # that still holds those keys is not.
+        return timestamp == nv.okt_timestamp and self.media is None and self.held_media is None
+
+    def _no_package(self, msg: NoPackage, host: str) -> Output:
+        pull = self._pulls.get(msg.kind)
+        if msg.csn != self.csn or pull is None or host not in pull.sources:
+            return Output(events=[Ignored(MessageType.NO_PACKAGE, "no matching request")])
+        pull.sources.remove(host)
+        if msg.reason is not NoPackageReason.WRONG_KIND:
+            self._skip.add((host, pull.timestamp))
+        if not pull.sources:
+            del self._pulls[msg.kind]
+        return Output()
+
+    def _take_pull(self, kind: KeyKind, host: str, csn: bytes) -> _Pull | None:
+        pull = self._pulls.get(kind)
+        if csn != self.csn or pull is None or host not in pull.sources:
+            return None
+        return self._pulls.pop(kind)
+
+    # --- packages -------------------------------------------------------
+
+    def _decryption_error(self, kind: KeyKind, timestamp: int, key_id: bytes, host: str, now: float, why: str) -> Output:
+        self._skip.add((host, timestamp))
+        report = ErrorReport(self.csn, ErrorCode.KEY_MESSAGE_DECRYPTION, key_id, int(now * 1_000_000))
+        return Output(
+            [Transmit((host, TOKEN_LAN_PORT), MessageType.ERROR_REPORT, encode(report))],
+            [DecryptionFailed(kind, timestamp, why)],
+        )
+
+    def _device_package(self, pkg: DeviceKeyPackage, host: str, now: float) -> Output:
+        if self._take_pull(KeyKind.DEVICE, host, pkg.csn) is None:
+            return Output(events=[Ignored(pkg.TYPE, "no matching request")])
+        nv = self.nvram
+        if pkg.timestamp <= nv.device_key_timestamp:
+            return Output(events=[OfferRefused(KeyKind.DEVICE, pkg.timestamp, nv.device_key_timestamp)])
+        if pkg.wrapping is Wrapping.PCKEY:
+            if nv.device_key is not None:
+                # Scenario 4: "reset drive" chosen for a drive that already has device keys.
+                return self._decryption_error(KeyKind.DEVICE, pkg.timestamp, pkg.device_key_id, host, now,
+                                              "package wrapped under the PCkey, but the drive holds device keys")
+            secret = self._pckey
+        else:
+            if nv.device_key is None or pkg.wrapping_key_id != nv.device_key_id:
+                return self._decryption_error(KeyKind.DEVICE, pkg.timestamp, pkg.device_key_id, host, now,
+                                              f"package wrapped under device key {pkg.wrapping_key_id.hex()}, "
+                                              f"drive holds {nv.device_key_id.hex() if nv.device_key else 'none'}")
+            secret = nv.device_key
+        try:
+            device_key, receipt = envelope.unwrap_device_key(
+                secret, pkg.csn, pkg.timestamp, pkg.device_key_id, pkg.nonce, pkg.wrapped
+            )
+        except UnwrapError as exc:
+            return self._decryption_error(KeyKind.DEVICE, pkg.timestamp, pkg.device_key_id, host, now, str(exc))
+        nv.device_key, nv.device_key_id, nv.device_key_timestamp, nv.reset = device_key, pkg.device_key_id, pkg.timestamp, False
+        self._last_receipt = (pkg.timestamp, receipt)
+        ack = KeyAck(self.csn, KeyKind.DEVICE, pkg.timestamp, receipt)
+        return Output(
+            [Transmit((host, TOKEN_LAN_PORT), MessageType.KEY_ACK, encode(ack))],
+            [DeviceKeysAccepted(pkg.device_key_id, pkg.timestamp, holding=self.holding_keys)],
+            persist=True,
+        )
+
+    def _media_package(self, pkg: MediaKeyPackage, host: str, now: float) -> Output:
+        if self._take_pull(KeyKind.MEDIA, host, pkg.csn) is None:
+            return Output(events=[Ignored(pkg.TYPE, "no matching request")])
+        nv = self.nvram
+        if not self._accepts_media(pkg.okt_timestamp):
+            return Output(events=[OfferRefused(KeyKind.MEDIA, pkg.okt_timestamp, max(nv.okt_timestamp, nv.device_key_timestamp))])
+        if nv.device_key is None or pkg.device_key_id != nv.device_key_id:
+            return self._decryption_error(KeyKind.MEDIA, pkg.okt_timestamp, pkg.device_key_id, host, now,
+                                          f"media keys wrapped under device key {pkg.device_key_id.hex()}, "
+                                          f"drive holds {nv.device_key_id.hex() if nv.device_key else 'none'}")
+        wrapper = envelope.MediaKeyWrapper(nv.device_key)
+        try:
+            receipt = wrapper.unwrap_receipt(pkg.csn, pkg.okt_timestamp, pkg.receipt)
+            keys = {w.key_id: wrapper.unwrap_key(pkg.csn, pkg.okt_timestamp, w) for w in pkg.media_keys}
+        except UnwrapError as exc:
+            return self._decryption_error(KeyKind.MEDIA, pkg.okt_timestamp, pkg.device_key_id, host, now, str(exc))
+        new = MediaKeySet(pkg.okt_timestamp, pkg.write_key_id, keys)
+        held = self.tape_loaded
+        if held:
+            self.held_media = new
+        else:
+            self.media, self.held_media = new, None
+        nv.okt_timestamp = pkg.okt_timestamp
+        ack = KeyAck(self.csn, KeyKind.MEDIA, pkg.okt_timestamp, receipt)
+        return Output(
+            [Transmit((host, TOKEN_LAN_PORT), MessageType.KEY_ACK, encode(ack))],
+            [MediaKeysAccepted(pkg.okt_timestamp, len(keys), held)],
+            persist=True,
+        )
+
+    # --- clearing -------------------------------------------------------
+
+    def _clear(self, msg: ClearKeys) -> Output:
+        mine = [a for a in msg.authorizations if a.csn == self.csn]
+        if not mine:
+            return Output()
+        nv = self.nvram
+        if nv.device_key is None:
+            return Output(events=[ClearRefused("the drive holds no device keys to clear")])
+        for auth in mine:
+            if auth.device_key_id == nv.device_key_id and envelope.verify_clear_mac(
+                nv.device_key, self.csn, auth.device_key_id, auth.mac
+            ):
+                return self._reset("token reset button")
+        return Output(events=[ClearRefused("no authorization verifies under the drive's device key")])
+
+    def _reset(self, by: str) -> Output:
+        nv = self.nvram
+        nv.device_key, nv.device_key_id, nv.reset = None, ZERO_KEY_ID, True
+        self.media = self.held_media = None
+        self._pulls.clear()
+        self._skip.clear()
+        self._last_receipt = None
+        return Output(events=[KeysCleared(by)], persist=True)

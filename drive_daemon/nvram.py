@@ -1,0 +1,95 @@
+"""The drive's non-volatile memory: device key (wrapped), its ID and timestamps.
+
+Media keys are never here: they live in volatile memory only. The device key is
+sealed under a key derived from the drive's PCkey and bound to the CSN and key ID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from protocol import envelope
+from protocol.errors import UnwrapError
+from protocol.ids import ZERO_KEY_ID
+
+from .errors import NvramError
+
+NVRAM_FORMAT = 1
+
+
+@dataclass
+class Nvram:
+    device_key: bytes | None = None
+    device_key_id: bytes = ZERO_KEY_ID
+    device_key_timestamp: int = 0
+    okt_timestamp: int = 0
+    reset: bool = False
+
+    def to_json(self, csn: bytes, pckey: bytes) -> dict[str, Any]:
+        sealed = None
+        if self.device_key is not None:
+            sealed = envelope.seal(envelope.nvram_key(pckey), self.device_key, csn + self.device_key_id).hex()
+        return {
+            "format": NVRAM_FORMAT,
+            "csn": csn.hex(),
+            "device_key_sealed": sealed,
+            "device_key_id": self.device_key_id.hex(),
+            "device_key_timestamp": self.device_key_timestamp,
+            "okt_timestamp": self.okt_timestamp,
+            "reset": self.reset,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], csn: bytes, pckey: bytes) -> Nvram:
+        if data.get("format") != NVRAM_FORMAT:
+            raise ValueError(f"format {data.get('format')!r}, this build reads {NVRAM_FORMAT}")
+        if bytes.fromhex(data["csn"]) != csn:
+            raise ValueError(f"it belongs to CSN {data['csn']}, not {csn.hex()}")
+        key_id = bytes.fromhex(data["device_key_id"])
+        device_key = None
+        if data["device_key_sealed"] is not None:
+            device_key = envelope.unseal(
+                envelope.nvram_key(pckey), bytes.fromhex(data["device_key_sealed"]), csn + key_id, "device key"
+            )
+        return cls(device_key, key_id, int(data["device_key_timestamp"]), int(data["okt_timestamp"]), bool(data["reset"]))
+
+
+def nvram_path(state_dir: Path, csn: bytes) -> Path:
+    return state_dir / f"drive-{csn.hex()}.json"
+
+
+def load_nvram(state_dir: Path, csn: bytes, pckey: bytes) -> Nvram:
+    path = nvram_path(state_dir, csn)
+    if not path.exists():
+        return Nvram()
+    try:
+        return Nvram.from_json(json.loads(path.read_text()), csn, pckey)
+    except (ValueError, KeyError, TypeError, UnwrapError) as exc:
+        raise NvramError(
+            f"drive NVRAM {path} cannot be used ({exc}); move it aside to start the drive as from "
+            f"the factory (it will need an EKT with 'use PCkey')"
+        ) from None
+
+
+def encode_nvram(csn: bytes, pckey: bytes, nvram: Nvram) -> bytes:
+    return json.dumps(nvram.to_json(csn, pckey)).encode()
+
+
+def save_nvram(state_dir: Path, csn: bytes, pckey: bytes, nvram: Nvram) -> None:
+    write_nvram(state_dir, csn, encode_nvram(csn, pckey, nvram))
+
+
+def write_nvram(state_dir: Path, csn: bytes, data: bytes) -> None:
+    """Write then rename: a crash leaves the old NVRAM or the new one."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = nvram_path(state_dir, csn)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,273 @@
+"""The drive daemon's asyncio shell: one process hosts one drive or thousands.
+
+Every drive has its own static address: a UDP socket for requests and replies and
+a TCP listener for its Virtual Operator Panel. One broadcast listener per process
+hears the drive LAN, decodes each datagram once and hands it to every drive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from protocol import (
+    DecodeError,
+    Frame,
+    Transmit,
+    VopResetDrive,
+    VopResult,
+    VopStatusRequest,
+    decode,
+    decode_header,
+    encode,
+)
+from protocol.constants import (
+    DRIVE_LAN_PORT,
+    DRIVE_PORT,
+    HEADER_SIZE,
+    LOOPBACK_BROADCAST,
+    VOP_PORT,
+    MessageType,
+    VopStatusCode,
+)
+
+from .drive import Drive, Event, Output
+from .manufacturing import ManufacturedDrive
+from .nvram import encode_nvram, load_nvram, write_nvram
+
+log = logging.getLogger("t10k.drive")
+
+Tap = Callable[[str, str, tuple[str, int], tuple[str, int], bytes], None]
+EventSink = Callable[[bytes, Event], None]
+
+
+@dataclass(frozen=True)
+class DriveHostConfig:
+    state_dir: Path
+    #: Address the broadcast listener binds: the LAN's broadcast address, or 0.0.0.0.
+    listen_broadcast: str = LOOPBACK_BROADCAST
+    lan_port: int = DRIVE_LAN_PORT
+    drive_port: int = DRIVE_PORT
+    vop_port: int = VOP_PORT
+    vop_backlog: int = 16
+
+
+@dataclass
+class Counters:
+    decode_errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    events: collections.Counter[str] = field(default_factory=collections.Counter)
+    datagrams_in: int = 0
+    datagrams_out: int = 0
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, handler: Callable[[bytes, tuple[str, int]], None]) -> None:
+        self.handler = handler
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.handler(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("drive socket error: %s", exc)
+
+
+class HostedDrive:
+    """One drive's sockets, timer and persistence around its sans-I/O :class:`Drive`."""
+
+    def __init__(self, host: DriveHost, made: ManufacturedDrive, ip: str) -> None:
+        self.host, self.made, self.ip = host, made, ip
+        self.drive = Drive(made.csn, made.pckey, load_nvram(host.config.state_dir, made.csn, made.pckey),
+                           encrypting=made.encrypting)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.vop_server: asyncio.base_events.Server | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._writes: asyncio.Lock = asyncio.Lock()
+
+    @property
+    def csn(self) -> bytes:
+        return self.made.csn
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self._unicast), local_addr=(self.ip, self.host.config.drive_port)
+        )
+        self.vop_server = await asyncio.start_server(
+            self._vop, self.ip, self.host.config.vop_port, backlog=self.host.config.vop_backlog, reuse_address=True
+        )
+
+    async def stop(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        if self.vop_server:
+            self.vop_server.close()
+            await self.vop_server.wait_closed()
+        if self.transport:
+            self.transport.close()
+
+    def _unicast(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.host.counters.datagrams_in += 1
+        self.host.tap_in(addr, (self.ip, self.host.config.drive_port), data)
+        frame = self.host.decode_counted(data, addr)
+        if frame is not None:
+            self.deliver(frame, addr)
+
+    def deliver(self, frame: Frame, addr: tuple[str, int]) -> None:
+        self.apply(self.drive.receive(frame, addr, time.time()))
+
+    def apply(self, out: Output) -> None:
+        if out.persist:
+            # Serialise now (consistent), write in a thread; ordered per drive.
+            data = encode_nvram(self.csn, self.made.pckey, self.drive.nvram)
+            self.host.spawn(self._write(data))
+        for t in out.sends:
+            self.send(t)
+        for event in out.events:
+            self.host.counters.events[type(event).__name__] += 1
+            log.debug("drive %s: %s", self.csn.hex(), event)
+            for sink in self.host.sinks:
+                sink(self.csn, event)
+        self._reschedule()
+
+    async def _write(self, data: bytes) -> None:
+        async with self._writes:
+            await asyncio.to_thread(write_nvram, self.host.config.state_dir, self.csn, data)
+
+    def send(self, t: Transmit) -> None:
+        assert self.transport is not None
+        self.transport.sendto(t.data, t.to)
+        self.host.counters.datagrams_out += 1
+        self.host.tap_out((self.ip, self.host.config.drive_port), t.to, t.data)
+
+    def _reschedule(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.drive.next_deadline()
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(0.0, deadline - time.time()), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self.apply(self.drive.tick(time.time()))
+
+    def power_cycle(self) -> None:
+        self.apply(self.drive.power_cycle())
+
+    async def _vop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        local = (self.ip, self.host.config.vop_port)
+        try:
+            header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), 10)
+            data = header + await asyncio.wait_for(reader.readexactly(decode_header(header).remaining), 10)
+            self.host.tap_in(peer, local, data, "tcp")
+            request = decode(data)
+            msg = request.message
+            if isinstance(msg, VopStatusRequest):
+                reply = self.drive.vop_status()
+            elif isinstance(msg, VopResetDrive):
+                self.apply(self.drive.vop_reset())
+                reply = VopResult(VopStatusCode.OK, "drive reset: device and media keys cleared")
+            else:
+                reply = VopResult(VopStatusCode.BAD_REQUEST, f"{msg.TYPE.name} is not a VOP request")
+            out = encode(reply, sequence=request.sequence, reply=True)
+            writer.write(out)
+            await writer.drain()
+            self.host.tap_out(local, peer, out, "tcp")
+        except DecodeError as exc:
+            self.host.counters.decode_errors[exc.reason.name] += 1
+            writer.write(encode(VopResult(VopStatusCode.BAD_REQUEST, str(exc)), reply=True))
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+class DriveHost:
+    """Hosts drives in one process; ``async with DriveHost(cfg, [(made, ip), ...])``."""
+
+    def __init__(self, config: DriveHostConfig, drives: list[tuple[ManufacturedDrive, str]], *, tap: Tap | None = None) -> None:
+        self.config = config
+        self.counters = Counters()
+        self.sinks: list[EventSink] = []
+        self._tap = tap
+        self.drives = {made.csn: HostedDrive(self, made, ip) for made, ip in drives}
+        self._broadcast: asyncio.DatagramTransport | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    def subscribe(self, sink: EventSink) -> None:
+        self.sinks.append(sink)
+
+    async def __aenter__(self) -> DriveHost:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.config.listen_broadcast, self.config.lan_port))
+        self._broadcast, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self._lan), sock=sock)
+        try:
+            for hosted in self.drives.values():
+                await hosted.start()
+        except OSError:
+            await self.stop()
+            raise
+        log.info("drive host: %d drive(s), LAN %s:%d", len(self.drives), self.config.listen_broadcast, self.config.lan_port)
+
+    async def stop(self) -> None:
+        for hosted in self.drives.values():
+            await hosted.stop()
+        if self._broadcast:
+            self._broadcast.close()
+        if self._background:
+            await asyncio.wait(self._background, timeout=5)
+
+    def spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def flush(self) -> None:
+        """Wait until every NVRAM write started so far is on disk."""
+        while self._background:
+            await asyncio.wait(set(self._background))
+
+    def decode_counted(self, data: bytes, addr: tuple[str, int]) -> Frame | None:
+        try:
+            return decode(data)
+        except DecodeError as exc:
+            self.counters.decode_errors[exc.reason.name] += 1
+            log.info("drive host: dropped datagram from %s:%d: %s", addr[0], addr[1], exc)
+            return None
+
+    def _lan(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.counters.datagrams_in += 1
+        self.tap_in(addr, (self.config.listen_broadcast, self.config.lan_port), data)
+        frame = self.decode_counted(data, addr)
+        if frame is None:
+            return
+        if frame.message.TYPE not in (MessageType.KEYS_AVAILABLE, MessageType.CLEAR_KEYS):
+            self.counters.events["UnexpectedBroadcast"] += 1
+            return
+        for hosted in self.drives.values():
+            hosted.deliver(frame, addr)
+
+    def tap_in(self, src: tuple[str, int], dst: tuple[str, int], data: bytes, transport: str = "udp") -> None:
+        if self._tap:
+            self._tap("in", transport, src, dst, data)
+
+    def tap_out(self, src: tuple[str, int], dst: tuple[str, int], data: bytes, transport: str = "udp") -> None:
+        if self._tap:
+            self._tap("out", transport, src, dst, data)

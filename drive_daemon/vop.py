@@ -1,0 +1,47 @@
+"""A Virtual Operator Panel client: "File > Connect to Drive", then ask."""
+
+from __future__ import annotations
+
+import asyncio
+
+from protocol import DecodeError, Message, VopResetDrive, VopResult, VopStatus, VopStatusRequest, decode, decode_header, encode
+from protocol.constants import HEADER_SIZE, VOP_PORT
+
+from .errors import DriveDaemonError
+
+
+class VopError(DriveDaemonError):
+    """The drive could not be reached, or answered with something that is not a VOP reply."""
+
+
+async def _ask(ip: str, request: Message, port: int, timeout_s: float) -> Message:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout_s)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise VopError(f"cannot connect to the drive's VOP at {ip}:{port} ({exc or 'timed out'}); is a drive running there?") from None
+    try:
+        writer.write(encode(request))
+        await writer.drain()
+        header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), timeout_s)
+        rest = await asyncio.wait_for(reader.readexactly(decode_header(header).remaining), timeout_s)
+        return decode(header + rest).message
+    except (asyncio.IncompleteReadError, asyncio.TimeoutError, OSError) as exc:
+        raise VopError(f"the drive at {ip}:{port} did not answer ({exc or 'timed out'})") from None
+    except DecodeError as exc:
+        raise VopError(f"the drive at {ip}:{port} sent an invalid reply: {exc}") from None
+    finally:
+        writer.close()
+
+
+async def vop_status(ip: str, *, port: int = VOP_PORT, timeout_s: float = 5.0) -> VopStatus:
+    reply = await _ask(ip, VopStatusRequest(), port, timeout_s)
+    if not isinstance(reply, VopStatus):
+        raise VopError(f"the drive at {ip} answered {type(reply).__name__}: {getattr(reply, 'message', '')}")
+    return reply
+
+
+async def vop_reset(ip: str, *, port: int = VOP_PORT, timeout_s: float = 5.0) -> VopResult:
+    reply = await _ask(ip, VopResetDrive(), port, timeout_s)
+    if not isinstance(reply, VopResult):
+        raise VopError(f"the drive at {ip} answered {type(reply).__name__} to a reset")
+    return reply

@@ -1,0 +1,95 @@
+"""Build what the KMS writes to a token: EKT and OKT payloads.
+
+Each drive's package is built once here, so a token can serve 10,000 pulls
+without wrapping anything. Clear authorisations are made under the drive's
+newest device keys, so a reset works even when the KMS and the drive are out
+of sync by an undelivered EKT (seed, Scenario 1).
+"""
+
+from __future__ import annotations
+
+import os
+
+from protocol import (
+    ClearAuthorization,
+    DeviceKeyPackage,
+    EktEntry,
+    MediaKeyPackage,
+    OktEntry,
+    WriteEkt,
+    WriteOkt,
+    envelope,
+)
+from protocol.constants import RECEIPT_SIZE, Wrapping
+from protocol.ids import ZERO_KEY_ID
+
+from .errors import RuleViolation
+from .store import KmsStore, Mapping
+
+#: Device keys per drive that a clear authorisation is made for (newest first).
+CLEAR_HISTORY = 3
+
+
+def _clear_authorizations(store: KmsStore, drive: str, csn: bytes) -> tuple[ClearAuthorization, ...]:
+    return tuple(
+        ClearAuthorization(csn, key_id, envelope.clear_mac(key, csn, key_id))
+        for key_id, key in store.device_keys(drive, CLEAR_HISTORY)
+    )
+
+
+def build_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> WriteEkt:
+    """New device keys for the drives, wrapped under their PCkey or current device key."""
+    drives = [store.drive(n) for n in drive_names]
+    if not use_pckey:
+        missing = [d.name for d in drives if not d.enabled]
+        if missing:
+            raise RuleViolation(
+                "first device keys are wrapped under the PCkey", f"drive(s) {', '.join(missing)} have no device keys yet",
+                "Write the EKT with 'use PCkey' (--use-pckey) to enrol them.",
+            )
+    previous = {d.name: store.device_keys(d.name, 1) for d in drives}
+    timestamp, new_ids = store.new_device_keys(drive_names, via_pckey=use_pckey)
+    entries = []
+    for d, new_id in zip(drives, new_ids):
+        (_, new_key), = [k for k in store.device_keys(d.name, CLEAR_HISTORY) if k[0] == new_id]
+        if use_pckey:
+            wrapping, wrapping_id, secret = Wrapping.PCKEY, ZERO_KEY_ID, store.pckey(d.name)
+        else:
+            (wrapping_id, secret), = previous[d.name]
+            wrapping = Wrapping.DEVICE_KEY
+        receipt = os.urandom(RECEIPT_SIZE)
+        nonce, wrapped = envelope.wrap_device_key(secret, d.csn, timestamp, new_id, new_key, receipt)
+        package = DeviceKeyPackage(d.csn, timestamp, new_id, wrapping, wrapping_id, nonce, wrapped)
+        # Clear authorisations exclude the key being delivered only if the drive never gets it;
+        # including it lets the token reset the drive after delivery too.
+        entries.append(EktEntry(package, envelope.receipt_hash(receipt), _clear_authorizations(store, d.name, d.csn)))
+    return WriteEkt(timestamp, tuple(entries))
+
+
+def build_okt(store: KmsStore, pool: str) -> WriteOkt:
+    """The pool's mapping, for each drive of the pool wrapped under its newest device key."""
+    mapping: Mapping = store.mapping(pool)
+    drives = store.pool_drives(pool)
+    if not drives:
+        raise RuleViolation("an OKT serves the drives of a pool", f"pool {pool!r} has no drives",
+                            "Add enabled drives to the pool first.")
+    media = {key_id: store.key_value(key_id) for key_id in mapping.key_ids}
+    entries = []
+    for d in drives:
+        newest = store.device_keys(d.name, 1)
+        if not newest:
+            raise RuleViolation("a drive must be enabled before it gets media keys (limitation 5)",
+                                f"drive {d.name!r} has no device keys", "Write an EKT for it first.")
+        (device_key_id, device_key), = newest
+        wrapper = envelope.MediaKeyWrapper(device_key)
+        receipt = os.urandom(RECEIPT_SIZE)
+        package = MediaKeyPackage(
+            csn=d.csn,
+            okt_timestamp=mapping.timestamp,
+            device_key_id=device_key_id,
+            write_key_id=mapping.write_key_id,
+            receipt=wrapper.wrap_receipt(d.csn, mapping.timestamp, receipt),
+            media_keys=tuple(wrapper.wrap_key(d.csn, mapping.timestamp, k, v) for k, v in media.items()),
+        )
+        entries.append(OktEntry(package, envelope.receipt_hash(receipt), _clear_authorizations(store, d.name, d.csn)))
+    return WriteOkt(pool, mapping.timestamp, tuple(entries))

@@ -1,0 +1,35 @@
+"""Errors of the KMS station, each saying what to do instead."""
+
+from __future__ import annotations
+
+
+class KmsError(Exception):
+    """Root of the KMS station's errors."""
+
+
+class StoreError(KmsError):
+    """The store cannot be opened or used (missing, wrong database key, corrupt)."""
+
+
+class NotFound(KmsError):
+    """A named entity (drive, key, key set, pool, token) does not exist."""
+
+
+class RuleViolation(KmsError):
+    """An action the seed's rules forbid; the message names the rule and the way round it."""
+
+    def __init__(self, rule: str, problem: str, instead: str) -> None:
+        super().__init__(f"{problem} ({rule}). {instead}")
+        self.rule = rule
+
+
+class TokenUnreachable(KmsError):
+    """No token answered at that address and port."""
+
+
+class TokenRefused(KmsError):
+    """The token answered, but refused the request."""
+
+
+class ReplyNotAuthentic(KmsError):
+    """The reply did not verify under the token secret: not our token, or tampered with."""

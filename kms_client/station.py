@@ -1,0 +1,45 @@
+"""What an operator does at the KMS: write tokens and read them back, over the network."""
+
+from __future__ import annotations
+
+from protocol import ClearError, MgmtResult, ReadStatus, TokenStatus
+
+from .builders import build_ekt, build_okt
+from .errors import ReplyNotAuthentic
+from .push import request
+from .store import KmsStore
+
+
+async def _send(store: KmsStore, token: str, message: object, timeout_s: float) -> object:
+    record = store.token(token)
+    return await request(
+        record.ip, message, secret=store.token_secret(token), counter=store.next_token_counter(token),  # type: ignore[arg-type]
+        port=record.port, timeout_s=timeout_s,
+    )
+
+
+async def write_ekt(store: KmsStore, token: str, drives: list[str], *, use_pckey: bool, timeout_s: float = 30.0) -> MgmtResult:
+    """Generate new device keys for the drives and write them to the token (an EKT)."""
+    return _result(await _send(store, token, build_ekt(store, drives, use_pckey=use_pckey), timeout_s))
+
+
+async def write_okt(store: KmsStore, token: str, pool: str, *, timeout_s: float = 30.0) -> MgmtResult:
+    """Write the pool's current mapping, with its timestamp, to the token (an OKT)."""
+    return _result(await _send(store, token, build_okt(store, pool), timeout_s))
+
+
+async def token_status(store: KmsStore, token: str, *, timeout_s: float = 10.0) -> TokenStatus:
+    reply = await _send(store, token, ReadStatus(), timeout_s)
+    if not isinstance(reply, TokenStatus):
+        raise ReplyNotAuthentic(f"token {token} answered {type(reply).__name__} to a status request")
+    return reply
+
+
+async def clear_token_error(store: KmsStore, token: str, *, timeout_s: float = 10.0) -> MgmtResult:
+    return _result(await _send(store, token, ClearError(), timeout_s))
+
+
+def _result(reply: object) -> MgmtResult:
+    if not isinstance(reply, MgmtResult):
+        raise ReplyNotAuthentic(f"the token answered {type(reply).__name__} where a result was expected")
+    return reply

@@ -1,0 +1,378 @@
+"""The KMS database: SQLite, every key sealed under the database key.
+
+Plain key material never reaches the file: PCkeys, device keys, media keys and
+token secrets are AES-256-GCM sealed, bound to the row they belong to.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from protocol import envelope
+from protocol.constants import KMS_ID_SIZE, MEDIA_KEY_SIZE, TOKEN_SECRET_SIZE
+from protocol.errors import UnwrapError
+from protocol.ids import make_key_id
+from protocol.timestamps import now_us
+
+from . import rules
+from .errors import NotFound, RuleViolation, StoreError
+
+SCHEMA_VERSION = 1
+DB_NAME = "kms.sqlite3"
+DBKEY_NAME = "dbkey"
+_CHECK = b"t10k database key check"
+
+_SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value ANY) STRICT;
+CREATE TABLE drives (
+    name TEXT PRIMARY KEY, csn BLOB NOT NULL UNIQUE, model TEXT NOT NULL,
+    pckey_sealed BLOB NOT NULL, description TEXT NOT NULL DEFAULT '') STRICT;
+CREATE TABLE device_keys (
+    device_key_id BLOB PRIMARY KEY, drive TEXT NOT NULL REFERENCES drives(name),
+    key_sealed BLOB NOT NULL, timestamp INTEGER NOT NULL, via_pckey INTEGER NOT NULL) STRICT;
+CREATE INDEX device_keys_by_drive ON device_keys(drive, timestamp);
+CREATE TABLE keys (
+    key_id BLOB PRIMARY KEY, key_sealed BLOB NOT NULL, description TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL) STRICT;
+CREATE TABLE key_sets (name TEXT PRIMARY KEY, description TEXT NOT NULL DEFAULT '') STRICT;
+CREATE TABLE key_set_members (
+    key_set TEXT NOT NULL REFERENCES key_sets(name), key_id BLOB NOT NULL REFERENCES keys(key_id),
+    PRIMARY KEY (key_set, key_id)) STRICT;
+CREATE TABLE pools (name TEXT PRIMARY KEY, description TEXT NOT NULL DEFAULT '') STRICT;
+CREATE TABLE pool_drives (
+    pool TEXT NOT NULL REFERENCES pools(name), drive TEXT NOT NULL UNIQUE REFERENCES drives(name),
+    PRIMARY KEY (pool, drive)) STRICT;
+CREATE TABLE mappings (
+    pool TEXT PRIMARY KEY REFERENCES pools(name), write_key_id BLOB NOT NULL, timestamp INTEGER NOT NULL) STRICT;
+CREATE TABLE mapping_key_sets (
+    pool TEXT NOT NULL REFERENCES mappings(pool), key_set TEXT NOT NULL REFERENCES key_sets(name),
+    PRIMARY KEY (pool, key_set)) STRICT;
+CREATE TABLE tokens (
+    name TEXT PRIMARY KEY, ip TEXT NOT NULL, port INTEGER NOT NULL, secret_sealed BLOB NOT NULL,
+    counter INTEGER NOT NULL DEFAULT 0) STRICT;
+"""
+
+
+@dataclass(frozen=True)
+class DriveRecord:
+    name: str
+    csn: bytes
+    model: str
+    device_key_id: bytes | None
+    device_key_timestamp: int
+    pool: str | None
+
+    @property
+    def enabled(self) -> bool:
+        return self.device_key_id is not None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    pool: str
+    key_sets: tuple[str, ...]
+    write_key_id: bytes
+    timestamp: int
+    key_ids: tuple[bytes, ...]  # write key first
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    name: str
+    ip: str
+    port: int
+
+
+def parse_db_key(text: str) -> bytes:
+    """The seed's database and backup keys: exactly 64 hexadecimal characters."""
+    text = text.strip()
+    if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise StoreError(f"a database key is 64 hexadecimal characters; got {len(text)} characters"
+                         + ("" if len(text) != 64 else " with non-hex characters"))
+    return bytes.fromhex(text)
+
+
+class KmsStore:
+    def __init__(self, conn: sqlite3.Connection, dbkey: bytes, directory: Path) -> None:
+        self._conn = conn
+        self._dbkey = dbkey
+        self.directory = directory
+
+    # --- opening ----------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: Path, *, dbkey: bytes, kms_id: bytes) -> KmsStore:
+        if len(kms_id) != KMS_ID_SIZE:
+            raise StoreError(f"a KMS ID is {KMS_ID_SIZE} octets (8 hex characters)")
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / DB_NAME
+        if path.exists():
+            raise StoreError(f"a KMS store already exists in {directory}; use it, or choose another directory")
+        keyfile = directory / DBKEY_NAME
+        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(dbkey.hex() + "\n")
+        conn = _connect(path)
+        with conn:
+            conn.executescript(_SCHEMA)
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("schema_version", SCHEMA_VERSION), ("kms_id", kms_id), ("next_ordinal", 1),
+                ("last_timestamp", 0), ("dbkey_check", envelope.seal(dbkey, _CHECK, b"meta:check")),
+            ])
+        return cls(conn, dbkey, directory)
+
+    @classmethod
+    def open(cls, directory: Path) -> KmsStore:
+        path = directory / DB_NAME
+        if not path.exists():
+            raise StoreError(f"no KMS store in {directory}: run 't10k kms init --store {directory}' first")
+        try:
+            dbkey = parse_db_key((directory / DBKEY_NAME).read_text())
+        except FileNotFoundError:
+            raise StoreError(f"the database key file {directory / DBKEY_NAME} is missing") from None
+        conn = _connect(path)
+        try:
+            version = conn.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+            check = conn.execute("SELECT value FROM meta WHERE name='dbkey_check'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a KMS store: {exc}") from None
+        if version is None or version[0] != SCHEMA_VERSION:
+            raise StoreError(f"{path} has schema version {version and version[0]}; this build reads {SCHEMA_VERSION}")
+        try:
+            envelope.unseal(dbkey, check[0], b"meta:check", "database key check")
+        except UnwrapError:
+            raise StoreError(f"the database key in {directory / DBKEY_NAME} is not the key of this store") from None
+        return cls(conn, dbkey, directory)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            yield self._conn
+
+    def _meta(self, name: str) -> object:
+        return self._conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()[0]
+
+    def _seal(self, plain: bytes, ad: bytes) -> bytes:
+        return envelope.seal(self._dbkey, plain, ad)
+
+    def _unseal(self, sealed: bytes, ad: bytes, what: str) -> bytes:
+        try:
+            return envelope.unseal(self._dbkey, sealed, ad, what)
+        except UnwrapError as exc:
+            raise StoreError(f"{what} in the store does not decrypt: {exc}") from None
+
+    # --- identities and time -----------------------------------------------
+
+    @property
+    def kms_id(self) -> bytes:
+        return bytes(self._meta("kms_id"))  # type: ignore[arg-type]
+
+    def _next_key_id(self, conn: sqlite3.Connection) -> bytes:
+        ordinal = int(self._meta("next_ordinal"))  # type: ignore[arg-type]
+        conn.execute("UPDATE meta SET value=? WHERE name='next_ordinal'", (ordinal + 1,))
+        return make_key_id(self.kms_id, ordinal)
+
+    def _next_timestamp(self, conn: sqlite3.Connection) -> int:
+        """Strictly increasing, so two applies in one microsecond still differ."""
+        ts = max(now_us(), int(self._meta("last_timestamp")) + 1)  # type: ignore[arg-type]
+        conn.execute("UPDATE meta SET value=? WHERE name='last_timestamp'", (ts,))
+        return ts
+
+    # --- drives and device keys --------------------------------------------
+
+    def add_drive(self, name: str, csn: bytes, pckey: bytes, model: str) -> None:
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM drives WHERE name=? OR csn=?", (name, csn)).fetchone():
+                raise RuleViolation("names are permanent and CSNs unique", f"a drive named {name!r} or with CSN "
+                                    f"{csn.hex()} already exists", "Choose another name; each drive is imported once.")
+            conn.execute("INSERT INTO drives (name, csn, model, pckey_sealed) VALUES (?,?,?,?)",
+                         (name, csn, model, self._seal(pckey, b"pckey:" + csn)))
+
+    def drive(self, name: str) -> DriveRecord:
+        for d in self.drives():
+            if d.name == name:
+                return d
+        raise NotFound(f"no drive named {name!r}; 't10k kms list' shows the drives")
+
+    def drives(self) -> list[DriveRecord]:
+        rows = self._conn.execute("""
+            SELECT d.name, d.csn, d.model, k.device_key_id, COALESCE(k.timestamp, 0), p.pool FROM drives d
+            LEFT JOIN device_keys k ON k.drive = d.name AND k.timestamp =
+                (SELECT MAX(timestamp) FROM device_keys WHERE drive = d.name)
+            LEFT JOIN pool_drives p ON p.drive = d.name ORDER BY d.name""").fetchall()
+        return [DriveRecord(r[0], bytes(r[1]), r[2], None if r[3] is None else bytes(r[3]), r[4], r[5]) for r in rows]
+
+    def pckey(self, name: str) -> bytes:
+        row = self._conn.execute("SELECT csn, pckey_sealed FROM drives WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no drive named {name!r}")
+        return self._unseal(row[1], b"pckey:" + row[0], f"PCkey of {name}")
+
+    def device_keys(self, name: str, limit: int) -> list[tuple[bytes, bytes]]:
+        """The drive's newest device keys, newest first, as (device_key_id, key)."""
+        rows = self._conn.execute(
+            "SELECT device_key_id, key_sealed FROM device_keys WHERE drive=? ORDER BY timestamp DESC LIMIT ?",
+            (name, limit)).fetchall()
+        return [(bytes(r[0]), self._unseal(r[1], b"device_key:" + r[0], f"device key of {name}")) for r in rows]
+
+    def new_device_keys(self, names: list[str], *, via_pckey: bool) -> tuple[int, list[bytes]]:
+        """Create one new device key per drive at one EKT timestamp; returns (timestamp, key IDs)."""
+        with self._tx() as conn:
+            ts = self._next_timestamp(conn)
+            ids = []
+            for name in names:
+                key_id = self._next_key_id(conn)
+                conn.execute("INSERT INTO device_keys VALUES (?,?,?,?,?)",
+                             (key_id, name, self._seal(os.urandom(32), b"device_key:" + key_id), ts, int(via_pckey)))
+                ids.append(key_id)
+        return ts, ids
+
+    # --- media keys and key sets -------------------------------------------
+
+    def create_key(self, description: str = "") -> bytes:
+        if len(description) > 256:
+            raise RuleViolation("descriptions hold up to 256 characters (limitation 3)",
+                                f"the description has {len(description)}", "Shorten it.")
+        with self._tx() as conn:
+            key_id = self._next_key_id(conn)
+            conn.execute("INSERT INTO keys VALUES (?,?,?,?)", (
+                key_id, self._seal(os.urandom(MEDIA_KEY_SIZE), b"media_key:" + key_id), description, now_us()))
+        return key_id
+
+    def key_value(self, key_id: bytes) -> bytes:
+        row = self._conn.execute("SELECT key_sealed FROM keys WHERE key_id=?", (key_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no key with ID {key_id.hex()}")
+        return self._unseal(row[0], b"media_key:" + key_id, f"key {key_id.hex()}")
+
+    def key_ids(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self._conn.execute("SELECT key_id FROM keys ORDER BY key_id")]
+
+    def create_key_set(self, name: str) -> None:
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM key_sets WHERE name=?", (name,)).fetchone():
+                raise RuleViolation("names are permanent (limitation 2)", f"key set {name!r} exists", "Choose another name.")
+            conn.execute("INSERT INTO key_sets (name) VALUES (?)", (name,))
+
+    def add_key_to_set(self, key_set: str, key_id: bytes) -> None:
+        with self._tx() as conn:
+            self._require(conn, "key_sets", "name", key_set, "key set")
+            self._require(conn, "keys", "key_id", key_id, "key")
+            pools = [r[0] for r in conn.execute("SELECT pool FROM mapping_key_sets WHERE key_set=?", (key_set,))]
+            rules.check_key_set_unmapped(key_set, pools)
+            count = conn.execute("SELECT COUNT(*) FROM key_set_members WHERE key_set=?", (key_set,)).fetchone()[0]
+            rules.check_key_set_size(count)
+            conn.execute("INSERT OR IGNORE INTO key_set_members VALUES (?,?)", (key_set, key_id))
+
+    def key_set_members(self, key_set: str) -> list[bytes]:
+        return [bytes(r[0]) for r in self._conn.execute(
+            "SELECT key_id FROM key_set_members WHERE key_set=? ORDER BY key_id", (key_set,))]
+
+    # --- pools and mappings --------------------------------------------------
+
+    def create_pool(self, name: str) -> None:
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM pools WHERE name=?", (name,)).fetchone():
+                raise RuleViolation("names are permanent (limitation 2)", f"pool {name!r} exists", "Choose another name.")
+            conn.execute("INSERT INTO pools (name) VALUES (?)", (name,))
+
+    def add_drive_to_pool(self, pool: str, drive: str) -> None:
+        record = self.drive(drive)
+        rules.check_drive_enabled(drive, record.enabled)
+        with self._tx() as conn:
+            self._require(conn, "pools", "name", pool, "pool")
+            conn.execute("DELETE FROM pool_drives WHERE drive=?", (drive,))
+            conn.execute("INSERT INTO pool_drives VALUES (?,?)", (pool, drive))
+
+    def pool_drives(self, pool: str) -> list[DriveRecord]:
+        return [d for d in self.drives() if d.pool == pool]
+
+    def set_mapping(self, pool: str, key_sets: list[str], write_key_id: bytes) -> Mapping:
+        """Change the pool's mapping; it gets a new timestamp."""
+        with self._tx() as conn:
+            self._require(conn, "pools", "name", pool, "pool")
+            for ks in key_sets:
+                self._require(conn, "key_sets", "name", ks, "key set")
+            rules.check_mapping({ks: self.key_set_members(ks) for ks in key_sets}, write_key_id)
+            ts = self._next_timestamp(conn)
+            conn.execute("INSERT OR REPLACE INTO mappings VALUES (?,?,?)", (pool, write_key_id, ts))
+            conn.execute("DELETE FROM mapping_key_sets WHERE pool=?", (pool,))
+            conn.executemany("INSERT INTO mapping_key_sets VALUES (?,?)", [(pool, ks) for ks in key_sets])
+        return self.mapping(pool)
+
+    def apply_mapping(self, pool: str) -> Mapping:
+        """"Apply" without a change: the same keys under a new timestamp (seed, Scenario 5)."""
+        with self._tx() as conn:
+            if not conn.execute("SELECT 1 FROM mappings WHERE pool=?", (pool,)).fetchone():
+                raise NotFound(f"pool {pool!r} has no mapping yet; map key sets to it first")
+            conn.execute("UPDATE mappings SET timestamp=? WHERE pool=?", (self._next_timestamp(conn), pool))
+        return self.mapping(pool)
+
+    def mapping(self, pool: str) -> Mapping:
+        row = self._conn.execute("SELECT write_key_id, timestamp FROM mappings WHERE pool=?", (pool,)).fetchone()
+        if row is None:
+            raise NotFound(f"pool {pool!r} has no mapping yet; map key sets to it first")
+        key_sets = [r[0] for r in self._conn.execute(
+            "SELECT key_set FROM mapping_key_sets WHERE pool=? ORDER BY key_set", (pool,))]
+        key_ids = rules.check_mapping({ks: self.key_set_members(ks) for ks in key_sets}, bytes(row[0]))
+        return Mapping(pool, tuple(key_sets), bytes(row[0]), row[1], tuple(key_ids))
+
+    # --- tokens ---------------------------------------------------------------
+
+    def add_token(self, name: str, ip: str, port: int) -> bytes:
+        """Register a token; returns the new token secret to provision it with."""
+        secret = os.urandom(TOKEN_SECRET_SIZE)
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM tokens WHERE name=?", (name,)).fetchone():
+                raise RuleViolation("names are permanent (limitation 2)", f"token {name!r} exists", "Choose another name.")
+            conn.execute("INSERT INTO tokens (name, ip, port, secret_sealed) VALUES (?,?,?,?)",
+                         (name, ip, port, self._seal(secret, b"token_secret:" + name.encode())))
+        return secret
+
+    def token(self, name: str) -> TokenRecord:
+        row = self._conn.execute("SELECT name, ip, port FROM tokens WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no token named {name!r}; add it with 't10k kms add-token'")
+        return TokenRecord(*row)
+
+    def tokens(self) -> list[TokenRecord]:
+        return [TokenRecord(*r) for r in self._conn.execute("SELECT name, ip, port FROM tokens ORDER BY name")]
+
+    def token_secret(self, name: str) -> bytes:
+        row = self._conn.execute("SELECT secret_sealed FROM tokens WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no token named {name!r}")
+        return self._unseal(row[0], b"token_secret:" + name.encode(), f"secret of token {name}")
+
+    def next_token_counter(self, name: str) -> int:
+        """A replay counter above any used before, even after a restore from an old backup."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT counter FROM tokens WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"no token named {name!r}")
+            counter = max(row[0] + 1, now_us())
+            conn.execute("UPDATE tokens SET counter=? WHERE name=?", (counter, name))
+        return counter
+
+    @staticmethod
+    def _require(conn: sqlite3.Connection, table: str, column: str, value: object, what: str) -> None:
+        if not conn.execute(f"SELECT 1 FROM {table} WHERE {column}=?", (value,)).fetchone():
+            shown = value.hex() if isinstance(value, bytes) else repr(value)
+            raise NotFound(f"no {what} {shown}")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA secure_delete=ON")
+    return conn

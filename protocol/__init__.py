@@ -1,0 +1,20 @@
+"""The t10k wire protocol: message catalogue, framing, crypto envelope, constants.
+
+Pure: no sockets, no asyncio, no files (except the pcap helpers).
+"""
+
+from __future__ import annotations
+
+from . import constants, envelope
+from .codec import Frame, HeaderInfo, decode, decode_body, decode_header, encode, encode_authenticated, encode_body, frame_body
+from .csn_filter import CsnFilter
+from .errors import AuthenticationError, CryptoError, DecodeError, DecodeReason, EncodeError, ProtocolError, UnwrapError
+from .messages import *  # noqa: F403
+from .messages import MESSAGE_CLASSES, Message
+from .transport import BROADCAST_HOST, Address, Transmit
+
+__all__ = [
+    "constants", "envelope", "Frame", "HeaderInfo", "decode", "decode_body", "decode_header", "encode",
+    "encode_authenticated", "encode_body", "frame_body", "CsnFilter", "AuthenticationError", "CryptoError",
+    "DecodeError", "DecodeReason", "EncodeError", "ProtocolError", "UnwrapError", "MESSAGE_CLASSES", "Message", "BROADCAST_HOST", "Address", "Transmit",
+]

@@ -1,0 +1,157 @@
+"""Framing: header, body and optional authentication trailer.
+
+``encode`` and ``decode`` are the only way bytes become messages and back.
+``decode`` raises only :class:`DecodeError`, naming what was wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from construct import ConstructError, StreamError, Struct, Terminated, TerminatedError
+
+from .constants import HEADER_SIZE, MAGIC, MAX_BODY_LENGTH, PROTOCOL_VERSION, HeaderFlag, MessageType
+from .envelope import mgmt_mac, verify_mgmt_mac
+from .errors import DecodeError, DecodeReason, EncodeError
+from .layouts import AUTH_TRAILER_SIZE, BODIES, AuthTrailer, Header
+from .messages import Message
+
+_KNOWN_FLAGS = int(HeaderFlag.AUTHENTICATED | HeaderFlag.REPLY)
+# Trailing octets are an error, so every message has exactly one encoding.
+_WHOLE_BODIES = {t: Struct("body" / layout, Terminated) for t, layout in BODIES.items()}
+
+
+@dataclass(frozen=True)
+class HeaderInfo:
+    message_type: MessageType
+    flags: HeaderFlag
+    sequence: int
+    body_length: int
+
+    @property
+    def remaining(self) -> int:
+        """Bytes that follow the header in this frame (body and any trailer)."""
+        trailer = AUTH_TRAILER_SIZE if self.flags & HeaderFlag.AUTHENTICATED else 0
+        return self.body_length + trailer
+
+
+@dataclass(frozen=True)
+class Frame:
+    message: Message
+    sequence: int
+    flags: HeaderFlag
+    counter: Optional[int] = None
+    mac: Optional[bytes] = None
+    signed: Optional[bytes] = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.mac is not None
+
+    @property
+    def is_reply(self) -> bool:
+        return bool(self.flags & HeaderFlag.REPLY)
+
+    def verify(self, secret: bytes) -> int:
+        """Check the MAC under ``secret``; returns the replay counter."""
+        if self.mac is None or self.signed is None or self.counter is None:
+            raise DecodeError(DecodeReason.BAD_FIELD, "message is not authenticated")
+        verify_mgmt_mac(secret, self.signed, self.mac)
+        return self.counter
+
+
+def _body(message: Message) -> bytes:
+    try:
+        return BODIES[message.TYPE].build(message)  # type: ignore[no-any-return]
+    except (ConstructError, ValueError, KeyError, AttributeError) as exc:
+        raise EncodeError(f"cannot encode {type(message).__name__}: {exc}") from exc
+
+
+def _header(message_type: MessageType, flags: HeaderFlag, sequence: int, body_length: int) -> bytes:
+    if not 0 <= sequence < 2**32:
+        raise EncodeError(f"sequence {sequence} does not fit in 32 bits")
+    return Header.build(  # type: ignore[no-any-return]
+        dict(magic=MAGIC, version=PROTOCOL_VERSION, type=int(message_type), flags=int(flags),
+             sequence=sequence, body_length=body_length)
+    )
+
+
+def encode_body(message: Message) -> bytes:
+    """The body alone: what a token stores once per drive and frames per pull."""
+    return _body(message)
+
+
+def frame_body(message_type: MessageType, body: bytes, *, sequence: int = 0, reply: bool = False) -> bytes:
+    flags = HeaderFlag.REPLY if reply else HeaderFlag.NONE
+    return _header(message_type, flags, sequence, len(body)) + body
+
+
+def encode(message: Message, *, sequence: int = 0, reply: bool = False) -> bytes:
+    return frame_body(message.TYPE, _body(message), sequence=sequence, reply=reply)
+
+
+def encode_authenticated(
+    message: Message, *, secret: bytes, counter: int, sequence: int = 0, reply: bool = False
+) -> bytes:
+    """Frame with an HMAC-SHA256 trailer over header, body and the replay counter."""
+    if not 0 <= counter < 2**64:
+        raise EncodeError("counter does not fit in 64 bits")
+    body = _body(message)
+    flags = HeaderFlag.AUTHENTICATED | (HeaderFlag.REPLY if reply else HeaderFlag.NONE)
+    signed = _header(message.TYPE, flags, sequence, len(body)) + body + counter.to_bytes(8, "big")
+    return signed + mgmt_mac(secret, signed)
+
+
+def decode_header(data: bytes) -> HeaderInfo:
+    """Check the 16-octet header; stream readers use it to know how much follows."""
+    if len(data) < HEADER_SIZE:
+        raise DecodeError(DecodeReason.TRUNCATED, f"header needs {HEADER_SIZE} octets, got {len(data)}")
+    h = Header.parse(data[:HEADER_SIZE])
+    if h.magic != MAGIC:
+        raise DecodeError(DecodeReason.BAD_MAGIC, f"expected {MAGIC!r}, got {h.magic!r}")
+    if h.version != PROTOCOL_VERSION:
+        raise DecodeError(DecodeReason.UNKNOWN_VERSION, f"version {h.version}, this build speaks {PROTOCOL_VERSION}")
+    try:
+        message_type = MessageType(h.type)
+    except ValueError:
+        raise DecodeError(DecodeReason.UNKNOWN_TYPE, f"type {h.type:#04x}") from None
+    if h.flags & ~_KNOWN_FLAGS:
+        raise DecodeError(DecodeReason.BAD_FIELD, f"unknown header flags {h.flags:#06x}")
+    if h.body_length > MAX_BODY_LENGTH:
+        raise DecodeError(DecodeReason.TOO_LARGE, f"body of {h.body_length} octets exceeds {MAX_BODY_LENGTH}")
+    return HeaderInfo(message_type, HeaderFlag(h.flags), h.sequence, h.body_length)
+
+
+def decode(data: bytes) -> Frame:
+    """Decode exactly one frame (a whole datagram, or header plus what followed it)."""
+    info = decode_header(data)
+    end = HEADER_SIZE + info.remaining
+    if len(data) < end:
+        raise DecodeError(DecodeReason.TRUNCATED, f"{info.message_type.name} needs {end} octets, got {len(data)}")
+    if len(data) > end:
+        raise DecodeError(DecodeReason.LENGTH_MISMATCH, f"{len(data) - end} octets after the {info.message_type.name} frame")
+    body = data[HEADER_SIZE : HEADER_SIZE + info.body_length]
+    message = decode_body(info.message_type, body)
+    if info.flags & HeaderFlag.AUTHENTICATED:
+        trailer = AuthTrailer.parse(data[HEADER_SIZE + info.body_length :])
+        signed = data[: HEADER_SIZE + info.body_length + 8]
+        return Frame(message, info.sequence, info.flags, trailer.counter, trailer.mac, signed)
+    return Frame(message, info.sequence, info.flags)
+
+
+def decode_body(message_type: MessageType, body: bytes) -> Message:
+    try:
+        message = _WHOLE_BODIES[message_type].parse(body).body
+    except TerminatedError:
+        raise DecodeError(DecodeReason.LENGTH_MISMATCH, f"{message_type.name} body has trailing octets") from None
+    except StreamError as exc:
+        raise DecodeError(DecodeReason.TRUNCATED, f"{message_type.name} body: {_short(exc)}") from None
+    except (ConstructError, ValueError, UnicodeDecodeError, OverflowError) as exc:
+        raise DecodeError(DecodeReason.BAD_FIELD, f"{message_type.name} body: {_short(exc)}") from None
+    return message  # type: ignore[no-any-return]
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]

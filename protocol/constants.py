@@ -1,0 +1,171 @@
+"""Every number of the wire protocol, in one place.
+
+Ports, the frame header, message types, status and error codes and limits live
+here so that daemons, tools and tests never spell a number twice.
+"""
+
+from __future__ import annotations
+
+import enum
+
+#: Frame header magic and the only protocol version this build speaks.
+MAGIC = b"T10K"
+PROTOCOL_VERSION = 1
+HEADER_SIZE = 16
+
+#: UDP port every drive listens on for LAN broadcasts (KEYS_AVAILABLE, CLEAR_KEYS).
+DRIVE_LAN_PORT = 7010
+#: UDP port a token answers KEY_REQUEST, KEY_ACK and ERROR_REPORT on, at its static IP.
+TOKEN_LAN_PORT = 7011
+#: UDP port a drive sends its requests from and receives replies on, at its static IP.
+DRIVE_PORT = 7012
+#: TCP port of the KMS-to-token management channel, at the token's static IP.
+TOKEN_MGMT_PORT = 7020
+#: TCP port of a drive's Virtual Operator Panel, at the drive's static IP.
+VOP_PORT = 7030
+
+#: Loopback "LAN broadcast": Linux delivers it to every socket bound to the port
+#: on 0.0.0.0 or on this address.
+LOOPBACK_BROADCAST = "127.255.255.255"
+
+#: A KEYS_AVAILABLE or CLEAR_KEYS datagram must never be fragmented.
+MAX_BROADCAST_DATAGRAM = 1200
+#: Largest body accepted on any channel (an OKT for 10,000 drives is ~23 MB).
+MAX_BODY_LENGTH = 64 * 1024 * 1024
+#: Largest datagram a daemon reads (a 32-key MEDIA_KEY_PACKAGE is ~2.3 KB).
+MAX_DATAGRAM = 65_507
+
+#: A drive holds one write/read key and up to 31 read keys.
+MAX_MEDIA_KEYS = 32
+MEDIA_KEY_SIZE = 32
+DEVICE_KEY_SIZE = 32
+PCKEY_SIZE = 32
+TOKEN_SECRET_SIZE = 32
+KEY_ID_SIZE = 8
+CSN_SIZE = 8
+KMS_ID_SIZE = 4
+NONCE_SIZE = 12
+TAG_SIZE = 16
+RECEIPT_SIZE = 16
+CLEAR_MAC_SIZE = 16
+MGMT_MAC_SIZE = 32
+
+#: Wrapped media key: AES-256-GCM ciphertext of a 32-byte key plus its tag.
+WRAPPED_KEY_SIZE = MEDIA_KEY_SIZE + TAG_SIZE
+#: Wrapped device-key package: device key and delivery receipt, plus the tag.
+WRAPPED_DEVICE_KEY_SIZE = DEVICE_KEY_SIZE + RECEIPT_SIZE + TAG_SIZE
+WRAPPED_RECEIPT_SIZE = RECEIPT_SIZE + TAG_SIZE
+
+
+class MessageType(enum.IntEnum):
+    """Every message of the catalogue; the value is the header's type octet."""
+
+    # Drive LAN (UDP)
+    KEYS_AVAILABLE = 0x01
+    KEY_REQUEST = 0x02
+    DEVICE_KEY_PACKAGE = 0x03
+    MEDIA_KEY_PACKAGE = 0x04
+    NO_PACKAGE = 0x05
+    KEY_ACK = 0x06
+    ERROR_REPORT = 0x07
+    CLEAR_KEYS = 0x08
+    # KMS to token management (TCP, authenticated)
+    WRITE_EKT = 0x20
+    WRITE_OKT = 0x21
+    READ_STATUS = 0x22
+    CLEAR_ERROR = 0x23
+    MGMT_RESULT = 0x30
+    TOKEN_STATUS = 0x31
+    # Virtual Operator Panel (TCP)
+    VOP_STATUS_REQUEST = 0x40
+    VOP_STATUS = 0x41
+    VOP_RESET_DRIVE = 0x42
+    VOP_RESULT = 0x43
+
+
+class HeaderFlag(enum.IntFlag):
+    NONE = 0
+    #: The body is followed by a management trailer: counter (u64) and HMAC-SHA256.
+    AUTHENTICATED = 0x0001
+    #: The message answers a request; its sequence echoes the request's.
+    REPLY = 0x0002
+
+
+class TokenMode(enum.IntEnum):
+    EMPTY = 0
+    EKT = 1  # Enabling Key Token: device keys for drives
+    OKT = 2  # Operational Key Token: media keys for a drive pool
+
+
+class KeyKind(enum.IntEnum):
+    DEVICE = 1
+    MEDIA = 2
+
+
+class Wrapping(enum.IntEnum):
+    """Which key protects a device-key package."""
+
+    PCKEY = 1  # first enrolment, or "Use PCkey" after a reset
+    DEVICE_KEY = 2  # the drive's current device key
+
+
+class ErrorCode(enum.IntEnum):
+    """Error codes a drive reports to its token (shown by the KMS as 8 hex digits)."""
+
+    #: From the seed: a tape needs a media key the drive does not hold.
+    MISSING_KEY = 0x00006109
+    #: Ours (the seed names the error but not its code): the drive could not
+    #: decrypt a key message, so it and the KMS hold different device keys.
+    KEY_MESSAGE_DECRYPTION = 0x0000610A
+
+
+class NoPackageReason(enum.IntEnum):
+    NOT_HELD = 1  # the token holds nothing for that CSN
+    DELIVERED = 2  # an EKT already delivered it and erased it
+    WRONG_KIND = 3  # asked an EKT for media keys or an OKT for device keys
+
+
+class MgmtStatus(enum.IntEnum):
+    OK = 0
+    BAD_REQUEST = 1
+    AUTH_FAILED = 2
+    REPLAYED = 3
+    REFUSED = 4
+    INTERNAL = 5
+
+
+class VopStatusCode(enum.IntEnum):
+    OK = 0
+    REFUSED = 1
+    BAD_REQUEST = 2
+
+
+class EncryptionLed(enum.IntEnum):
+    """The drive's encryption LED, as the seed describes it."""
+
+    GREEN = 1  # not enabled: no device keys
+    FLASHING_GREEN = 2  # just reset: keys cleared
+    AMBER = 3  # device keys, no media keys (or holding keys while idle)
+    RED = 4  # fully armed: device and media keys
+    FLASHING_RED = 5  # holding keys while doing I/O
+
+
+class TokenLed(enum.IntEnum):
+    """Token LED 3 (fourth from left) and the error LED."""
+
+    OFF = 0
+    FLASHING_GREEN = 1  # an EKT with keys or CSNs
+    SOLID_GREEN = 2  # an OKT
+    FLASHING_RED = 3  # error LED: an error is held
+
+
+#: Per-drive broadcast spread: a drive waits a random delay in
+#: [0, min(MAX_PULL_SPREAD_S, PULL_SPREAD_BASE_S + n * PULL_SPREAD_PER_CSN_S)).
+PULL_SPREAD_BASE_S = 0.02
+PULL_SPREAD_PER_CSN_S = 0.0002
+MAX_PULL_SPREAD_S = 5.0
+#: A lost request or reply is retried after RETRY_BASE_S * 2**attempt (plus jitter).
+RETRY_BASE_S = 0.25
+MAX_PULL_ATTEMPTS = 6
+#: A token re-announces what it holds at this interval.
+ANNOUNCE_INTERVAL_S = 5.0

@@ -1,0 +1,173 @@
+"""The crypto envelope: how keys are wrapped, bound and authenticated.
+
+Every wrapped key is AES-256-GCM ciphertext whose associated data binds the
+message type, the CSN, the timestamp and the key ID, so it cannot be replayed
+to another drive, under another timestamp or as another key. Keys used for
+different purposes are derived from one secret with HKDF and distinct labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .constants import (
+    CLEAR_MAC_SIZE,
+    CSN_SIZE,
+    DEVICE_KEY_SIZE,
+    KEY_ID_SIZE,
+    MEDIA_KEY_SIZE,
+    NONCE_SIZE,
+    RECEIPT_SIZE,
+    MessageType,
+)
+from .errors import AuthenticationError, UnwrapError
+from .ids import ZERO_KEY_ID
+from .messages import WrappedMediaKey, WrappedReceipt
+
+_DOMAIN = b"t10k-v1"
+_LABEL_MEDIA_WRAP = b"t10k media-key wrap"
+_LABEL_DEVICE_WRAP = b"t10k device-key wrap"
+_LABEL_CLEAR = b"t10k clear-keys"
+_LABEL_NVRAM = b"t10k drive nvram"
+
+
+def derive(secret: bytes, label: bytes) -> bytes:
+    """A 256-bit key for one purpose, derived from a device key, PCkey or secret."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(secret)
+
+
+def binding(message_type: MessageType, csn: bytes, timestamp: int, key_id: bytes) -> bytes:
+    """Associated data tying a wrapped key to its message type, drive, time and ID."""
+    if len(csn) != CSN_SIZE or len(key_id) != KEY_ID_SIZE:
+        raise ValueError("binding needs an 8-octet CSN and an 8-octet key ID")
+    return _DOMAIN + struct.pack(">B8sQ8s", int(message_type), csn, timestamp, key_id)
+
+
+def _seal(key: bytes, plaintext: bytes, ad: bytes) -> tuple[bytes, bytes]:
+    nonce = os.urandom(NONCE_SIZE)
+    return nonce, AESGCM(key).encrypt(nonce, plaintext, ad)
+
+
+def _open(key: bytes, nonce: bytes, ciphertext: bytes, ad: bytes, what: str) -> bytes:
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, ad)
+    except InvalidTag:
+        raise UnwrapError(f"{what} did not decrypt: wrong key, or altered data or binding") from None
+
+
+# --- media keys (under a drive's device key) --------------------------------
+
+
+class MediaKeyWrapper:
+    """Wraps and unwraps media keys and receipts under one device key."""
+
+    def __init__(self, device_key: bytes) -> None:
+        if len(device_key) != DEVICE_KEY_SIZE:
+            raise ValueError(f"a device key is {DEVICE_KEY_SIZE} octets")
+        self._aead = AESGCM(derive(device_key, _LABEL_MEDIA_WRAP))
+
+    def wrap_key(self, csn: bytes, okt_timestamp: int, key_id: bytes, media_key: bytes) -> WrappedMediaKey:
+        if len(media_key) != MEDIA_KEY_SIZE:
+            raise ValueError(f"a media key is {MEDIA_KEY_SIZE} octets")
+        nonce = os.urandom(NONCE_SIZE)
+        ad = binding(MessageType.MEDIA_KEY_PACKAGE, csn, okt_timestamp, key_id)
+        return WrappedMediaKey(key_id, nonce, self._aead.encrypt(nonce, media_key, ad))
+
+    def unwrap_key(self, csn: bytes, okt_timestamp: int, wrapped: WrappedMediaKey) -> bytes:
+        ad = binding(MessageType.MEDIA_KEY_PACKAGE, csn, okt_timestamp, wrapped.key_id)
+        try:
+            return self._aead.decrypt(wrapped.nonce, wrapped.wrapped, ad)
+        except InvalidTag:
+            raise UnwrapError(f"media key {wrapped.key_id.hex()} did not decrypt under this device key") from None
+
+    def wrap_receipt(self, csn: bytes, okt_timestamp: int, receipt: bytes) -> WrappedReceipt:
+        nonce = os.urandom(NONCE_SIZE)
+        ad = binding(MessageType.KEY_ACK, csn, okt_timestamp, ZERO_KEY_ID)
+        return WrappedReceipt(nonce, self._aead.encrypt(nonce, receipt, ad))
+
+    def unwrap_receipt(self, csn: bytes, okt_timestamp: int, wrapped: WrappedReceipt) -> bytes:
+        ad = binding(MessageType.KEY_ACK, csn, okt_timestamp, ZERO_KEY_ID)
+        try:
+            return self._aead.decrypt(wrapped.nonce, wrapped.wrapped, ad)
+        except InvalidTag:
+            raise UnwrapError("the package receipt did not decrypt under this device key") from None
+
+
+# --- device keys (under the PCkey or the current device key) ----------------
+
+
+def wrap_device_key(
+    wrapping_secret: bytes, csn: bytes, timestamp: int, device_key_id: bytes, device_key: bytes, receipt: bytes
+) -> tuple[bytes, bytes]:
+    """Wrap a new device key and its receipt; returns (nonce, ciphertext)."""
+    if len(device_key) != DEVICE_KEY_SIZE or len(receipt) != RECEIPT_SIZE:
+        raise ValueError("a device key is 32 octets and a receipt 16")
+    ad = binding(MessageType.DEVICE_KEY_PACKAGE, csn, timestamp, device_key_id)
+    return _seal(derive(wrapping_secret, _LABEL_DEVICE_WRAP), device_key + receipt, ad)
+
+
+def unwrap_device_key(
+    wrapping_secret: bytes, csn: bytes, timestamp: int, device_key_id: bytes, nonce: bytes, wrapped: bytes
+) -> tuple[bytes, bytes]:
+    """Returns (device_key, receipt) or raises UnwrapError."""
+    ad = binding(MessageType.DEVICE_KEY_PACKAGE, csn, timestamp, device_key_id)
+    plain = _open(derive(wrapping_secret, _LABEL_DEVICE_WRAP), nonce, wrapped, ad, "device key package")
+    return plain[:DEVICE_KEY_SIZE], plain[DEVICE_KEY_SIZE:]
+
+
+def receipt_hash(receipt: bytes) -> bytes:
+    """What a token stores to check a KEY_ACK without ever seeing a key."""
+    return hashlib.sha256(_DOMAIN + b" receipt" + receipt).digest()
+
+
+# --- clear keys --------------------------------------------------------------
+
+
+def clear_mac(device_key: bytes, csn: bytes, device_key_id: bytes) -> bytes:
+    """Authorises clearing one drive while it holds this device key (single use by nature:
+    after the clear the drive no longer holds the key the MAC was made under)."""
+    msg = _DOMAIN + bytes([MessageType.CLEAR_KEYS]) + csn + device_key_id
+    return hmac.new(derive(device_key, _LABEL_CLEAR), msg, hashlib.sha256).digest()[:CLEAR_MAC_SIZE]
+
+
+def verify_clear_mac(device_key: bytes, csn: bytes, device_key_id: bytes, mac: bytes) -> bool:
+    return hmac.compare_digest(clear_mac(device_key, csn, device_key_id), mac)
+
+
+# --- management channel -----------------------------------------------------
+
+
+def mgmt_mac(secret: bytes, signed: bytes) -> bytes:
+    return hmac.new(secret, _DOMAIN + b" mgmt" + signed, hashlib.sha256).digest()
+
+
+def verify_mgmt_mac(secret: bytes, signed: bytes, mac: bytes) -> None:
+    if not hmac.compare_digest(mgmt_mac(secret, signed), mac):
+        raise AuthenticationError("management message MAC does not verify: wrong token secret or altered message")
+
+
+# --- storage sealing (drive NVRAM, KMS database) ----------------------------
+
+
+def nvram_key(pckey: bytes) -> bytes:
+    return derive(pckey, _LABEL_NVRAM)
+
+
+def seal(key: bytes, plaintext: bytes, ad: bytes) -> bytes:
+    """AES-256-GCM for data at rest: nonce followed by ciphertext."""
+    nonce, ct = _seal(key, plaintext, _DOMAIN + b" store " + ad)
+    return nonce + ct
+
+
+def unseal(key: bytes, sealed: bytes, ad: bytes, what: str) -> bytes:
+    if len(sealed) < NONCE_SIZE + 16:
+        raise UnwrapError(f"{what} is too short to be sealed data")
+    return _open(key, sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], _DOMAIN + b" store " + ad, what)

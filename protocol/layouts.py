@@ -1,0 +1,258 @@
+"""Byte layouts of every message body, declared once with construct.
+
+All integers are big-endian. Callers never see a construct Container: the
+adapters below turn bodies into the dataclasses of :mod:`protocol.messages`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+from construct import (
+    Adapter,
+    Bytes,
+    Construct,
+    GreedyBytes,
+    Int8ub,
+    Int16ub,
+    Int32ub,
+    Int64ub,
+    PascalString,
+    Prefixed,
+    PrefixedArray,
+    Struct,
+    ValidationError,
+)
+
+from . import messages as m
+from .constants import (
+    CLEAR_MAC_SIZE,
+    CSN_SIZE,
+    HEADER_SIZE,
+    KEY_ID_SIZE,
+    MAGIC,
+    NONCE_SIZE,
+    RECEIPT_SIZE,
+    WRAPPED_DEVICE_KEY_SIZE,
+    WRAPPED_KEY_SIZE,
+    WRAPPED_RECEIPT_SIZE,
+    EncryptionLed,
+    ErrorCode,
+    KeyKind,
+    MessageType,
+    MgmtStatus,
+    NoPackageReason,
+    TokenLed,
+    TokenMode,
+    VopStatusCode,
+    Wrapping,
+)
+from .csn_filter import CsnFilter
+
+# --- shared adapters ---------------------------------------------------------
+
+
+class EnumAdapter(Adapter):  # type: ignore[misc]
+    """An integer field that only accepts the members of one IntEnum."""
+
+    def __init__(self, subcon: Construct, enum_cls: type[enum.IntEnum]) -> None:
+        super().__init__(subcon)
+        self.enum_cls = enum_cls
+
+    def _decode(self, obj: int, context: Any, path: str) -> enum.IntEnum:
+        try:
+            return self.enum_cls(obj)
+        except ValueError:
+            raise ValidationError(f"{obj:#x} is not a {self.enum_cls.__name__}", path=path) from None
+
+    def _encode(self, obj: Any, context: Any, path: str) -> int:
+        return int(self.enum_cls(obj))
+
+
+class DataclassAdapter(Adapter):  # type: ignore[misc]
+    """A Struct whose parsed value is a frozen dataclass (lists become tuples)."""
+
+    def __init__(self, subcon: Construct, cls: type) -> None:
+        super().__init__(subcon)
+        self.cls = cls
+        self.names = [f.name for f in dataclasses.fields(cls)]
+
+    def _decode(self, obj: Any, context: Any, path: str) -> Any:
+        kwargs = {n: tuple(obj[n]) if isinstance(obj[n], list) else obj[n] for n in self.names}
+        try:
+            return self.cls(**kwargs)
+        except ValueError as exc:
+            raise ValidationError(f"{self.cls.__name__}: {exc}", path=path) from None
+
+    def _encode(self, obj: Any, context: Any, path: str) -> dict[str, Any]:
+        return {n: getattr(obj, n) for n in self.names}
+
+
+def _dc(cls: type, *fields: Construct) -> Construct:
+    return DataclassAdapter(Struct(*fields), cls)
+
+
+class StrictFlag(Adapter):  # type: ignore[misc]
+    """A boolean octet that must be 0 or 1, so every message has one encoding."""
+
+    def _decode(self, obj: int, context: Any, path: str) -> bool:
+        if obj not in (0, 1):
+            raise ValidationError(f"a flag must be 0 or 1, got {obj}", path=path)
+        return bool(obj)
+
+    def _encode(self, obj: Any, context: Any, path: str) -> int:
+        return 1 if obj else 0
+
+
+Flag = StrictFlag(Int8ub)
+
+
+def Enum8(enum_cls: type[enum.IntEnum]) -> Construct:
+    return EnumAdapter(Int8ub, enum_cls)
+
+
+Csn = Bytes(CSN_SIZE)
+KeyId = Bytes(KEY_ID_SIZE)
+Nonce = Bytes(NONCE_SIZE)
+TokenId = Bytes(m.TOKEN_ID_SIZE)
+Timestamp = Int64ub  # microseconds since the Unix epoch, UTC
+Text = PascalString(Int16ub, "utf8")
+
+# --- header ------------------------------------------------------------------
+
+Header = Struct(
+    "magic" / Bytes(len(MAGIC)),
+    "version" / Int8ub,
+    "type" / Int8ub,
+    "flags" / Int16ub,
+    "sequence" / Int32ub,
+    "body_length" / Int32ub,
+)
+assert Header.sizeof() == HEADER_SIZE
+
+#: Trailer of an authenticated (management) frame: replay counter and HMAC-SHA256.
+AuthTrailer = Struct("counter" / Int64ub, "mac" / Bytes(32))
+AUTH_TRAILER_SIZE = AuthTrailer.sizeof()
+
+# --- bodies ------------------------------------------------------------------
+
+CsnFilterLayout = _dc(CsnFilter, "hash_count" / Int8ub, "bits" / Prefixed(Int16ub, GreedyBytes))
+
+WrappedMediaKeyLayout = _dc(m.WrappedMediaKey, "key_id" / KeyId, "nonce" / Nonce, "wrapped" / Bytes(WRAPPED_KEY_SIZE))
+WrappedReceiptLayout = _dc(m.WrappedReceipt, "nonce" / Nonce, "wrapped" / Bytes(WRAPPED_RECEIPT_SIZE))
+ClearAuthorizationLayout = _dc(
+    m.ClearAuthorization, "csn" / Csn, "device_key_id" / KeyId, "mac" / Bytes(CLEAR_MAC_SIZE)
+)
+
+DeviceKeyPackageLayout = _dc(
+    m.DeviceKeyPackage,
+    "csn" / Csn,
+    "timestamp" / Timestamp,
+    "device_key_id" / KeyId,
+    "wrapping" / Enum8(Wrapping),
+    "wrapping_key_id" / KeyId,
+    "nonce" / Nonce,
+    "wrapped" / Bytes(WRAPPED_DEVICE_KEY_SIZE),
+)
+
+MediaKeyPackageLayout = _dc(
+    m.MediaKeyPackage,
+    "csn" / Csn,
+    "okt_timestamp" / Timestamp,
+    "device_key_id" / KeyId,
+    "write_key_id" / KeyId,
+    "receipt" / WrappedReceiptLayout,
+    "media_keys" / PrefixedArray(Int8ub, WrappedMediaKeyLayout),
+)
+
+TokenErrorLayout = _dc(
+    m.TokenError, "csn" / Csn, "error_code" / EnumAdapter(Int32ub, ErrorCode), "key_id" / KeyId,
+    "reported_at" / Timestamp,
+)
+
+BODIES: dict[MessageType, Construct] = {
+    MessageType.KEYS_AVAILABLE: _dc(
+        m.KeysAvailable,
+        "token_id" / TokenId,
+        "mode" / Enum8(TokenMode),
+        "timestamp" / Timestamp,
+        "csn_count" / Int32ub,
+        "csn_filter" / CsnFilterLayout,
+    ),
+    MessageType.KEY_REQUEST: _dc(
+        m.KeyRequest, "csn" / Csn, "kind" / Enum8(KeyKind), "held_timestamp" / Timestamp
+    ),
+    MessageType.DEVICE_KEY_PACKAGE: DeviceKeyPackageLayout,
+    MessageType.MEDIA_KEY_PACKAGE: MediaKeyPackageLayout,
+    MessageType.NO_PACKAGE: _dc(
+        m.NoPackage, "csn" / Csn, "kind" / Enum8(KeyKind), "reason" / Enum8(NoPackageReason)
+    ),
+    MessageType.KEY_ACK: _dc(
+        m.KeyAck, "csn" / Csn, "kind" / Enum8(KeyKind), "timestamp" / Timestamp,
+        "receipt" / Bytes(RECEIPT_SIZE),
+    ),
+    MessageType.ERROR_REPORT: _dc(
+        m.ErrorReport, "csn" / Csn, "error_code" / EnumAdapter(Int32ub, ErrorCode),
+        "key_id" / KeyId, "timestamp" / Timestamp,
+    ),
+    MessageType.CLEAR_KEYS: _dc(
+        m.ClearKeys, "token_id" / TokenId, "part" / Int16ub, "parts" / Int16ub,
+        "authorizations" / PrefixedArray(Int16ub, ClearAuthorizationLayout),
+    ),
+    MessageType.WRITE_EKT: _dc(
+        m.WriteEkt,
+        "timestamp" / Timestamp,
+        "entries" / PrefixedArray(Int32ub, _dc(
+            m.EktEntry,
+            "package" / DeviceKeyPackageLayout,
+            "receipt_hash" / Bytes(m.RECEIPT_HASH_SIZE),
+            "clear_authorizations" / PrefixedArray(Int8ub, ClearAuthorizationLayout),
+        )),
+    ),
+    MessageType.WRITE_OKT: _dc(
+        m.WriteOkt,
+        "pool" / Text,
+        "okt_timestamp" / Timestamp,
+        "entries" / PrefixedArray(Int32ub, _dc(
+            m.OktEntry,
+            "package" / MediaKeyPackageLayout,
+            "receipt_hash" / Bytes(m.RECEIPT_HASH_SIZE),
+            "clear_authorizations" / PrefixedArray(Int8ub, ClearAuthorizationLayout),
+        )),
+    ),
+    MessageType.READ_STATUS: _dc(m.ReadStatus),
+    MessageType.CLEAR_ERROR: _dc(m.ClearError),
+    MessageType.MGMT_RESULT: _dc(m.MgmtResult, "status" / Enum8(MgmtStatus), "message" / Text),
+    MessageType.TOKEN_STATUS: _dc(
+        m.TokenStatus,
+        "token_id" / TokenId,
+        "mode" / Enum8(TokenMode),
+        "led3" / Enum8(TokenLed),
+        "error_led" / Enum8(TokenLed),
+        "timestamp" / Timestamp,
+        "pool" / Text,
+        "csn_count" / Int32ub,
+        "packages_held" / Int32ub,
+        "acknowledged" / Int32ub,
+        "errors" / PrefixedArray(Int16ub, TokenErrorLayout),
+    ),
+    MessageType.VOP_STATUS_REQUEST: _dc(m.VopStatusRequest),
+    MessageType.VOP_STATUS: _dc(
+        m.VopStatus,
+        "csn" / Csn,
+        "encrypting_model" / Flag,
+        "led" / Enum8(EncryptionLed),
+        "encryption_enabled" / Flag,
+        "reset" / Flag,
+        "need_okt" / Flag,
+        "holding_keys" / Flag,
+        "okt_timestamp" / Timestamp,
+        "device_key_timestamp" / Timestamp,
+        "media_key_count" / Int8ub,
+        "write_key_id" / KeyId,
+    ),
+    MessageType.VOP_RESET_DRIVE: _dc(m.VopResetDrive),
+    MessageType.VOP_RESULT: _dc(m.VopResult, "status" / Enum8(VopStatusCode), "message" / Text),
+}

@@ -1,0 +1,244 @@
+"""The token daemon's asyncio shell: it moves bytes, owns timers and persists.
+
+All protocol decisions are the :class:`Token`'s; this layer decodes, counts what
+it could not decode, and keeps serving whatever arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from protocol import DecodeError, Transmit, decode, decode_header
+from protocol.constants import (
+    ANNOUNCE_INTERVAL_S,
+    DRIVE_LAN_PORT,
+    HEADER_SIZE,
+    LOOPBACK_BROADCAST,
+    MAX_DATAGRAM,
+    TOKEN_LAN_PORT,
+    TOKEN_MGMT_PORT,
+)
+from protocol.timestamps import now_us
+
+from .memory import encode_memory, load_memory, write_image
+from .token import Event, Output, Token
+
+log = logging.getLogger("t10k.token")
+
+#: tap(direction, transport, source, destination, data): sees every datagram and frame.
+Tap = Callable[[str, str, tuple[str, int], tuple[str, int], bytes], None]
+EventSink = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    ip: str
+    state_dir: Path
+    secret: bytes
+    broadcast: str = LOOPBACK_BROADCAST
+    lan_port: int = TOKEN_LAN_PORT
+    drive_lan_port: int = DRIVE_LAN_PORT
+    mgmt_port: int = TOKEN_MGMT_PORT
+    announce_interval_s: float = ANNOUNCE_INTERVAL_S
+    mgmt_backlog: int = 128
+    datagram_queue: int = 16384
+
+
+@dataclass
+class Counters:
+    decode_errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    events: collections.Counter[str] = field(default_factory=collections.Counter)
+    datagrams_in: int = 0
+    datagrams_out: int = 0
+    dropped: int = 0
+
+
+class _LanProtocol(asyncio.DatagramProtocol):
+    def __init__(self, queue: asyncio.Queue[tuple[bytes, tuple[str, int]]], counters: Counters) -> None:
+        self.queue, self.counters = queue, counters
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.queue.put_nowait((data, addr))
+        except asyncio.QueueFull:
+            self.counters.dropped += 1
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("LAN socket error: %s", exc)
+
+
+class TokenService:
+    def __init__(self, config: TokenConfig, *, tap: Tap | None = None) -> None:
+        self.config = config
+        self.token = Token(load_memory(config.state_dir), config.secret)
+        self.counters = Counters()
+        self._tap = tap
+        self._sinks: list[EventSink] = []
+        self._queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue(config.datagram_queue)
+        self._transport: asyncio.DatagramTransport | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._persist_lock = asyncio.Lock()
+
+    def subscribe(self, sink: EventSink) -> None:
+        self._sinks.append(sink)
+
+    # --- lifecycle ------------------------------------------------------
+
+    async def __aenter__(self) -> TokenService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.config.ip, self.config.lan_port))
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: _LanProtocol(self._queue, self.counters), sock=sock
+        )
+        self._server = await asyncio.start_server(
+            self._handle_mgmt, self.config.ip, self.config.mgmt_port,
+            backlog=self.config.mgmt_backlog, reuse_address=True,
+        )
+        self._tasks = [
+            asyncio.create_task(self._drain(), name=f"token {self.config.ip} lan"),
+            asyncio.create_task(self._announce_forever(), name=f"token {self.config.ip} announce"),
+        ]
+        log.info("token %s serving: LAN udp/%d, management tcp/%d", self.config.ip, self.config.lan_port,
+                 self.config.mgmt_port)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._transport is not None:
+            self._transport.close()
+
+    # --- reset button (physical) ------------------------------------------
+
+    async def press_reset(self) -> None:
+        await self._apply(self.token.press_reset())
+
+    async def wipe(self) -> None:
+        await self._apply(self.token.wipe())
+
+    # --- internals ------------------------------------------------------
+
+    def _send(self, t: Transmit) -> None:
+        assert self._transport is not None
+        to = (self.config.broadcast, self.config.drive_lan_port) if t.is_broadcast else t.to
+        self._transport.sendto(t.data, to)
+        self.counters.datagrams_out += 1
+        if self._tap:
+            self._tap("out", "udp", (self.config.ip, self.config.lan_port), to, t.data)
+
+    async def _apply(self, out: Output) -> None:
+        if out.persist:
+            await self._persist()
+        for t in out.sends:
+            self._send(t)
+        for event in out.events:
+            self.counters.events[type(event).__name__] += 1
+            log.debug("token %s: %s", self.config.ip, event)
+            for sink in self._sinks:
+                sink(event)
+
+    async def _persist(self) -> None:
+        # Serialise in the loop (consistent snapshot), write in a thread (no blocking).
+        async with self._persist_lock:
+            data = encode_memory(self.token.memory)
+            await asyncio.to_thread(write_image, self.config.state_dir, data)
+
+    async def _drain(self) -> None:
+        while True:
+            data, addr = await self._queue.get()
+            self.counters.datagrams_in += 1
+            if self._tap:
+                self._tap("in", "udp", addr, (self.config.ip, self.config.lan_port), data)
+            try:
+                frame = decode(data)
+            except DecodeError as exc:
+                self.counters.decode_errors[exc.reason.name] += 1
+                log.info("token %s: dropped datagram from %s:%d: %s", self.config.ip, addr[0], addr[1], exc)
+                continue
+            try:
+                await self._apply(self.token.receive_lan(frame, addr, now_us()))
+            except Exception:  # a bug must not stop the token serving
+                log.exception("token %s: error handling %s", self.config.ip, frame.message.TYPE.name)
+
+    async def _announce_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.announce_interval_s)
+            announcement = self.token.announcement()
+            if announcement is not None:
+                self._send(announcement)
+
+    async def _handle_mgmt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        local = (self.config.ip, self.config.mgmt_port)
+        try:
+            while True:
+                try:
+                    header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), 30)
+                except asyncio.IncompleteReadError:
+                    return  # peer closed between requests
+                info = decode_header(header)
+                data = header + await asyncio.wait_for(reader.readexactly(info.remaining), 60)
+                if self._tap:
+                    self._tap("in", "tcp", peer, local, data)
+                frame = decode(data)
+                out = self.token.receive_management(frame, now_us())
+                await self._apply(out)  # persisted before the reply says "written"
+                if out.reply is not None:
+                    writer.write(out.reply)
+                    await writer.drain()
+                    if self._tap:
+                        self._tap("out", "tcp", local, peer, out.reply)
+        except DecodeError as exc:
+            self.counters.decode_errors[exc.reason.name] += 1
+            log.info("token %s: closing management connection from %s: %s", self.config.ip, peer[0], exc)
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError) as exc:
+            log.info("token %s: management connection from %s ended: %s", self.config.ip, peer[0], exc or "timeout")
+        finally:
+            writer.close()
+
+
+def read_secret_file(path: Path) -> bytes:
+    from .errors import ConfigError
+
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the token secret file {path}: {exc}") from None
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        secret = b""
+    if len(secret) != 32:
+        raise ConfigError(f"{path} must hold the token secret as 64 hex digits (from 't10k kms add-token')")
+    return secret
+
+
+async def run_token(config: TokenConfig, *, stop: asyncio.Event | None = None, tap: Tap | None = None) -> None:
+    """Run until ``stop`` is set (the CLI sets it on SIGINT/SIGTERM)."""
+    stop = stop or asyncio.Event()
+    async with TokenService(config, tap=tap):
+        await stop.wait()
+
+

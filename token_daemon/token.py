@@ -1,0 +1,343 @@
+"""The Token, sans-I/O: decoded messages and the time in, bytes to send and events out.
+
+It holds what the KMS wrote (wrapped packages, never a plain key), answers key
+requests from pre-encoded bodies, records acknowledgements and error reports,
+and authenticates every management request with the token secret and a counter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocol import (
+    BROADCAST_HOST,
+    Address,
+    ClearError,
+    ClearKeys,
+    CsnFilter,
+    ErrorReport,
+    Frame,
+    KeyAck,
+    KeyRequest,
+    KeysAvailable,
+    Message,
+    MgmtResult,
+    NoPackage,
+    ReadStatus,
+    TokenError,
+    TokenStatus,
+    Transmit,
+    WriteEkt,
+    WriteOkt,
+    encode,
+    encode_authenticated,
+    encode_body,
+    envelope,
+    frame_body,
+)
+from protocol.constants import (
+    DRIVE_LAN_PORT,
+    HEADER_SIZE,
+    MAX_BROADCAST_DATAGRAM,
+    KeyKind,
+    MessageType,
+    MgmtStatus,
+    NoPackageReason,
+    TokenLed,
+    TokenMode,
+)
+from protocol.errors import AuthenticationError, DecodeError
+
+from .memory import HeldPackage, TokenMemory
+
+BROADCAST: Address = (BROADCAST_HOST, DRIVE_LAN_PORT)
+_CLEAR_PART_OVERHEAD = HEADER_SIZE + 8 + 2 + 2 + 2
+_CLEAR_ENTRY = 32
+CLEAR_ENTRIES_PER_DATAGRAM = (MAX_BROADCAST_DATAGRAM - _CLEAR_PART_OVERHEAD) // _CLEAR_ENTRY
+
+
+# --- events ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Written:
+    mode: TokenMode
+    timestamp: int
+    csn_count: int
+
+
+@dataclass(frozen=True)
+class PackageServed:
+    csn: bytes
+    kind: KeyKind
+
+
+@dataclass(frozen=True)
+class NothingToServe:
+    csn: bytes
+    reason: NoPackageReason
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    csn: bytes
+    kind: KeyKind
+    erased: bool
+
+
+@dataclass(frozen=True)
+class AckRejected:
+    csn: bytes
+    why: str
+
+
+@dataclass(frozen=True)
+class ErrorRecorded:
+    error: TokenError
+
+
+@dataclass(frozen=True)
+class ErrorIgnored:
+    csn: bytes
+    why: str
+
+
+@dataclass(frozen=True)
+class ManagementRefused:
+    status: MgmtStatus
+    why: str
+
+
+@dataclass(frozen=True)
+class ErrorsCleared:
+    count: int
+
+
+@dataclass(frozen=True)
+class ResetPressed:
+    csn_count: int
+
+
+@dataclass(frozen=True)
+class Wiped:
+    pass
+
+
+@dataclass(frozen=True)
+class Unexpected:
+    message_type: MessageType
+
+
+Event = (
+    Written | PackageServed | NothingToServe | Acknowledged | AckRejected | ErrorRecorded | ErrorIgnored
+    | ManagementRefused | ErrorsCleared | ResetPressed | Wiped | Unexpected
+)
+
+
+@dataclass
+class Output:
+    sends: list[Transmit] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    #: The memory image changed and must be written before anything else is acknowledged.
+    persist: bool = False
+    #: The management reply, when the input was a management request.
+    reply: bytes | None = None
+
+
+_KIND_OF_MODE = {TokenMode.EKT: KeyKind.DEVICE, TokenMode.OKT: KeyKind.MEDIA}
+_PACKAGE_TYPE = {KeyKind.DEVICE: MessageType.DEVICE_KEY_PACKAGE, KeyKind.MEDIA: MessageType.MEDIA_KEY_PACKAGE}
+
+
+class Token:
+    def __init__(self, memory: TokenMemory, secret: bytes) -> None:
+        if len(secret) != 32:
+            raise ValueError("a token secret is 32 octets")
+        self.memory = memory
+        self._secret = secret
+        self._announcement: bytes | None = None
+        self._rebuild_announcement()
+
+    # --- state the daemon reports ---------------------------------------
+
+    @property
+    def led3(self) -> TokenLed:
+        if self.memory.mode is TokenMode.OKT and self.memory.packages:
+            return TokenLed.SOLID_GREEN
+        if self.memory.mode is TokenMode.EKT and self.memory.packages:
+            return TokenLed.FLASHING_GREEN
+        return TokenLed.OFF
+
+    @property
+    def error_led(self) -> TokenLed:
+        return TokenLed.FLASHING_RED if self.memory.errors else TokenLed.OFF
+
+    def status(self) -> TokenStatus:
+        mem = self.memory
+        return TokenStatus(
+            token_id=mem.token_id,
+            mode=mem.mode,
+            led3=self.led3,
+            error_led=self.error_led,
+            timestamp=mem.timestamp,
+            pool=mem.pool,
+            csn_count=len(mem.packages),
+            packages_held=sum(1 for p in mem.packages.values() if p.package_body is not None),
+            acknowledged=sum(1 for p in mem.packages.values() if p.acknowledged_at),
+            errors=tuple(mem.errors),
+        )
+
+    def announcement(self) -> Transmit | None:
+        """KEYS_AVAILABLE for the periodic re-announce, built once per write."""
+        if self._announcement is None:
+            return None
+        return Transmit(BROADCAST, MessageType.KEYS_AVAILABLE, self._announcement)
+
+    def _rebuild_announcement(self) -> None:
+        mem = self.memory
+        pending = [p.csn for p in mem.packages.values() if p.package_body is not None]
+        if mem.mode is TokenMode.EMPTY or not pending:
+            self._announcement = None
+            return
+        message = KeysAvailable(mem.token_id, mem.mode, mem.timestamp, len(pending), CsnFilter.of(pending))
+        self._announcement = encode(message)
+
+    # --- drive LAN ------------------------------------------------------
+
+    def receive_lan(self, frame: Frame, source: Address, now_us: int) -> Output:
+        msg = frame.message
+        if isinstance(msg, KeyRequest):
+            return self._serve(msg, frame.sequence, source)
+        if isinstance(msg, KeyAck):
+            return self._acknowledge(msg, now_us)
+        if isinstance(msg, ErrorReport):
+            return self._record_error(msg, now_us)
+        return Output(events=[Unexpected(msg.TYPE)])
+
+    def _serve(self, req: KeyRequest, sequence: int, source: Address) -> Output:
+        held = self.memory.packages.get(req.csn)
+        reason = None
+        if held is None:
+            reason = NoPackageReason.NOT_HELD
+        elif _KIND_OF_MODE.get(self.memory.mode) is not req.kind:
+            reason = NoPackageReason.WRONG_KIND
+        elif held.package_body is None:
+            reason = NoPackageReason.DELIVERED
+        if reason is not None:
+            data = encode(NoPackage(req.csn, req.kind, reason), sequence=sequence, reply=True)
+            return Output([Transmit(source, MessageType.NO_PACKAGE, data)], [NothingToServe(req.csn, reason)])
+        assert held is not None and held.package_body is not None
+        message_type = _PACKAGE_TYPE[req.kind]
+        data = frame_body(message_type, held.package_body, sequence=sequence, reply=True)
+        return Output([Transmit(source, message_type, data)], [PackageServed(req.csn, req.kind)])
+
+    def _acknowledge(self, ack: KeyAck, now_us: int) -> Output:
+        held = self.memory.packages.get(ack.csn)
+        if held is None or ack.timestamp != self.memory.timestamp:
+            return Output(events=[AckRejected(ack.csn, "not a package this token holds")])
+        if envelope.receipt_hash(ack.receipt) != held.receipt_hash:
+            return Output(events=[AckRejected(ack.csn, "receipt does not match the package")])
+        if held.acknowledged_at:
+            return Output(events=[Acknowledged(ack.csn, ack.kind, erased=held.package_body is None)])
+        held.acknowledged_at = now_us
+        erased = self.memory.mode is TokenMode.EKT
+        if erased:
+            # An EKT erases a device-key package once delivered, keeping the CSN.
+            held.package_body = None
+            self._rebuild_announcement()
+        return Output(events=[Acknowledged(ack.csn, ack.kind, erased)], persist=True)
+
+    def _record_error(self, report: ErrorReport, now_us: int) -> Output:
+        if report.csn not in self.memory.packages:
+            return Output(events=[ErrorIgnored(report.csn, "the token holds no package for that CSN")])
+        for e in self.memory.errors:
+            if (e.csn, e.error_code, e.key_id) == (report.csn, report.error_code, report.key_id):
+                return Output()  # already held; the LED is already flashing
+        error = TokenError(report.csn, report.error_code, report.key_id, now_us)
+        self.memory.errors.append(error)
+        return Output(events=[ErrorRecorded(error)], persist=True)
+
+    # --- reset button ---------------------------------------------------
+
+    def press_reset(self) -> Output:
+        """Reset held for 3 s: broadcast CLEAR_KEYS for every CSN the token holds."""
+        auths = [a for p in self.memory.packages.values() for a in p.clear_authorizations]
+        chunks = [auths[i : i + CLEAR_ENTRIES_PER_DATAGRAM] for i in range(0, len(auths), CLEAR_ENTRIES_PER_DATAGRAM)]
+        sends = [
+            Transmit(BROADCAST, MessageType.CLEAR_KEYS, encode(ClearKeys(self.memory.token_id, i, len(chunks), tuple(c))))
+            for i, c in enumerate(chunks)
+        ]
+        return Output(sends, [ResetPressed(len(self.memory.packages))])
+
+    def wipe(self) -> Output:
+        """Re-inserted with reset held: keys, CSNs and errors are gone."""
+        self.memory.wipe()
+        self._rebuild_announcement()
+        return Output(events=[Wiped()], persist=True)
+
+    # --- management channel ---------------------------------------------
+
+    def receive_management(self, frame: Frame, now_us: int) -> Output:
+        counter = frame.counter or 0
+        try:
+            frame.verify(self._secret)
+        except (AuthenticationError, DecodeError) as exc:
+            return self._refuse(frame, counter, MgmtStatus.AUTH_FAILED, str(exc))
+        if counter <= self.memory.mgmt_counter:
+            return self._refuse(
+                frame, counter, MgmtStatus.REPLAYED,
+                f"counter {counter} is not above the last accepted {self.memory.mgmt_counter}: a replay",
+            )
+        self.memory.mgmt_counter = counter
+        out, reply_message = self._management(frame.message)
+        out.persist = True
+        out.reply = encode_authenticated(
+            reply_message, secret=self._secret, counter=counter, sequence=frame.sequence, reply=True
+        )
+        return out
+
+    def _refuse(self, frame: Frame, counter: int, status: MgmtStatus, why: str) -> Output:
+        # The reply is MAC'd with our secret: a peer holding another secret learns nothing it can trust.
+        reply = encode_authenticated(
+            MgmtResult(status, why), secret=self._secret, counter=counter, sequence=frame.sequence, reply=True
+        )
+        return Output(events=[ManagementRefused(status, why)], reply=reply)
+
+    def _management(self, msg: Message) -> tuple[Output, Message]:
+        out = Output()
+        if isinstance(msg, WriteEkt):
+            self._write(TokenMode.EKT, msg.timestamp, "", [
+                HeldPackage(e.package.csn, encode_body(e.package), e.receipt_hash, e.clear_authorizations)
+                for e in msg.entries
+            ])
+            result: Message = MgmtResult(MgmtStatus.OK, f"EKT written: device keys for {len(msg.entries)} drive(s)")
+            out.events.append(Written(TokenMode.EKT, msg.timestamp, len(msg.entries)))
+        elif isinstance(msg, WriteOkt):
+            self._write(TokenMode.OKT, msg.okt_timestamp, msg.pool, [
+                HeldPackage(e.package.csn, encode_body(e.package), e.receipt_hash, e.clear_authorizations)
+                for e in msg.entries
+            ])
+            result = MgmtResult(MgmtStatus.OK, f"OKT written: media keys of pool {msg.pool!r} for {len(msg.entries)} drive(s)")
+            out.events.append(Written(TokenMode.OKT, msg.okt_timestamp, len(msg.entries)))
+        elif isinstance(msg, ReadStatus):
+            result = self.status()
+        elif isinstance(msg, ClearError):
+            count = len(self.memory.errors)
+            self.memory.errors.clear()
+            result = MgmtResult(MgmtStatus.OK, f"cleared {count} error(s)")
+            out.events.append(ErrorsCleared(count))
+        else:
+            result = MgmtResult(MgmtStatus.BAD_REQUEST, f"{type(msg).__name__} is not a management request")
+            out.events.append(Unexpected(msg.TYPE))
+        if isinstance(msg, (WriteEkt, WriteOkt)):
+            announce = self.announcement()
+            if announce is not None:
+                out.sends.append(announce)
+        return out, result
+
+    def _write(self, mode: TokenMode, timestamp: int, pool: str, packages: list[HeldPackage]) -> None:
+        """A write replaces the token's contents and clears its errors, as in the seed."""
+        mem = self.memory
+        mem.mode, mem.timestamp, mem.pool = mode, timestamp, pool
+        mem.packages = {p.csn: p for p in packages}
+        mem.errors.clear()
+        self._rebuild_announcement()
