@@ -38,7 +38,7 @@ from protocol.constants import (
 )
 
 from .drive import Drive, Event, Output
-from .manufacturing import ManufacturedDrive
+from protocol.manufacturing import ManufacturedDrive
 from .nvram import encode_nvram, load_nvram, write_nvram
 
 log = logging.getLogger("t10k.drive")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import struct
+from typing import Callable, TypeVar
 
 from .constants import CSN_SIZE, KEY_ID_SIZE, KMS_ID_SIZE
 
 ZERO_KEY_ID = bytes(KEY_ID_SIZE)
+T = TypeVar("T")
 
 
 def make_key_id(kms_id: bytes, ordinal: int) -> bytes:
@@ -41,3 +43,17 @@ def parse_csn(text: str) -> bytes:
 
 def parse_key_id(text: str) -> bytes:
     return parse_hex(text, KEY_ID_SIZE, "a key ID")
+
+
+def cli_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """Wrap a parser for argparse ``type=``: its ValueError becomes a usage error with our message."""
+    import argparse
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert

@@ -118,6 +118,9 @@ class TokenService:
         ]
         log.info("token %s serving: LAN udp/%d, management tcp/%d", self.config.ip, self.config.lan_port,
                  self.config.mgmt_port)
+        announcement = self.token.announcement()
+        if announcement is not None:  # inserted in the bay: say at once what it holds
+            self._send(announcement)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -1,0 +1,230 @@
+"""``t10k kms ...``: the thin KMS station from the command line.
+
+Every command takes ``--store DIR`` (or $T10K_KMS_STORE) and ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from protocol.constants import TOKEN_MGMT_PORT
+from protocol.ids import cli_type, parse_csn, parse_hex, parse_key_id
+from protocol.manufacturing import parse_manufacturing
+from protocol.timestamps import format_timestamp
+
+from . import station
+from .errors import NotFound, StoreError
+from .store import KmsStore, parse_db_key
+
+
+def _store_dir(value: str | None) -> Path:
+    return Path(value or os.environ.get("T10K_KMS_STORE", "kms-store"))
+
+
+def _db_key(text: str) -> bytes:
+    try:
+        return parse_db_key(text)
+    except StoreError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    kms = sub.add_parser("kms", help="the Key Management Station")
+    ksub = kms.add_subparsers(dest="kms_command", required=True)
+
+    def cmd(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        p = ksub.add_parser(name, help=help)
+        p.add_argument("--store", help="KMS store directory (default $T10K_KMS_STORE or ./kms-store)")
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.set_defaults(func=func)
+        return p
+
+    p = cmd("init", _init, "create a KMS store with its database key and KMS ID")
+    p.add_argument("--kms-id", type=cli_type(lambda s: parse_hex(s, 4, "a KMS ID")), help="8 hex characters (default: random)")
+    p.add_argument("--dbkey", type=cli_type(_db_key), help="64 hex characters (default: random, kept in STORE/dbkey)")
+
+    p = cmd("import-drive", _import_drive, "import one drive's CSN and PCkey from a manufacturing file")
+    p.add_argument("--manufacturing", required=True, type=Path)
+    p.add_argument("--csn", required=True, type=cli_type(parse_csn))
+    p.add_argument("--name", required=True, help="the drive's permanent name")
+
+    p = cmd("add-token", _add_token, "register a token at its static IP and write its provisioning secret")
+    p.add_argument("--name", required=True)
+    p.add_argument("--ip", required=True)
+    p.add_argument("--port", type=int, default=TOKEN_MGMT_PORT)
+    p.add_argument("--secret-out", required=True, type=Path, help="file to give the token daemon (--secret-file)")
+
+    p = cmd("create-key", _create_key, "generate a media key (its value is never shown)")
+    p.add_argument("--description", default="")
+    p.add_argument("--key-set", help="also add it to this (unmapped) key set")
+
+    p = cmd("create-key-set", _create_key_set, "create an empty key set")
+    p.add_argument("name")
+
+    p = cmd("add-key", _add_key, "add a key to an unmapped key set")
+    p.add_argument("--key-set", required=True)
+    p.add_argument("--key", required=True, type=cli_type(parse_key_id))
+
+    p = cmd("create-pool", _create_pool, "create a drive pool")
+    p.add_argument("name")
+
+    p = cmd("add-drive", _add_drive, "add an encryption-enabled drive to a pool")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--drive", required=True, action="append", help="repeat for several drives")
+
+    p = cmd("map", _map, "set a pool's mapping (key sets and write key); gives it a new timestamp")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--key-set", required=True, action="append", help="repeat for several key sets")
+    p.add_argument("--write-key", required=True, type=cli_type(parse_key_id))
+
+    p = cmd("apply", _apply, "refresh a pool's mapping unchanged: a new timestamp (seed, Scenario 5)")
+    p.add_argument("--pool", required=True)
+
+    p = cmd("write-ekt", _write_ekt, "write new device keys for drives to a token (an EKT)")
+    p.add_argument("--token", required=True)
+    p.add_argument("--drive", required=True, action="append", help="repeat for several drives")
+    p.add_argument("--use-pckey", action="store_true", help="wrap under the PCkey: first enrolment or after a reset")
+
+    p = cmd("write-okt", _write_okt, "write a pool's media keys to a token (an OKT)")
+    p.add_argument("--token", required=True)
+    p.add_argument("--pool", required=True)
+
+    p = cmd("token-status", _token_status, "read a token's status and errors over the network")
+    p.add_argument("--token", required=True)
+
+    cmd("list", _list, "list drives, keys, key sets, pools and tokens")
+
+
+def _open(args: argparse.Namespace) -> KmsStore:
+    return KmsStore.open(_store_dir(args.store))
+
+
+def _out(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
+    print(json.dumps(data, indent=2) if args.json else text)
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    directory = _store_dir(args.store)
+    kms_id = args.kms_id or os.urandom(4)
+    KmsStore.create(directory, dbkey=args.dbkey or os.urandom(32), kms_id=kms_id).close()
+    return _out(args, {"store": str(directory), "kms_id": kms_id.hex()},
+                f"KMS store created in {directory} (KMS ID {kms_id.hex()}); database key in {directory / 'dbkey'}")
+
+
+def _import_drive(args: argparse.Namespace) -> int:
+    """One drive at a time, as the seed's limitation 4 says."""
+    try:
+        drives = parse_manufacturing(args.manufacturing.read_text())
+    except OSError as exc:
+        raise NotFound(f"cannot read manufacturing file {args.manufacturing}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise StoreError(f"manufacturing file {args.manufacturing}: {exc}") from None
+    made = next((d for d in drives if d.csn == args.csn), None)
+    if made is None:
+        raise NotFound(f"{args.manufacturing} has no drive with CSN {args.csn.hex()}")
+    _open(args).add_drive(args.name, made.csn, made.pckey, made.model)
+    return _out(args, {"drive": args.name, "csn": made.csn.hex(), "model": made.model},
+                f"drive {args.name} (CSN {made.csn.hex()}, {made.model}) imported")
+
+
+def _add_token(args: argparse.Namespace) -> int:
+    store = _open(args)
+    secret = store.add_token(args.name, args.ip, args.port)
+    fd = os.open(args.secret_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret.hex() + "\n")
+    return _out(args, {"token": args.name, "ip": args.ip, "secret_file": str(args.secret_out)},
+                f"token {args.name} at {args.ip}: give {args.secret_out} to its daemon (--secret-file)")
+
+
+def _create_key(args: argparse.Namespace) -> int:
+    store = _open(args)
+    key_id = store.create_key(args.description)
+    if args.key_set:
+        store.add_key_to_set(args.key_set, key_id)
+    return _out(args, {"key_id": key_id.hex(), "key_set": args.key_set}, key_id.hex())
+
+
+def _create_key_set(args: argparse.Namespace) -> int:
+    _open(args).create_key_set(args.name)
+    return _out(args, {"key_set": args.name}, f"key set {args.name} created")
+
+
+def _add_key(args: argparse.Namespace) -> int:
+    _open(args).add_key_to_set(args.key_set, args.key)
+    return _out(args, {"key_set": args.key_set, "key_id": args.key.hex()}, f"key {args.key.hex()} added to {args.key_set}")
+
+
+def _create_pool(args: argparse.Namespace) -> int:
+    _open(args).create_pool(args.name)
+    return _out(args, {"pool": args.name}, f"pool {args.name} created")
+
+
+def _add_drive(args: argparse.Namespace) -> int:
+    store = _open(args)
+    for d in args.drive:
+        store.add_drive_to_pool(args.pool, d)
+    return _out(args, {"pool": args.pool, "drives": args.drive}, f"{', '.join(args.drive)} added to {args.pool}")
+
+
+def _mapping_json(m: Any) -> dict[str, Any]:
+    return {"pool": m.pool, "key_sets": list(m.key_sets), "write_key_id": m.write_key_id.hex(),
+            "key_ids": [k.hex() for k in m.key_ids], "timestamp": m.timestamp, "time": format_timestamp(m.timestamp)}
+
+
+def _map(args: argparse.Namespace) -> int:
+    m = _open(args).set_mapping(args.pool, args.key_set, args.write_key)
+    return _out(args, _mapping_json(m), f"pool {m.pool}: {len(m.key_ids)} key(s), write key {m.write_key_id.hex()}, "
+                                        f"timestamp {format_timestamp(m.timestamp)}")
+
+
+def _apply(args: argparse.Namespace) -> int:
+    m = _open(args).apply_mapping(args.pool)
+    return _out(args, _mapping_json(m), f"pool {m.pool}: mapping refreshed, timestamp {format_timestamp(m.timestamp)}")
+
+
+def _write_ekt(args: argparse.Namespace) -> int:
+    result = asyncio.run(station.write_ekt(_open(args), args.token, args.drive, use_pckey=args.use_pckey))
+    return _out(args, {"token": args.token, "status": result.status.name, "message": result.message}, result.message)
+
+
+def _write_okt(args: argparse.Namespace) -> int:
+    result = asyncio.run(station.write_okt(_open(args), args.token, args.pool))
+    return _out(args, {"token": args.token, "status": result.status.name, "message": result.message}, result.message)
+
+
+def _token_status(args: argparse.Namespace) -> int:
+    store = _open(args)
+    s = asyncio.run(station.token_status(store, args.token))
+    names = {d.csn: d.name for d in store.drives()}
+    errors = [{"drive": names.get(e.csn, e.csn.hex()), "csn": e.csn.hex(), "error_code": f"{int(e.error_code):08X}",
+               "error": e.error_code.name, "key_id": e.key_id.hex(), "reported": format_timestamp(e.reported_at)}
+              for e in s.errors]
+    data = {"token": args.token, "mode": s.mode.name, "led3": s.led3.name, "error_led": s.error_led.name,
+            "pool": s.pool, "timestamp": s.timestamp, "time": format_timestamp(s.timestamp), "csns": s.csn_count,
+            "packages_held": s.packages_held, "acknowledged": s.acknowledged, "errors": errors}
+    lines = [f"token {args.token}: {s.mode.name}, LED3 {s.led3.name}, error LED {s.error_led.name}",
+             f"  timestamp {format_timestamp(s.timestamp)}, {s.csn_count} CSN(s), {s.packages_held} package(s) held, "
+             f"{s.acknowledged} acknowledged"]
+    lines += [f"  error: drive {e['drive']} code {e['error_code']} ({e['error']}) key ID {e['key_id']}" for e in errors]
+    return _out(args, data, "\n".join(lines))
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = _open(args)
+    drives = [{"name": d.name, "csn": d.csn.hex(), "model": d.model, "enabled": d.enabled, "pool": d.pool}
+              for d in store.drives()]
+    tokens = [{"name": t.name, "ip": t.ip, "port": t.port} for t in store.tokens()]
+    keys = [k.hex() for k in store.key_ids()]
+    data = {"kms_id": store.kms_id.hex(), "drives": drives, "tokens": tokens, "keys": keys}
+    lines = [f"KMS ID {store.kms_id.hex()}", "drives:"] + [
+        f"  {d['name']:<12} {d['csn']} {d['model']:<10} {'enabled' if d['enabled'] else 'not enabled':<12} "
+        f"pool {d['pool'] or '-'}" for d in drives] + ["tokens:"] + [
+        f"  {t['name']:<12} {t['ip']}:{t['port']}" for t in tokens] + ["keys:"] + [f"  {k}" for k in keys]
+    return _out(args, data, "\n".join(lines))

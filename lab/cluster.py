@@ -1,0 +1,144 @@
+"""An in-process lab: a KMS store, tokens and drives at their own 127.x addresses.
+
+They share an event loop but meet only on the wire: the KMS pushes over TCP, the
+tokens broadcast over UDP, and the lab reads drives back through their VOP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from drive_daemon.service import DriveHost, DriveHostConfig, Tap
+from drive_daemon.vop import vop_status
+from kms_client.store import KmsStore
+from protocol import VopStatus
+from protocol.constants import LOOPBACK_BROADCAST, TOKEN_MGMT_PORT
+from protocol.manufacturing import format_manufacturing, make_drives, parse_manufacturing
+from token_daemon.service import TokenConfig, TokenService
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    tokens: tuple[tuple[str, str], ...] = (("token-A", "127.0.0.21"), ("token-B", "127.0.0.22"))
+    drive_count: int = 8
+    first_drive_ip: str = "127.0.0.101"
+    announce_interval_s: float = 0.5
+    broadcast: str = LOOPBACK_BROADCAST
+    kms_id: bytes = field(default_factory=lambda: os.urandom(4))
+
+
+class LabTimeout(Exception):
+    """The lab did not reach the awaited state in time; the message shows where it got."""
+
+
+class Lab:
+    def __init__(self, workdir: Path, plan: LabPlan | None = None, *, tap: Tap | None = None) -> None:
+        self.workdir = workdir
+        self.plan = plan or LabPlan()
+        self._tap = tap
+        self.store: KmsStore | None = None
+        self.tokens: dict[str, TokenService] = {}
+        self.host: DriveHost | None = None
+        self.drive_ips: dict[str, str] = {}
+        self.drive_csns: dict[str, bytes] = {}
+        self._secrets: dict[str, bytes] = {}
+
+    @property
+    def kms(self) -> KmsStore:
+        assert self.store is not None, "the lab is not started"
+        return self.store
+
+    @property
+    def drives(self) -> DriveHost:
+        assert self.host is not None, "the lab is not started"
+        return self.host
+
+    @property
+    def drive_names(self) -> list[str]:
+        return list(self.drive_ips)
+
+    async def __aenter__(self) -> Lab:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        manufacturing = self.workdir / "manufacturing.json"
+        manufacturing.write_text(format_manufacturing(make_drives(self.plan.drive_count)))
+        made = parse_manufacturing(manufacturing.read_text())
+        self.store = KmsStore.create(self.workdir / "kms", dbkey=os.urandom(32), kms_id=self.plan.kms_id)
+        first = ipaddress.IPv4Address(self.plan.first_drive_ip)
+        placed = []
+        for i, m in enumerate(made):
+            name = f"drive-{i + 1:02d}"
+            self.store.add_drive(name, m.csn, m.pckey, m.model)  # one at a time (limitation 4)
+            self.drive_ips[name], self.drive_csns[name] = str(first + i), m.csn
+            placed.append((m, str(first + i)))
+        for name, ip in self.plan.tokens:
+            self._secrets[name] = self.store.add_token(name, ip, TOKEN_MGMT_PORT)
+            await self.insert_token(name)
+        self.host = DriveHost(DriveHostConfig(self.workdir / "drives", listen_broadcast=self.plan.broadcast),
+                              placed, tap=self._tap)
+        await self.host.start()
+
+    async def stop(self) -> None:
+        for name in list(self.tokens):
+            await self.remove_token(name)
+        if self.host is not None:
+            await self.host.flush()
+            await self.host.stop()
+        if self.store is not None:
+            self.store.close()
+
+    # --- tokens in and out of the bay ---------------------------------------
+
+    async def insert_token(self, name: str) -> TokenService:
+        ip = dict(self.plan.tokens)[name]
+        config = TokenConfig(ip, self.workdir / name, self._secrets[name], broadcast=self.plan.broadcast,
+                             announce_interval_s=self.plan.announce_interval_s)
+        service = TokenService(config, tap=self._tap)
+        await service.start()
+        self.tokens[name] = service
+        return service
+
+    async def remove_token(self, name: str) -> None:
+        await self.tokens.pop(name).stop()
+
+    # --- drives -------------------------------------------------------------
+
+    def power_cycle(self, names: list[str] | None = None) -> None:
+        for name in names or self.drive_names:
+            self.drives.drives[self.drive_csns[name]].power_cycle()
+
+    async def vop(self, name: str) -> VopStatus:
+        return await vop_status(self.drive_ips[name])
+
+    async def vop_all(self) -> dict[str, VopStatus]:
+        statuses = await asyncio.gather(*(self.vop(n) for n in self.drive_names))
+        return dict(zip(self.drive_names, statuses))
+
+    async def wait_until(
+        self, predicate: Callable[[VopStatus], bool], what: str, *, names: list[str] | None = None,
+        timeout_s: float = 10.0,
+    ) -> dict[str, VopStatus]:
+        """Poll every drive's VOP until all satisfy ``predicate``."""
+        names = names or self.drive_names
+        deadline = time.monotonic() + timeout_s
+        while True:
+            statuses = {n: await self.vop(n) for n in names}
+            if all(predicate(s) for s in statuses.values()):
+                return statuses
+            if time.monotonic() > deadline:
+                lagging = [f"{n} ({s.led.name}, {'/'.join(f for f in s.status_fields if f) or '-'})"
+                           for n, s in statuses.items() if not predicate(s)]
+                raise LabTimeout(f"after {timeout_s:.0f} s, not every drive is {what}: {', '.join(lagging)}")
+            await asyncio.sleep(0.05)

@@ -1,0 +1,51 @@
+"""``t10k token ...``: run a token daemon at its static IP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+
+from protocol.constants import ANNOUNCE_INTERVAL_S, LOOPBACK_BROADCAST, TOKEN_LAN_PORT, TOKEN_MGMT_PORT
+
+from .service import TokenConfig, TokenService, read_secret_file
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    token = sub.add_parser("token", help="run a key token (EKT/OKT) daemon")
+    tsub = token.add_subparsers(dest="token_command", required=True)
+    run = tsub.add_parser("run", help="run one token at its static IP until SIGINT/SIGTERM")
+    run.add_argument("--ip", required=True, help="the token's static IPv4 address (e.g. 127.0.0.21)")
+    run.add_argument("--state", required=True, type=Path, help="directory for the token's non-volatile memory")
+    run.add_argument("--secret-file", required=True, type=Path, help="token secret from 't10k kms add-token'")
+    run.add_argument("--broadcast", default=LOOPBACK_BROADCAST, help="drive LAN broadcast address")
+    run.add_argument("--announce-interval", type=float, default=ANNOUNCE_INTERVAL_S, metavar="SECONDS")
+    run.add_argument("--lan-port", type=int, default=TOKEN_LAN_PORT)
+    run.add_argument("--mgmt-port", type=int, default=TOKEN_MGMT_PORT)
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.announce_interval <= 0:
+        raise ValueError("--announce-interval must be positive")
+    config = TokenConfig(
+        ip=args.ip, state_dir=args.state, secret=read_secret_file(args.secret_file), broadcast=args.broadcast,
+        lan_port=args.lan_port, mgmt_port=args.mgmt_port, announce_interval_s=args.announce_interval,
+    )
+
+    async def main() -> None:
+        service = TokenService(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        # SIGUSR1 is the reset button held for 3 s; SIGUSR2 re-inserts the token with reset held.
+        loop.add_signal_handler(signal.SIGUSR1, lambda: asyncio.ensure_future(service.press_reset()))
+        loop.add_signal_handler(signal.SIGUSR2, lambda: asyncio.ensure_future(service.wipe()))
+        async with service:
+            print(f"token {args.ip}: serving (state in {args.state})", flush=True)
+            await stop.wait()
+
+    asyncio.run(main())
+    return 0
