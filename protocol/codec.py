@@ -153,5 +153,7 @@ def decode_body(message_type: MessageType, body: bytes) -> Message:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+    """construct puts "Error in path ..." first and the reason after it: keep the reason."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith("Error in path")]
+    return (" ".join(reasons) or " ".join(lines) or type(exc).__name__)[:200]

@@ -1,0 +1,173 @@
+"""The Token state machine: what it serves, erases, records and refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import protocol as p
+from kms_client.builders import build_ekt
+from protocol.constants import (
+    MAX_BROADCAST_DATAGRAM,
+    ErrorCode,
+    KeyKind,
+    MessageType,
+    MgmtStatus,
+    NoPackageReason,
+    TokenLed,
+    TokenMode,
+)
+from tests.site import TOKEN_A, Site, arm, make_site
+from token_daemon import token as tk
+from token_daemon.memory import TokenMemory
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    return make_site(tmp_path)
+
+
+def _ask(token: tk.Token, csn: bytes, kind: KeyKind, seq: int = 5) -> p.Frame:
+    out = token.receive_lan(p.decode(p.encode(p.KeyRequest(csn, kind, 0), sequence=seq)), ("127.0.1.9", 7012), 1)
+    assert len(out.sends) == 1 and out.sends[0].to == ("127.0.1.9", 7012)
+    return p.decode(out.sends[0].data)
+
+
+def test_a_blank_token_is_dark_and_announces_nothing(site: Site) -> None:
+    token = site.lan.tokens[TOKEN_A]
+    assert (token.led3, token.error_led) == (TokenLed.OFF, TokenLed.OFF)
+    assert token.announcement() is None
+
+
+def test_ekt_write_announces_and_serves_each_csn_its_own_package(site: Site) -> None:
+    site.write_ekt()
+    token = site.lan.tokens[TOKEN_A]
+    assert token.led3 is TokenLed.FLASHING_GREEN
+    (sender, announce), = site.lan._queue
+    ka = p.decode(announce.data).message
+    assert isinstance(ka, p.KeysAvailable) and ka.mode is TokenMode.EKT and ka.csn_count == 3
+    assert all(m.csn in ka.csn_filter for m in site.made)
+    reply = _ask(token, site.made[1].csn, KeyKind.DEVICE, seq=77)
+    assert isinstance(reply.message, p.DeviceKeyPackage) and reply.message.csn == site.made[1].csn
+    assert reply.sequence == 77 and reply.is_reply
+
+
+@pytest.mark.parametrize(("csn", "kind", "reason"), [
+    (b"\xff" * 8, KeyKind.DEVICE, NoPackageReason.NOT_HELD),
+    (None, KeyKind.MEDIA, NoPackageReason.WRONG_KIND),
+])
+def test_no_package_says_why(site: Site, csn: bytes | None, kind: KeyKind, reason: NoPackageReason) -> None:
+    site.write_ekt()
+    reply = _ask(site.lan.tokens[TOKEN_A], csn or site.made[0].csn, kind)
+    assert reply.message == p.NoPackage(csn or site.made[0].csn, kind, reason)
+
+
+def test_ekt_erases_a_delivered_package_but_keeps_the_csn(site: Site) -> None:
+    site.write_ekt()
+    site.lan.run()
+    token = site.lan.tokens[TOKEN_A]
+    status = token.status()
+    assert (status.csn_count, status.packages_held, status.acknowledged) == (3, 0, 3)
+    assert token.led3 is TokenLed.FLASHING_GREEN  # CSNs remain
+    assert token.announcement() is None  # nothing left to deliver
+    assert _ask(token, site.made[0].csn, KeyKind.DEVICE).message.reason is NoPackageReason.DELIVERED  # type: ignore[union-attr]
+    assert all(p.clear_authorizations for p in token.memory.packages.values())
+
+
+def test_okt_keeps_its_packages_after_delivery(site: Site) -> None:
+    arm(site)
+    token = site.lan.tokens[TOKEN_A]
+    status = token.status()
+    assert status.mode is TokenMode.OKT and token.led3 is TokenLed.SOLID_GREEN
+    assert (status.packages_held, status.acknowledged) == (3, 3)
+    assert token.announcement() is not None
+
+
+def test_an_ack_with_a_wrong_receipt_erases_nothing(site: Site) -> None:
+    site.write_ekt()
+    token = site.lan.tokens[TOKEN_A]
+    ack = p.KeyAck(site.made[0].csn, KeyKind.DEVICE, token.memory.timestamp, bytes(16))
+    out = token.receive_lan(p.decode(p.encode(ack)), ("127.0.1.1", 7012), 1)
+    assert isinstance(out.events[0], tk.AckRejected) and not out.persist
+    assert token.status().packages_held == 3
+
+
+def test_error_reports_light_the_error_led_until_the_next_write(site: Site) -> None:
+    arm(site)
+    token = site.lan.tokens[TOKEN_A]
+    report = p.ErrorReport(site.made[2].csn, ErrorCode.MISSING_KEY, b"\x0a\x0b\x0c\x0d\x00\x00\x00\x63", 5)
+    for _ in range(2):  # a repeated report is held once
+        token.receive_lan(p.decode(p.encode(report)), ("127.0.1.3", 7012), 99)
+    assert token.error_led is TokenLed.FLASHING_RED
+    assert token.status().errors == (p.TokenError(report.csn, ErrorCode.MISSING_KEY, report.key_id, 99),)
+    site.write_okt()  # "A write operation to the token will clear the error message."
+    assert token.error_led is TokenLed.OFF and token.status().errors == ()
+
+
+def test_reports_about_drives_the_token_does_not_serve_are_ignored(site: Site) -> None:
+    arm(site)
+    token = site.lan.tokens[TOKEN_A]
+    report = p.ErrorReport(b"\x01" * 8, ErrorCode.MISSING_KEY, bytes(8), 5)
+    out = token.receive_lan(p.decode(p.encode(report)), ("127.0.9.9", 7012), 1)
+    assert isinstance(out.events[0], tk.ErrorIgnored) and token.error_led is TokenLed.OFF
+
+
+def test_management_with_a_wrong_secret_is_refused_and_changes_nothing(site: Site) -> None:
+    token = site.lan.tokens[TOKEN_A]
+    ekt = build_ekt(site.kms, site.names, use_pckey=True)
+    frame = p.decode(p.encode_authenticated(ekt, secret=b"\x01" * 32, counter=10))
+    out = token.receive_management(frame, 1)
+    assert isinstance(out.events[0], tk.ManagementRefused) and out.events[0].status is MgmtStatus.AUTH_FAILED
+    assert not out.persist and token.memory.mode is TokenMode.EMPTY and not out.sends
+
+
+def test_unauthenticated_management_is_refused(site: Site) -> None:
+    out = site.lan.tokens[TOKEN_A].receive_management(p.decode(p.encode(p.ClearError())), 1)
+    assert out.events[0].status is MgmtStatus.AUTH_FAILED  # type: ignore[union-attr]
+
+
+def test_a_replayed_request_is_refused(site: Site) -> None:
+    secret = site.secrets[TOKEN_A]
+    assert site.lan.manage(TOKEN_A, p.ReadStatus(), secret, counter=50).mode is TokenMode.EMPTY  # type: ignore[union-attr]
+    reply = site.lan.manage(TOKEN_A, p.ClearError(), secret, counter=50)
+    assert isinstance(reply, p.MgmtResult) and reply.status is MgmtStatus.REPLAYED
+
+
+def test_a_non_request_on_the_management_channel_gets_bad_request(site: Site) -> None:
+    reply = site.lan.manage(TOKEN_A, p.VopStatusRequest(), site.secrets[TOKEN_A])
+    assert isinstance(reply, p.MgmtResult) and reply.status is MgmtStatus.BAD_REQUEST
+
+
+def test_reset_button_splits_clear_keys_into_unfragmented_datagrams(tmp_path: Path) -> None:
+    site = make_site(tmp_path, drive_count=100)
+    site.write_ekt()
+    out = site.lan.tokens[TOKEN_A].press_reset()
+    assert len(out.sends) == 3  # 100 drives x 1 authorisation, 36 per datagram
+    decoded = [p.decode(t.data).message for t in out.sends]
+    assert all(len(t.data) <= MAX_BROADCAST_DATAGRAM and t.is_broadcast for t in out.sends)
+    assert [m.part for m in decoded] == [0, 1, 2] and {m.parts for m in decoded} == {3}  # type: ignore[union-attr]
+    assert {a.csn for m in decoded for a in m.authorizations} == {d.csn for d in site.made}  # type: ignore[union-attr]
+
+
+def test_reinserting_with_reset_held_wipes_the_token(site: Site) -> None:
+    arm(site)
+    token = site.lan.tokens[TOKEN_A]
+    token_id = token.memory.token_id
+    out = token.wipe()
+    assert out.persist and token.memory.packages == {} and token.memory.mode is TokenMode.EMPTY
+    assert token.led3 is TokenLed.OFF and token.announcement() is None and token.memory.token_id == token_id
+
+
+def test_memory_image_round_trips_and_holds_no_key(site: Site) -> None:
+    arm(site)
+    memory = site.lan.tokens[TOKEN_A].memory
+    assert TokenMemory.from_json(memory.to_json()) == memory
+
+
+def test_keys_available_fits_one_datagram_for_ten_thousand_drives() -> None:
+    csns = [i.to_bytes(8, "big") for i in range(10_000)]
+    data = p.encode(p.KeysAvailable(b"\x00" * 8, TokenMode.OKT, 1, len(csns), p.CsnFilter.of(csns)))
+    assert len(data) <= MAX_BROADCAST_DATAGRAM
+    assert p.decode(data).message.csn_filter.__contains__(csns[1234])  # type: ignore[union-attr]
+    assert MessageType.KEYS_AVAILABLE is p.decode(data).message.TYPE
