@@ -28,7 +28,7 @@ from protocol.constants import (
 from protocol.timestamps import now_us
 
 from .memory import encode_memory, load_memory, write_image
-from .token import Event, Output, Token
+from .token import Event, ManagementRefused, Output, Token
 
 log = logging.getLogger("t10k.token")
 
@@ -86,6 +86,7 @@ class TokenService:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._persist_lock = asyncio.Lock()
+        self._connections: set[asyncio.Task[None]] = set()
 
     def subscribe(self, sink: EventSink) -> None:
         self._sinks.append(sink)
@@ -123,12 +124,13 @@ class TokenService:
             self._send(announcement)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
         if self._server is not None:
             self._server.close()
+        for task in self._tasks + list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._connections, return_exceptions=True)
+        self._tasks = []
+        if self._server is not None:
             await self._server.wait_closed()
         if self._transport is not None:
             self._transport.close()
@@ -195,6 +197,9 @@ class TokenService:
     async def _handle_mgmt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
         local = (self.config.ip, self.config.mgmt_port)
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
         try:
             while True:
                 try:
@@ -213,12 +218,15 @@ class TokenService:
                     await writer.drain()
                     if self._tap:
                         self._tap("out", "tcp", local, peer, out.reply)
+                if any(isinstance(e, ManagementRefused) for e in out.events):
+                    return  # a peer that failed authentication or replayed gets no second try on this connection
         except DecodeError as exc:
             self.counters.decode_errors[exc.reason.name] += 1
             log.info("token %s: closing management connection from %s: %s", self.config.ip, peer[0], exc)
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError) as exc:
             log.info("token %s: management connection from %s ended: %s", self.config.ip, peer[0], exc or "timeout")
         finally:
+            self._connections.discard(task)
             writer.close()
 
 

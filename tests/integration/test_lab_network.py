@@ -1,0 +1,192 @@
+"""The EKT-then-OKT path through real daemons on loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+import protocol as p
+from kms_client import station
+from kms_client.errors import ReplyNotAuthentic, TokenUnreachable
+from lab.cluster import Lab
+from protocol.constants import (
+    DRIVE_LAN_PORT,
+    DRIVE_PORT,
+    LOOPBACK_BROADCAST,
+    TOKEN_LAN_PORT,
+    TOKEN_MGMT_PORT,
+    VOP_PORT,
+    EncryptionLed,
+    TokenLed,
+    TokenMode,
+)
+from tests.integration.conftest import Wire
+
+pytestmark = pytest.mark.network
+POOL = "pool-1"
+
+
+async def enrol_and_arm(lab: Lab, *, tokens: tuple[str, ...] = ("token-A",)) -> None:
+    kms = lab.kms
+    await station.write_ekt(kms, "token-A", lab.drive_names, use_pckey=True)
+    await lab.wait_until(lambda s: s.led is EncryptionLed.AMBER, "amber")
+    key = kms.create_key()
+    kms.create_key_set("KS1")
+    kms.add_key_to_set("KS1", key)
+    kms.create_pool(POOL)
+    for n in lab.drive_names:
+        kms.add_drive_to_pool(POOL, n)
+    kms.set_mapping(POOL, ["KS1"], key)
+    for t in tokens:
+        await station.write_okt(kms, t, POOL)
+    ts = kms.mapping(POOL).timestamp
+    await lab.wait_until(lambda s: s.led is EncryptionLed.RED and s.okt_timestamp == ts, "red")
+
+
+async def test_eight_drives_enrolled_then_armed(lab: Lab) -> None:
+    await station.write_ekt(lab.kms, "token-A", lab.drive_names, use_pckey=True)
+    statuses = await lab.wait_until(lambda s: s.led is EncryptionLed.AMBER, "amber")
+    assert len(statuses) == 8 and all(s.status_fields == ("Encryption", "Need OKT") for s in statuses.values())
+    ekt = await station.token_status(lab.kms, "token-A")
+    assert (ekt.mode, ekt.led3, ekt.csn_count, ekt.packages_held) == (TokenMode.EKT, TokenLed.FLASHING_GREEN, 8, 0)
+    lab.kms.create_pool(POOL)
+    key = lab.kms.create_key()
+    lab.kms.create_key_set("KS1")
+    lab.kms.add_key_to_set("KS1", key)
+    for n in lab.drive_names:
+        lab.kms.add_drive_to_pool(POOL, n)
+    mapping = lab.kms.set_mapping(POOL, ["KS1"], key)
+    await station.write_okt(lab.kms, "token-A", POOL)
+    statuses = await lab.wait_until(lambda s: s.led is EncryptionLed.RED, "red")
+    assert {s.okt_timestamp for s in statuses.values()} == {mapping.timestamp}
+    assert {s.write_key_id for s in statuses.values()} == {key}
+    okt = await station.token_status(lab.kms, "token-A")
+    assert (okt.mode, okt.led3, okt.acknowledged, okt.error_led) == (TokenMode.OKT, TokenLed.SOLID_GREEN, 8, TokenLed.OFF)
+
+
+async def test_an_outdated_okt_is_refused_by_every_drive(lab: Lab) -> None:
+    await enrol_and_arm(lab, tokens=("token-A", "token-B"))
+    lab.kms.apply_mapping(POOL)
+    await station.write_okt(lab.kms, "token-A", POOL)
+    current = lab.kms.mapping(POOL).timestamp
+    await lab.wait_until(lambda s: s.okt_timestamp == current, "refreshed")
+    await lab.remove_token("token-A")
+    lab.power_cycle()
+    await asyncio.sleep(1.0)  # token-B (older mapping) announces every 0.3 s
+    statuses = await lab.vop_all()
+    assert all(s.need_okt and s.led is EncryptionLed.AMBER and s.okt_timestamp == current for s in statuses.values())
+    assert lab.drives.counters.events["OfferRefused"] >= 8
+    b = await station.token_status(lab.kms, "token-B")
+    assert b.errors == ()  # the seed: no error goes to the token
+
+
+async def test_a_drive_restarted_gets_its_keys_again_without_operator_action(lab: Lab) -> None:
+    await enrol_and_arm(lab)
+    await lab.drives.flush()
+    await lab.drives.stop()
+    # a fresh host from the same state directory: a power cycle of every drive
+    from drive_daemon.service import DriveHost
+
+    placed = [(h.made, h.ip) for h in lab.drives.drives.values()]
+    lab.host = DriveHost(lab.drives.config, placed, tap=lab._tap)
+    await lab.host.start()
+    first = await lab.vop_all()
+    assert all(s.encryption_enabled for s in first.values())  # device keys survived in NVRAM
+    statuses = await lab.wait_until(lambda s: s.led is EncryptionLed.RED, "re-armed", timeout_s=5)
+    assert {s.okt_timestamp for s in statuses.values()} == {lab.kms.mapping(POOL).timestamp}
+
+
+async def test_a_token_restarted_keeps_its_okt(lab: Lab) -> None:
+    await enrol_and_arm(lab)
+    await lab.remove_token("token-A")
+    await lab.insert_token("token-A")  # same state directory: non-volatile memory
+    status = await station.token_status(lab.kms, "token-A")
+    assert (status.mode, status.packages_held) == (TokenMode.OKT, 8)
+    lab.power_cycle()
+    await lab.wait_until(lambda s: s.led is EncryptionLed.RED, "re-armed")
+
+
+async def test_no_plaintext_key_on_the_wire_or_in_state_files(lab: Lab, wire: Wire, tmp_path: Path) -> None:
+    await enrol_and_arm(lab, tokens=("token-A", "token-B"))
+    await station.write_ekt(lab.kms, "token-B", lab.drive_names[:2], use_pckey=False)
+    await lab.wait_until(lambda s: s.holding_keys, "holding", names=lab.drive_names[:2])
+    await lab.tokens["token-B"].press_reset()
+    await lab.wait_until(lambda s: s.reset, "reset", names=lab.drive_names[:2])
+    await lab.drives.flush()
+    kms = lab.kms
+    secrets = [kms.key_value(k) for k in kms.key_ids()]
+    secrets += [k for n in lab.drive_names for _, k in kms.device_keys(n, 5)]
+    secrets += [kms.pckey(n) for n in lab.drive_names] + [kms.token_secret(t) for t, _ in lab.plan.tokens]
+    assert len(secrets) == 1 + (8 + 2) + 8 + 2  # media key, device keys, PCkeys, token secrets
+    assert len(wire.records) > 50 and {r[1] for r in wire.records} == {"udp", "tcp"}
+    payload = wire.payload
+    leaked = [s.hex() for s in secrets if s in payload]
+    assert leaked == []
+    state_files = [f for f in (tmp_path / "lab").rglob("*") if f.is_file()
+                   and f.name not in ("manufacturing.json", "dbkey")]  # the drive CD and the operator's key
+    assert len(state_files) >= 2 + 8 + 1
+    for f in state_files:
+        data = f.read_bytes()
+        assert [s.hex() for s in secrets if s in data or s.hex().encode() in data] == [], f
+
+
+async def test_malformed_input_is_counted_and_the_daemons_keep_serving(lab: Lab) -> None:
+    garbage = [b"", b"T10K", os.urandom(64), p.encode(p.ReadStatus())[:-1] + b"\xff" * 9,
+               b"T10K\x09" + bytes(11)]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    udp.bind(("127.0.0.250", 0))
+    for data in garbage:
+        udp.sendto(data, ("127.0.0.21", TOKEN_LAN_PORT))
+        udp.sendto(data, ("127.0.0.101", DRIVE_PORT))
+        udp.sendto(data, (LOOPBACK_BROADCAST, DRIVE_LAN_PORT))
+    udp.close()
+    for port in (TOKEN_MGMT_PORT, VOP_PORT):
+        host = "127.0.0.21" if port == TOKEN_MGMT_PORT else "127.0.0.101"
+        for data in (os.urandom(40), b"T10K\x01\x22" + bytes(10)):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(data)
+            await writer.drain()
+            await asyncio.wait_for(reader.read(), 5)  # the daemon answers or closes; it does not hang
+            writer.close()
+    await asyncio.sleep(0.3)
+    assert sum(lab.tokens["token-A"].counters.decode_errors.values()) >= 5
+    assert sum(lab.drives.counters.decode_errors.values()) >= 8
+    await enrol_and_arm(lab)  # and everything still works
+
+
+async def test_a_kms_with_the_wrong_secret_is_refused(lab: Lab) -> None:
+    kms = lab.kms
+    kms.add_token("impostor", "127.0.0.21", TOKEN_MGMT_PORT)  # same token address, another secret
+    with pytest.raises(ReplyNotAuthentic):
+        await station.write_ekt(kms, "impostor", lab.drive_names, use_pckey=True)
+    assert lab.tokens["token-A"].counters.events["ManagementRefused"] == 1
+    assert lab.tokens["token-A"].token.memory.mode is TokenMode.EMPTY
+
+
+async def test_an_absent_token_is_reported_as_unreachable(lab: Lab) -> None:
+    await lab.remove_token("token-B")
+    with pytest.raises(TokenUnreachable, match="127.0.0.22"):
+        await station.token_status(lab.kms, "token-B", timeout_s=2)
+
+
+async def test_a_missing_key_report_reaches_the_kms_view(lab: Lab) -> None:
+    await enrol_and_arm(lab)
+    # Until the tape path exists (its own issue), a drive reports a missing key as the seed's
+    # ERROR_REPORT 00006109 with the key ID; the token holds it until next written.
+    report = p.ErrorReport(lab.drive_csns["drive-03"], p.constants.ErrorCode.MISSING_KEY,
+                           bytes.fromhex("0a0b0c0d00000063"), 1)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.103", 0))
+    udp.sendto(p.encode(report), ("127.0.0.21", TOKEN_LAN_PORT))
+    udp.close()
+    await asyncio.sleep(0.2)
+    status = await station.token_status(lab.kms, "token-A")
+    assert status.error_led is TokenLed.FLASHING_RED
+    assert [(e.csn, int(e.error_code), e.key_id) for e in status.errors] == [(report.csn, 0x6109, report.key_id)]
+    await station.write_okt(lab.kms, "token-A", POOL)
+    assert (await station.token_status(lab.kms, "token-A")).errors == ()

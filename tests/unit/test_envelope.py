@@ -1,0 +1,91 @@
+"""The crypto envelope: wrapped keys are bound to type, CSN, timestamp and key ID."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pytest
+
+from protocol import envelope
+from protocol.constants import MessageType
+from protocol.errors import AuthenticationError, UnwrapError
+
+CSN, OTHER_CSN = b"\x57" + bytes(7), b"\x58" + bytes(7)
+KEY_ID = bytes.fromhex("0a0b0c0d00000001")
+
+
+@pytest.fixture
+def device_key() -> bytes:
+    return os.urandom(32)
+
+
+def test_media_key_round_trip(device_key: bytes) -> None:
+    key = os.urandom(32)
+    w = envelope.MediaKeyWrapper(device_key)
+    wrapped = w.wrap_key(CSN, 100, KEY_ID, key)
+    assert key not in wrapped.wrapped
+    assert envelope.MediaKeyWrapper(device_key).unwrap_key(CSN, 100, wrapped) == key
+
+
+@pytest.mark.parametrize("change", ["csn", "timestamp", "key_id", "device_key"])
+def test_media_key_cannot_be_replayed_elsewhere(device_key: bytes, change: str) -> None:
+    wrapped = envelope.MediaKeyWrapper(device_key).wrap_key(CSN, 100, KEY_ID, os.urandom(32))
+    csn, ts, dk = CSN, 100, device_key
+    if change == "csn":
+        csn = OTHER_CSN
+    elif change == "timestamp":
+        ts = 101
+    elif change == "key_id":
+        wrapped = replace(wrapped, key_id=bytes.fromhex("0a0b0c0d00000002"))
+    else:
+        dk = os.urandom(32)
+    with pytest.raises(UnwrapError):
+        envelope.MediaKeyWrapper(dk).unwrap_key(csn, ts, wrapped)
+
+
+def test_message_type_is_bound() -> None:
+    assert envelope.binding(MessageType.MEDIA_KEY_PACKAGE, CSN, 1, KEY_ID) != envelope.binding(
+        MessageType.DEVICE_KEY_PACKAGE, CSN, 1, KEY_ID)
+
+
+def test_device_key_package_round_trip_and_binding(device_key: bytes) -> None:
+    pckey, receipt = os.urandom(32), os.urandom(16)
+    nonce, wrapped = envelope.wrap_device_key(pckey, CSN, 7, KEY_ID, device_key, receipt)
+    assert envelope.unwrap_device_key(pckey, CSN, 7, KEY_ID, nonce, wrapped) == (device_key, receipt)
+    with pytest.raises(UnwrapError):
+        envelope.unwrap_device_key(pckey, CSN, 8, KEY_ID, nonce, wrapped)
+    with pytest.raises(UnwrapError):
+        envelope.unwrap_device_key(os.urandom(32), CSN, 7, KEY_ID, nonce, wrapped)
+
+
+def test_receipt_round_trip(device_key: bytes) -> None:
+    w = envelope.MediaKeyWrapper(device_key)
+    receipt = os.urandom(16)
+    assert w.unwrap_receipt(CSN, 5, w.wrap_receipt(CSN, 5, receipt)) == receipt
+    with pytest.raises(UnwrapError):
+        w.unwrap_receipt(OTHER_CSN, 5, w.wrap_receipt(CSN, 5, receipt))
+
+
+def test_clear_mac_verifies_only_under_the_same_key_and_drive(device_key: bytes) -> None:
+    mac = envelope.clear_mac(device_key, CSN, KEY_ID)
+    assert envelope.verify_clear_mac(device_key, CSN, KEY_ID, mac)
+    assert not envelope.verify_clear_mac(os.urandom(32), CSN, KEY_ID, mac)
+    assert not envelope.verify_clear_mac(device_key, OTHER_CSN, KEY_ID, mac)
+
+
+def test_mgmt_mac() -> None:
+    secret = os.urandom(32)
+    envelope.verify_mgmt_mac(secret, b"abc", envelope.mgmt_mac(secret, b"abc"))
+    with pytest.raises(AuthenticationError):
+        envelope.verify_mgmt_mac(secret, b"abd", envelope.mgmt_mac(secret, b"abc"))
+
+
+def test_seal_binds_associated_data() -> None:
+    key = os.urandom(32)
+    sealed = envelope.seal(key, b"secret", b"row:1")
+    assert envelope.unseal(key, sealed, b"row:1", "x") == b"secret"
+    with pytest.raises(UnwrapError):
+        envelope.unseal(key, sealed, b"row:2", "x")
+    with pytest.raises(UnwrapError, match="too short"):
+        envelope.unseal(key, b"abc", b"row:1", "x")
