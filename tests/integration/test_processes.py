@@ -1,0 +1,165 @@
+"""The daemons as separate processes, driven only through the ``t10k`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+pytestmark = pytest.mark.network
+
+T10K = [sys.executable, "-m", "lab.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN_IP = "127.0.3.21"
+FIRST_DRIVE_IP = "127.0.3.101"
+
+
+def t10k(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*T10K, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"t10k {' '.join(args)} exited {result.returncode}: {result.stderr}")
+    return result
+
+
+class Daemon:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([*T10K, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if "serving" not in line:
+            self.stop()
+            raise AssertionError(f"t10k {' '.join(args)} did not start: {line} {self.proc.stderr.read()}")  # type: ignore[union-attr]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for d in started:
+        d.stop()
+
+
+def vop(ip: str) -> dict[str, object]:
+    return json.loads(t10k("vop", "status", "--ip", ip, "--json").stdout)  # type: ignore[no-any-return]
+
+
+def wait_for(ips: list[str], predicate: object, what: str, timeout: float = 15) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = [vop(ip) for ip in ips]
+        if all(predicate(s) for s in statuses):  # type: ignore[operator]
+            return statuses
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not every drive became {what}: {statuses}")
+        time.sleep(0.1)
+
+
+def test_enrol_arm_and_power_cycle_through_the_cli(tmp_path: Path, daemons: list[Daemon]) -> None:
+    store = ["--store", str(tmp_path / "kms")]
+    made = tmp_path / "cd.json"
+    t10k("drive", "manufacture", "--count", "3", "--out", str(made), "--first-csn", "5700000000000a01")
+    t10k("kms", "init", *store, "--kms-id", "0a0b0c0d")
+    csns = [d["csn"] for d in json.loads(made.read_text())]
+    for i, csn in enumerate(csns):
+        t10k("kms", "import-drive", *store, "--manufacturing", str(made), "--csn", csn, "--name", f"drive-{i}")
+    t10k("kms", "add-token", *store, "--name", "tok", "--ip", TOKEN_IP, "--secret-out", str(tmp_path / "tok.secret"))
+    daemons.append(Daemon("token", "run", "--ip", TOKEN_IP, "--state", str(tmp_path / "tok"),
+                          "--secret-file", str(tmp_path / "tok.secret"), "--announce-interval", "0.3"))
+    drive_args = ("drive", "run-many", "--manufacturing", str(made), "--first-ip", FIRST_DRIVE_IP,
+                  "--state", str(tmp_path / "drives"))
+    daemons.append(Daemon(*drive_args))
+    ips = [f"127.0.3.{101 + i}" for i in range(3)]
+    names = [a for i in range(3) for a in ("--drive", f"drive-{i}")]
+
+    out = json.loads(t10k("kms", "write-ekt", *store, "--token", "tok", *names, "--use-pckey", "--json").stdout)
+    assert out["status"] == "OK"
+    wait_for(ips, lambda s: s["led"] == "AMBER" and s["status2"] == "Need OKT", "amber")
+
+    key = json.loads(t10k("kms", "create-key", *store, "--json").stdout)["key_id"]
+    t10k("kms", "create-key-set", *store, "KS1")
+    t10k("kms", "add-key", *store, "--key-set", "KS1", "--key", key)
+    t10k("kms", "create-pool", *store, "P1")
+    t10k("kms", "add-drive", *store, "--pool", "P1", *names)
+    mapping = json.loads(t10k("kms", "map", *store, "--pool", "P1", "--key-set", "KS1", "--write-key", key,
+                              "--json").stdout)
+    t10k("kms", "write-okt", *store, "--token", "tok", "--pool", "P1")
+    armed = wait_for(ips, lambda s: s["led"] == "RED", "red")
+    assert {s["okt_timestamp"] for s in armed} == {mapping["timestamp"]}
+    assert {s["write_key_id"] for s in armed} == {key}
+
+    # Power cycle: the drive process is stopped and started again from its state directory.
+    assert daemons.pop().stop() == 0
+    daemons.append(Daemon(*drive_args))
+    wait_for(ips, lambda s: s["led"] == "RED" and s["okt_timestamp"] == mapping["timestamp"], "re-armed")
+
+    status = json.loads(t10k("kms", "token-status", *store, "--token", "tok", "--json").stdout)
+    assert (status["mode"], status["led3"], status["acknowledged"], status["errors"]) == ("OKT", "SOLID_GREEN", 3, [])
+
+
+def test_sighup_power_cycles_a_drive_host(tmp_path: Path, daemons: list[Daemon]) -> None:
+    made = tmp_path / "cd.json"
+    t10k("drive", "manufacture", "--count", "1", "--out", str(made))
+    d = Daemon("drive", "run", "--ip", "127.0.3.150", "--manufacturing", str(made), "--state", str(tmp_path / "s"))
+    daemons.append(d)
+    assert vop("127.0.3.150")["led"] == "GREEN"
+    d.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.2)
+    assert d.proc.poll() is None and vop("127.0.3.150")["led"] == "GREEN"
+
+
+def test_demo_exits_zero_with_json(tmp_path: Path) -> None:
+    result = t10k("lab", "demo", "--json", "--keep", str(tmp_path / "demo"))
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and len(report["steps"]) == 5
+    step4 = report["steps"][3]
+    assert {d["status2"] for d in step4["drives"]} == {"Need OKT"} and len(step4["drives"]) == 8
+    assert {d["led"] for d in report["steps"][4]["drives"]} == {"RED"}
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["kms", "list", "--store", "/nonexistent/kms"], 1, "t10k kms init"),
+    (["kms", "import-drive", "--manufacturing", "x", "--csn", "12", "--name", "n"], 2, "16 hex digits"),
+    (["kms", "init", "--dbkey", "abc"], 2, "64 hexadecimal"),
+    (["vop", "status", "--ip", "127.0.3.254"], 1, "cannot connect"),
+    (["drive", "run", "--ip", "127.0.3.1", "--manufacturing", "/nonexistent.json", "--state", "/tmp/x"], 1,
+     "does not exist"),
+    (["drive", "manufacture", "--count", "0", "--out", "/tmp/x.json"], 1, "at least 1"),
+    (["frobnicate"], 2, "invalid choice"),
+])
+def test_bad_input_gets_a_clear_error(args: list[str], code: int, message: str) -> None:
+    result = t10k(*args, check=False)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_token_with_a_bad_secret_file_does_not_start(tmp_path: Path) -> None:
+    (tmp_path / "s").write_text("not hex")
+    result = t10k("token", "run", "--ip", "127.0.3.30", "--state", str(tmp_path / "t"), "--secret-file",
+                  str(tmp_path / "s"), check=False)
+    assert result.returncode == 1 and "64 hex digits" in result.stderr
+
+
+def test_an_address_in_use_is_reported(tmp_path: Path, daemons: list[Daemon]) -> None:
+    made = tmp_path / "cd.json"
+    t10k("drive", "manufacture", "--count", "1", "--out", str(made))
+    daemons.append(Daemon("drive", "run", "--ip", "127.0.3.160", "--manufacturing", str(made), "--state", str(tmp_path / "a")))
+    result = t10k("drive", "run", "--ip", "127.0.3.160", "--manufacturing", str(made), "--state", str(tmp_path / "b"),
+                  check=False, timeout=20)
+    assert result.returncode == 1 and "address already in use" in result.stderr.lower()
+    assert os.path.exists(made)
