@@ -1,0 +1,17 @@
+"""docs/PROTOCOL.md carries the catalogue as generated from the layouts: no drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from protocol.docgen import render_catalogue
+from protocol.constants import MessageType
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md"
+
+
+def test_protocol_document_matches_the_catalogue() -> None:
+    text = DOC.read_text()
+    assert render_catalogue() in text, "run: python docs/gen_protocol_tables.py"
+    for mt in MessageType:
+        assert f"### {mt.name} (0x{int(mt):02X})" in text
