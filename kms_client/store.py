@@ -197,18 +197,29 @@ class KmsStore:
             conn.execute("INSERT INTO drives (name, csn, model, pckey_sealed) VALUES (?,?,?,?)",
                          (name, csn, model, self._seal(pckey, b"pckey:" + csn)))
 
+    _DRIVE_QUERY = """
+        SELECT d.name, d.csn, d.model, k.device_key_id, COALESCE(k.timestamp, 0), p.pool FROM drives d
+        LEFT JOIN (SELECT drive, device_key_id, timestamp,
+                          ROW_NUMBER() OVER (PARTITION BY drive ORDER BY timestamp DESC) AS newest
+                   FROM device_keys) k ON k.drive = d.name AND k.newest = 1
+        LEFT JOIN pool_drives p ON p.drive = d.name"""
+
     def drive(self, name: str) -> DriveRecord:
-        for d in self.drives():
-            if d.name == name:
-                return d
-        raise NotFound(f"no drive named {name!r}; 't10k kms list' shows the drives")
+        row = self._conn.execute("SELECT name, csn, model FROM drives WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no drive named {name!r}; 't10k kms list' shows the drives")
+        key = self._conn.execute("SELECT device_key_id, timestamp FROM device_keys WHERE drive=? "
+                                 "ORDER BY timestamp DESC LIMIT 1", (name,)).fetchone()
+        pool = self._conn.execute("SELECT pool FROM pool_drives WHERE drive=?", (name,)).fetchone()
+        return DriveRecord(row[0], bytes(row[1]), row[2], None if key is None else bytes(key[0]),
+                           0 if key is None else key[1], None if pool is None else pool[0])
 
     def drives(self) -> list[DriveRecord]:
-        rows = self._conn.execute("""
-            SELECT d.name, d.csn, d.model, k.device_key_id, COALESCE(k.timestamp, 0), p.pool FROM drives d
-            LEFT JOIN device_keys k ON k.drive = d.name AND k.timestamp =
-                (SELECT MAX(timestamp) FROM device_keys WHERE drive = d.name)
-            LEFT JOIN pool_drives p ON p.drive = d.name ORDER BY d.name""").fetchall()
+        rows = self._conn.execute(self._DRIVE_QUERY + " ORDER BY d.name").fetchall()
+        return [DriveRecord(r[0], bytes(r[1]), r[2], None if r[3] is None else bytes(r[3]), r[4], r[5]) for r in rows]
+
+    def pool_drives(self, pool: str) -> list[DriveRecord]:
+        rows = self._conn.execute(self._DRIVE_QUERY + " WHERE p.pool = ? ORDER BY d.name", (pool,)).fetchall()
         return [DriveRecord(r[0], bytes(r[1]), r[2], None if r[3] is None else bytes(r[3]), r[4], r[5]) for r in rows]
 
     def pckey(self, name: str) -> bytes:
@@ -292,9 +303,6 @@ class KmsStore:
             self._require(conn, "pools", "name", pool, "pool")
             conn.execute("DELETE FROM pool_drives WHERE drive=?", (drive,))
             conn.execute("INSERT INTO pool_drives VALUES (?,?)", (pool, drive))
-
-    def pool_drives(self, pool: str) -> list[DriveRecord]:
-        return [d for d in self.drives() if d.pool == pool]
 
     def set_mapping(self, pool: str, key_sets: list[str], write_key_id: bytes) -> Mapping:
         """Change the pool's mapping; it gets a new timestamp."""

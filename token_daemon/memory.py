@@ -1,26 +1,30 @@
 """The token's non-volatile memory: what survives pulling the token out of the bay.
 
-Only wrapped keys are stored: the package bodies the KMS built, receipt hashes and
-clear authorisations. The image is written to a temporary file, fsynced and
-renamed, so a crash leaves the old image or the new one, never half of one.
+Only wrapped keys are stored: what the KMS wrote (the encoded WRITE_EKT or WRITE_OKT
+body, kept byte for byte in a content-addressed file, written once per write) and a
+small state file (identity, replay counter, which packages were acknowledged or
+erased, errors) rewritten as those change. Each file is written to a temporary name,
+fsynced and renamed, and the state file names the contents it goes with, so a crash
+leaves the old memory or the new one, never half of one.
 """
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol import ClearAuthorization, TokenError
-from protocol.constants import ErrorCode, TokenMode
+from protocol import ClearAuthorization, DecodeError, TokenError, WriteEkt, WriteOkt, decode_body, encode_body
+from protocol.constants import ErrorCode, MessageType, TokenMode
 
 from .errors import MemoryImageError
 
-IMAGE_FORMAT = 1
+IMAGE_FORMAT = 2
 IMAGE_NAME = "token.json"
+_CONTENT_TYPE = {TokenMode.EKT: MessageType.WRITE_EKT, TokenMode.OKT: MessageType.WRITE_OKT}
 
 
 @dataclass
@@ -43,37 +47,48 @@ class TokenMemory:
     packages: dict[bytes, HeldPackage] = field(default_factory=dict)
     errors: list[TokenError] = field(default_factory=list)
     mgmt_counter: int = 0
+    #: The encoded WRITE_EKT/WRITE_OKT body the packages came from.
+    contents: bytes | None = None
 
     @classmethod
     def blank(cls) -> TokenMemory:
         return cls(token_id=os.urandom(8))
 
+    def load_write(self, message: WriteEkt | WriteOkt) -> None:
+        """Replace the contents with what the KMS wrote; a write also clears errors."""
+        if isinstance(message, WriteEkt):
+            self.mode, self.timestamp, self.pool = TokenMode.EKT, message.timestamp, ""
+        else:
+            self.mode, self.timestamp, self.pool = TokenMode.OKT, message.okt_timestamp, message.pool
+        self.contents = encode_body(message)
+        self.packages = {
+            e.package.csn: HeldPackage(e.package.csn, encode_body(e.package), e.receipt_hash, e.clear_authorizations)
+            for e in message.entries
+        }
+        self.errors.clear()
+
     def wipe(self) -> None:
         """Reset held while inserting: keys, CSNs and errors gone; identity kept."""
-        self.mode, self.timestamp, self.pool = TokenMode.EMPTY, 0, ""
+        self.mode, self.timestamp, self.pool, self.contents = TokenMode.EMPTY, 0, "", None
         self.packages.clear()
         self.errors.clear()
 
-    # --- serialisation ----------------------------------------------------
+    @property
+    def contents_name(self) -> str | None:
+        if self.contents is None:
+            return None
+        return f"contents-{hashlib.sha256(self.contents).hexdigest()[:24]}.bin"
 
-    def to_json(self) -> dict[str, Any]:
+    # --- the small state file ---------------------------------------------
+
+    def state_json(self, contents_name: str | None) -> dict[str, Any]:
         return {
             "format": IMAGE_FORMAT,
             "token_id": self.token_id.hex(),
-            "mode": self.mode.name,
-            "timestamp": self.timestamp,
-            "pool": self.pool,
             "mgmt_counter": self.mgmt_counter,
-            "packages": [
-                {
-                    "csn": p.csn.hex(),
-                    "package": None if p.package_body is None else base64.b64encode(p.package_body).decode(),
-                    "receipt_hash": p.receipt_hash.hex(),
-                    "clear": [[a.device_key_id.hex(), a.mac.hex()] for a in p.clear_authorizations],
-                    "acknowledged_at": p.acknowledged_at,
-                }
-                for p in self.packages.values()
-            ],
+            "contents": contents_name,
+            "acknowledged": {p.csn.hex(): p.acknowledged_at for p in self.packages.values() if p.acknowledged_at},
+            "erased": [p.csn.hex() for p in self.packages.values() if p.package_body is None],
             "errors": [
                 {"csn": e.csn.hex(), "code": int(e.error_code), "key_id": e.key_id.hex(), "at": e.reported_at}
                 for e in self.errors
@@ -81,59 +96,81 @@ class TokenMemory:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TokenMemory:
+    def from_state(cls, data: dict[str, Any], contents: bytes | None, mode: TokenMode) -> TokenMemory:
         if data.get("format") != IMAGE_FORMAT:
             raise ValueError(f"image format {data.get('format')!r}, this build reads {IMAGE_FORMAT}")
-        packages = {}
-        for p in data["packages"]:
-            csn = bytes.fromhex(p["csn"])
-            clear = tuple(
-                ClearAuthorization(csn, bytes.fromhex(k), bytes.fromhex(mac)) for k, mac in p["clear"]
-            )
-            body = None if p["package"] is None else base64.b64decode(p["package"], validate=True)
-            packages[csn] = HeldPackage(csn, body, bytes.fromhex(p["receipt_hash"]), clear, int(p["acknowledged_at"]))
-        errors = [
+        memory = cls(token_id=bytes.fromhex(data["token_id"]), mgmt_counter=int(data["mgmt_counter"]))
+        if contents is not None:
+            message = decode_body(_CONTENT_TYPE[mode], contents)
+            assert isinstance(message, (WriteEkt, WriteOkt))
+            memory.load_write(message)
+            for csn_hex, at in data["acknowledged"].items():
+                memory.packages[bytes.fromhex(csn_hex)].acknowledged_at = int(at)
+            for csn_hex in data["erased"]:
+                memory.packages[bytes.fromhex(csn_hex)].package_body = None
+        memory.errors = [
             TokenError(bytes.fromhex(e["csn"]), ErrorCode(e["code"]), bytes.fromhex(e["key_id"]), int(e["at"]))
             for e in data["errors"]
         ]
-        return cls(
-            token_id=bytes.fromhex(data["token_id"]),
-            mode=TokenMode[data["mode"]],
-            timestamp=int(data["timestamp"]),
-            pool=str(data["pool"]),
-            packages=packages,
-            errors=errors,
-            mgmt_counter=int(data["mgmt_counter"]),
-        )
+        return memory
 
 
-def load_memory(state_dir: Path) -> TokenMemory:
-    """The image in ``state_dir``, or a blank token if there is none yet."""
-    path = state_dir / IMAGE_NAME
-    if not path.exists():
-        return TokenMemory.blank()
-    try:
-        return TokenMemory.from_json(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise MemoryImageError(
-            f"token memory image {path} is corrupt ({exc}); move it aside to start the token "
-            f"blank, then write it again from the KMS"
-        ) from None
+class MemoryStore:
+    """Reads and writes one token's memory in its state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._written_contents: str | None = None
+
+    def load(self) -> TokenMemory:
+        """The memory in the state directory, or a blank token if there is none yet."""
+        path = self.state_dir / IMAGE_NAME
+        if not path.exists():
+            return TokenMemory.blank()
+        try:
+            data = json.loads(path.read_text())
+            name = data.get("contents")
+            contents, mode = None, TokenMode.EMPTY
+            if name is not None:
+                raw = (self.state_dir / name).read_bytes()
+                if name != f"contents-{hashlib.sha256(raw[1:]).hexdigest()[:24]}.bin":
+                    raise ValueError(f"{name} does not match its checksum")
+                mode, contents = TokenMode(raw[0]), raw[1:]
+            memory = TokenMemory.from_state(data, contents, mode)
+        except (OSError, ValueError, KeyError, TypeError, AssertionError, DecodeError) as exc:
+            raise MemoryImageError(
+                f"token memory in {self.state_dir} is corrupt ({exc}); move the directory aside to start the "
+                f"token blank, then write it again from the KMS"
+            ) from None
+        self._written_contents = memory.contents_name
+        return memory
+
+    def snapshot(self, memory: TokenMemory) -> tuple[bytes | None, str | None, bytes]:
+        """What to write, taken in the event loop: (new contents or None, its name, state)."""
+        name = memory.contents_name
+        new_contents = None
+        if name is not None and name != self._written_contents:
+            new_contents = bytes([memory.mode]) + memory.contents  # type: ignore[operator]
+        state = json.dumps(memory.state_json(name), separators=(",", ":")).encode()
+        return new_contents, name, state
+
+    def write(self, new_contents: bytes | None, name: str | None, state: bytes) -> None:
+        """Contents first, then the state naming them, then drop the old contents."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if new_contents is not None and name is not None:
+            _atomic_write(self.state_dir / name, new_contents)
+        _atomic_write(self.state_dir / IMAGE_NAME, state)
+        self._written_contents = name
+        for old in self.state_dir.glob("contents-*.bin"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    def save(self, memory: TokenMemory) -> None:
+        self.write(*self.snapshot(memory))
 
 
-def encode_memory(memory: TokenMemory) -> bytes:
-    return json.dumps(memory.to_json(), separators=(",", ":")).encode()
-
-
-def save_memory(state_dir: Path, memory: TokenMemory) -> None:
-    write_image(state_dir, encode_memory(memory))
-
-
-def write_image(state_dir: Path, data: bytes) -> None:
-    """Write then rename: a crash leaves the old image or the new one."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / IMAGE_NAME
-    tmp = path.with_suffix(".tmp")
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()

@@ -27,7 +27,7 @@ from protocol.constants import (
 )
 from protocol.timestamps import now_us
 
-from .memory import encode_memory, load_memory, write_image
+from .memory import MemoryStore
 from .token import Event, ManagementRefused, Output, Token
 
 log = logging.getLogger("t10k.token")
@@ -49,6 +49,10 @@ class TokenConfig:
     announce_interval_s: float = ANNOUNCE_INTERVAL_S
     mgmt_backlog: int = 128
     datagram_queue: int = 16384
+    #: Receive buffer for the LAN socket: a pool's pulls arrive as a burst (the kernel caps it at rmem_max).
+    receive_buffer_bytes: int = 4 * 1024 * 1024
+    #: Acknowledgements and error reports are written at most this often (coalesced).
+    persist_interval_s: float = 0.2
 
 
 @dataclass
@@ -77,7 +81,8 @@ class _LanProtocol(asyncio.DatagramProtocol):
 class TokenService:
     def __init__(self, config: TokenConfig, *, tap: Tap | None = None) -> None:
         self.config = config
-        self.token = Token(load_memory(config.state_dir), config.secret)
+        self._memory = MemoryStore(config.state_dir)
+        self.token = Token(self._memory.load(), config.secret)
         self.counters = Counters()
         self._tap = tap
         self._sinks: list[EventSink] = []
@@ -86,6 +91,7 @@ class TokenService:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._persist_lock = asyncio.Lock()
+        self._dirty = asyncio.Event()
         self._connections: set[asyncio.Task[None]] = set()
 
     def subscribe(self, sink: EventSink) -> None:
@@ -105,6 +111,11 @@ class TokenService:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.config.receive_buffer_bytes)
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux reports double
+        if granted < self.config.receive_buffer_bytes:
+            log.warning("token %s: UDP receive buffer is %d bytes, not %d (raise net.core.rmem_max): "
+                        "large pools will see retries", self.config.ip, granted, self.config.receive_buffer_bytes)
         sock.bind((self.config.ip, self.config.lan_port))
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _LanProtocol(self._queue, self.counters), sock=sock
@@ -116,6 +127,7 @@ class TokenService:
         self._tasks = [
             asyncio.create_task(self._drain(), name=f"token {self.config.ip} lan"),
             asyncio.create_task(self._announce_forever(), name=f"token {self.config.ip} announce"),
+            asyncio.create_task(self._write_behind(), name=f"token {self.config.ip} persist"),
         ]
         log.info("token %s serving: LAN udp/%d, management tcp/%d", self.config.ip, self.config.lan_port,
                  self.config.mgmt_port)
@@ -130,6 +142,8 @@ class TokenService:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._connections, return_exceptions=True)
         self._tasks = []
+        if self._dirty.is_set():
+            await self._persist()
         if self._server is not None:
             await self._server.wait_closed()
         if self._transport is not None:
@@ -138,10 +152,10 @@ class TokenService:
     # --- reset button (physical) ------------------------------------------
 
     async def press_reset(self) -> None:
-        await self._apply(self.token.press_reset())
+        await self._apply(self.token.press_reset(), durable=True)
 
     async def wipe(self) -> None:
-        await self._apply(self.token.wipe())
+        await self._apply(self.token.wipe(), durable=True)
 
     # --- internals ------------------------------------------------------
 
@@ -153,9 +167,13 @@ class TokenService:
         if self._tap:
             self._tap("out", "udp", (self.config.ip, self.config.lan_port), to, t.data)
 
-    async def _apply(self, out: Output) -> None:
+    async def _apply(self, out: Output, *, durable: bool = False) -> None:
+        """``durable``: on disk before anything is sent (a management reply says "written")."""
         if out.persist:
-            await self._persist()
+            if durable:
+                await self._persist()
+            else:
+                self._dirty.set()
         for t in out.sends:
             self._send(t)
         for event in out.events:
@@ -165,10 +183,18 @@ class TokenService:
                 sink(event)
 
     async def _persist(self) -> None:
-        # Serialise in the loop (consistent snapshot), write in a thread (no blocking).
+        # Snapshot in the loop (consistent), write in a thread (no blocking).
         async with self._persist_lock:
-            data = encode_memory(self.token.memory)
-            await asyncio.to_thread(write_image, self.config.state_dir, data)
+            self._dirty.clear()
+            snapshot = self._memory.snapshot(self.token.memory)
+            await asyncio.to_thread(self._memory.write, *snapshot)
+
+    async def _write_behind(self) -> None:
+        """Coalesce LAN-driven changes: one write per interval, however many acknowledgements."""
+        while True:
+            await self._dirty.wait()
+            await self._persist()
+            await asyncio.sleep(self.config.persist_interval_s)
 
     async def _drain(self) -> None:
         while True:
@@ -212,7 +238,7 @@ class TokenService:
                     self._tap("in", "tcp", peer, local, data)
                 frame = decode(data)
                 out = self.token.receive_management(frame, now_us())
-                await self._apply(out)  # persisted before the reply says "written"
+                await self._apply(out, durable=True)  # persisted before the reply says "written"
                 if out.reply is not None:
                     writer.write(out.reply)
                     await writer.drain()

@@ -31,7 +31,6 @@ from protocol import (
     WriteOkt,
     encode,
     encode_authenticated,
-    encode_body,
     envelope,
     frame_body,
 )
@@ -48,7 +47,7 @@ from protocol.constants import (
 )
 from protocol.errors import AuthenticationError, DecodeError
 
-from .memory import HeldPackage, TokenMemory
+from .memory import TokenMemory
 
 BROADCAST: Address = (BROADCAST_HOST, DRIVE_LAN_PORT)
 _CLEAR_PART_OVERHEAD = HEADER_SIZE + 8 + 2 + 2 + 2
@@ -155,6 +154,7 @@ class Token:
         self.memory = memory
         self._secret = secret
         self._announcement: bytes | None = None
+        self._pending = 0
         self._rebuild_announcement()
 
     # --- state the daemon reports ---------------------------------------
@@ -188,13 +188,16 @@ class Token:
 
     def announcement(self) -> Transmit | None:
         """KEYS_AVAILABLE for the periodic re-announce, built once per write."""
-        if self._announcement is None:
+        if self._announcement is None or self._pending == 0:
             return None
         return Transmit(BROADCAST, MessageType.KEYS_AVAILABLE, self._announcement)
 
     def _rebuild_announcement(self) -> None:
+        """Once per write: an EKT's delivered CSNs stay in the filter (their drives hold the
+        timestamp and do not pull), so an acknowledgement costs no rebuild."""
         mem = self.memory
         pending = [p.csn for p in mem.packages.values() if p.package_body is not None]
+        self._pending = len(pending)
         if mem.mode is TokenMode.EMPTY or not pending:
             self._announcement = None
             return
@@ -243,7 +246,7 @@ class Token:
         if erased:
             # An EKT erases a device-key package once delivered, keeping the CSN.
             held.package_body = None
-            self._rebuild_announcement()
+            self._pending -= 1
         return Output(events=[Acknowledged(ack.csn, ack.kind, erased)], persist=True)
 
     def _record_error(self, report: ErrorReport, now_us: int) -> Output:
@@ -305,17 +308,11 @@ class Token:
     def _management(self, msg: Message) -> tuple[Output, Message]:
         out = Output()
         if isinstance(msg, WriteEkt):
-            self._write(TokenMode.EKT, msg.timestamp, "", [
-                HeldPackage(e.package.csn, encode_body(e.package), e.receipt_hash, e.clear_authorizations)
-                for e in msg.entries
-            ])
+            self._write(msg)
             result: Message = MgmtResult(MgmtStatus.OK, f"EKT written: device keys for {len(msg.entries)} drive(s)")
             out.events.append(Written(TokenMode.EKT, msg.timestamp, len(msg.entries)))
         elif isinstance(msg, WriteOkt):
-            self._write(TokenMode.OKT, msg.okt_timestamp, msg.pool, [
-                HeldPackage(e.package.csn, encode_body(e.package), e.receipt_hash, e.clear_authorizations)
-                for e in msg.entries
-            ])
+            self._write(msg)
             result = MgmtResult(MgmtStatus.OK, f"OKT written: media keys of pool {msg.pool!r} for {len(msg.entries)} drive(s)")
             out.events.append(Written(TokenMode.OKT, msg.okt_timestamp, len(msg.entries)))
         elif isinstance(msg, ReadStatus):
@@ -334,10 +331,7 @@ class Token:
                 out.sends.append(announce)
         return out, result
 
-    def _write(self, mode: TokenMode, timestamp: int, pool: str, packages: list[HeldPackage]) -> None:
+    def _write(self, message: WriteEkt | WriteOkt) -> None:
         """A write replaces the token's contents and clears its errors, as in the seed."""
-        mem = self.memory
-        mem.mode, mem.timestamp, mem.pool = mode, timestamp, pool
-        mem.packages = {p.csn: p for p in packages}
-        mem.errors.clear()
+        self.memory.load_write(message)
         self._rebuild_announcement()

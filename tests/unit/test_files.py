@@ -13,7 +13,7 @@ from drive_daemon.manufacturing import find_drive, read_manufacturing_file, writ
 from drive_daemon.nvram import Nvram, load_nvram, nvram_path, save_nvram
 from protocol.manufacturing import make_drives
 from token_daemon.errors import MemoryImageError
-from token_daemon.memory import IMAGE_NAME, TokenMemory, load_memory, save_memory
+from token_daemon.memory import IMAGE_NAME, MemoryStore, TokenMemory
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -53,17 +53,17 @@ def test_nvram_of_another_drive_or_corrupt_is_refused(tmp_path: Path) -> None:
         load_nvram(tmp_path, a.csn, a.pckey)
 
 
-def test_token_image_corruption_is_reported(tmp_path: Path) -> None:
-    save_memory(tmp_path, TokenMemory.blank())
+def test_token_state_corruption_is_reported(tmp_path: Path) -> None:
+    MemoryStore(tmp_path).save(TokenMemory.blank())
     image = json.loads((tmp_path / IMAGE_NAME).read_text())
-    image["packages"] = [{"csn": "zz"}]
+    image["errors"] = [{"csn": "zz"}]
     (tmp_path / IMAGE_NAME).write_text(json.dumps(image))
     with pytest.raises(MemoryImageError, match="corrupt"):
-        load_memory(tmp_path)
+        MemoryStore(tmp_path).load()
 
 
 def test_saves_leave_no_temporary_file(tmp_path: Path) -> None:
-    save_memory(tmp_path, TokenMemory.blank())
+    MemoryStore(tmp_path).save(TokenMemory.blank())
     a = make_drives(1)[0]
     save_nvram(tmp_path, a.csn, a.pckey, Nvram())
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".json"]

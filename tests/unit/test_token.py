@@ -20,7 +20,9 @@ from protocol.constants import (
 )
 from tests.site import TOKEN_A, Site, arm, make_site
 from token_daemon import token as tk
-from token_daemon.memory import TokenMemory
+from token_daemon.errors import MemoryImageError
+from token_daemon.token import Token
+from token_daemon.memory import MemoryStore, TokenMemory
 
 
 @pytest.fixture
@@ -159,10 +161,31 @@ def test_reinserting_with_reset_held_wipes_the_token(site: Site) -> None:
     assert token.led3 is TokenLed.OFF and token.announcement() is None and token.memory.token_id == token_id
 
 
-def test_memory_image_round_trips_and_holds_no_key(site: Site) -> None:
+def test_memory_survives_a_restart_with_acks_and_errors(site: Site, tmp_path: Path) -> None:
+    site.write_ekt()
+    site.lan.drop = lambda sender, t: t.to[0] == site.ip(2) or sender == site.ip(2)  # d2 is away
+    site.lan.run()
+    token = site.lan.tokens[TOKEN_A]
+    token.receive_lan(p.decode(p.encode(p.ErrorReport(site.made[1].csn, ErrorCode.MISSING_KEY, bytes(8), 1))),
+                      (site.ip(1), 7012), 5)
+    store = MemoryStore(tmp_path / "tok")
+    store.save(token.memory)
+    restored = MemoryStore(tmp_path / "tok").load()
+    assert restored == token.memory
+    assert Token(restored, site.secrets[TOKEN_A]).status() == token.status()
+    assert token.status().packages_held == 1 and len(list((tmp_path / "tok").glob("contents-*.bin"))) == 1
+
+
+def test_a_corrupt_contents_file_is_detected(site: Site, tmp_path: Path) -> None:
     arm(site)
-    memory = site.lan.tokens[TOKEN_A].memory
-    assert TokenMemory.from_json(memory.to_json()) == memory
+    store = MemoryStore(tmp_path / "tok")
+    store.save(site.lan.tokens[TOKEN_A].memory)
+    (contents,) = (tmp_path / "tok").glob("contents-*.bin")
+    data = bytearray(contents.read_bytes())
+    data[40] ^= 1
+    contents.write_bytes(bytes(data))
+    with pytest.raises(MemoryImageError, match="checksum"):
+        MemoryStore(tmp_path / "tok").load()
 
 
 def test_keys_available_fits_one_datagram_for_ten_thousand_drives() -> None:
