@@ -50,7 +50,7 @@ def build_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> Wr
     previous = {d.name: store.device_keys(d.name, 1) for d in drives}
     timestamp, new_ids = store.new_device_keys(drive_names, via_pckey=use_pckey)
     entries = []
-    for d, new_id in zip(drives, new_ids):
+    for d, new_id in zip(drives, new_ids, strict=True):
         (_, new_key), = [k for k in store.device_keys(d.name, CLEAR_HISTORY) if k[0] == new_id]
         if use_pckey:
             wrapping, wrapping_id, secret = Wrapping.PCKEY, ZERO_KEY_ID, store.pckey(d.name)
@@ -60,8 +60,8 @@ def build_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> Wr
         receipt = os.urandom(RECEIPT_SIZE)
         nonce, wrapped = envelope.wrap_device_key(secret, d.csn, timestamp, new_id, new_key, receipt)
         package = DeviceKeyPackage(d.csn, timestamp, new_id, wrapping, wrapping_id, nonce, wrapped)
-        # Clear authorisations exclude the key being delivered only if the drive never gets it;
-        # including it lets the token reset the drive after delivery too.
+        # Authorisations under the new key and the two before it: the token can reset the
+        # drive whether or not this package (or an earlier one) was ever delivered.
         entries.append(EktEntry(package, envelope.receipt_hash(receipt), _clear_authorizations(store, d.name, d.csn)))
     return WriteEkt(timestamp, tuple(entries))
 

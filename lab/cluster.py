@@ -124,7 +124,7 @@ class Lab:
 
     async def vop_all(self) -> dict[str, VopStatus]:
         statuses = await asyncio.gather(*(self.vop(n) for n in self.drive_names))
-        return dict(zip(self.drive_names, statuses))
+        return dict(zip(self.drive_names, statuses, strict=True))
 
     async def wait_until(
         self, predicate: Callable[[VopStatus], bool], what: str, *, names: list[str] | None = None,

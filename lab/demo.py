@@ -124,7 +124,7 @@ def render_step(s: Step) -> str:
         cols = [("drive", "DRIVE"), ("ip", "IP"), ("csn", "CSN"), ("led", "LED"), ("status1", "STATUS 1"),
                 ("status2", "STATUS 2"), ("media_keys", "KEYS"), ("okt_time", "OKT TIMESTAMP")]
         widths = [max(len(h), *(len(str(r[k])) for r in s.table)) for k, h in cols]
-        lines.append("   " + "  ".join(h.ljust(w) for (_, h), w in zip(cols, widths)))
+        lines.append("   " + "  ".join(h.ljust(w) for (_, h), w in zip(cols, widths, strict=True)))
         for r in s.table:
-            lines.append("   " + "  ".join(str(r[k]).ljust(w) for (k, _), w in zip(cols, widths)))
+            lines.append("   " + "  ".join(str(r[k]).ljust(w) for (k, _), w in zip(cols, widths, strict=True)))
     return "\n".join(lines)

@@ -14,3 +14,10 @@ def test_import_contracts_are_kept() -> None:
     result = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 kept, 0 broken" in result.stdout
+
+
+def test_ruff_finds_no_defects() -> None:
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([str(ruff), "check", "protocol", "token_daemon", "drive_daemon", "kms_client", "lab",
+                             "tests", "bench", "docs"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -21,7 +21,6 @@ from protocol.constants import (
     DRIVE_LAN_PORT,
     HEADER_SIZE,
     LOOPBACK_BROADCAST,
-    MAX_DATAGRAM,
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from pathlib import Path
@@ -110,7 +111,10 @@ async def test_a_token_restarted_keeps_its_okt(lab: Lab) -> None:
     await lab.wait_until(lambda s: s.led is EncryptionLed.RED, "re-armed")
 
 
-async def test_no_plaintext_key_on_the_wire_or_in_state_files(lab: Lab, wire: Wire, tmp_path: Path) -> None:
+async def test_no_plaintext_key_on_the_wire_in_state_files_or_logs(
+    lab: Lab, wire: Wire, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     await enrol_and_arm(lab, tokens=("token-A", "token-B"))
     await station.write_ekt(lab.kms, "token-B", lab.drive_names[:2], use_pckey=False)
     await lab.wait_until(lambda s: s.holding_keys, "holding", names=lab.drive_names[:2])
@@ -132,6 +136,9 @@ async def test_no_plaintext_key_on_the_wire_or_in_state_files(lab: Lab, wire: Wi
     for f in state_files:
         data = f.read_bytes()
         assert [s.hex() for s in secrets if s in data or s.hex().encode() in data] == [], f
+    logs = caplog.text.lower()
+    assert "t10k.drive" in logs and "t10k.token" in logs  # the daemons did log, at DEBUG
+    assert [s.hex() for s in secrets if s.hex() in logs] == []
 
 
 async def test_malformed_input_is_counted_and_the_daemons_keep_serving(lab: Lab) -> None:

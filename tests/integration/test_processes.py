@@ -163,3 +163,11 @@ def test_an_address_in_use_is_reported(tmp_path: Path, daemons: list[Daemon]) ->
                   check=False, timeout=20)
     assert result.returncode == 1 and "address already in use" in result.stderr.lower()
     assert os.path.exists(made)
+
+
+def test_the_readme_walkthrough_runs(tmp_path: Path) -> None:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    result = subprocess.run(["bash", str(ROOT / "docs" / "walkthrough.sh"), str(tmp_path / "wt")], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert '"led": "RED"' in result.stdout and "3 acknowledged" in result.stdout

@@ -22,7 +22,7 @@ from tests.site import TOKEN_A, Site, arm, make_site
 from token_daemon import token as tk
 from token_daemon.errors import MemoryImageError
 from token_daemon.token import Token
-from token_daemon.memory import MemoryStore, TokenMemory
+from token_daemon.memory import MemoryStore
 
 
 @pytest.fixture
