@@ -66,13 +66,18 @@ def make_site(tmp: Path, drive_count: int = 3) -> Site:
     return Site(kms, lan, made, secrets)
 
 
-def arm(site: Site) -> bytes:
-    """Enrol every drive and give the pool one key; returns that key's ID."""
-    site.write_ekt()
-    site.lan.run()
+def arm_pool(site: Site) -> bytes:
+    """Put every (enrolled) drive in pool P, map it one new key, deliver the OKT; returns the key ID."""
     for n in site.names:
         site.kms.add_drive_to_pool("P", n)
     key = site.map_new_key()
     site.write_okt()
     site.lan.run()
     return key
+
+
+def arm(site: Site) -> bytes:
+    """Enrol every drive, then arm the pool; returns the key's ID."""
+    site.write_ekt()
+    site.lan.run()
+    return arm_pool(site)

@@ -17,7 +17,7 @@ from protocol.constants import (
     MessageType,
     TokenMode,
 )
-from tests.site import TOKEN_A, TOKEN_B, Site, arm, make_site
+from tests.site import TOKEN_A, TOKEN_B, Site, arm, arm_pool, make_site
 
 
 @pytest.fixture
@@ -48,15 +48,6 @@ def test_ekt_enables_then_okt_arms(site: Site) -> None:
         assert s.led is EncryptionLed.RED and s.okt_timestamp == mapping.timestamp
         assert (s.media_key_count, s.write_key_id) == (1, key)
         assert site.drive(i).media is not None and site.drive(i).media.keys[key] == site.kms.key_value(key)
-
-
-def arm_pool(site: Site) -> bytes:
-    for n in site.names:
-        site.kms.add_drive_to_pool("P", n)
-    key = site.map_new_key()
-    site.write_okt()
-    site.lan.run()
-    return key
 
 
 def test_pulls_are_spread_and_answered_once_each(site: Site) -> None:
