@@ -13,6 +13,8 @@ from protocol.constants import LOOPBACK_BROADCAST, VOP_PORT
 from protocol.ids import cli_type, parse_csn
 from protocol.timestamps import format_timestamp
 
+from protocol.sense import SenseProfile
+
 from .manufacturing import find_drive, make_drives, read_manufacturing_file, write_manufacturing_file
 from .service import DriveHost, DriveHostConfig
 from .vop import vop_reset, vop_status
@@ -60,10 +62,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", required=True, type=Path, help="directory for the drives' non-volatile memory")
     p.add_argument("--listen-broadcast", default=LOOPBACK_BROADCAST,
                    help="address the LAN listener binds: the broadcast address, or 0.0.0.0")
+    p.add_argument("--library", type=Path, help="directory of cartridges the drives load (default STATE/library)")
+    p.add_argument("--sense-profile", choices=[s.value for s in SenseProfile], default=SenseProfile.T10000.value,
+                   help="sense codes: the T10000 firmware's (default) or standard SSC-3 (ASC 74h)")
 
 
 def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-arg]
-    config = DriveHostConfig(state_dir=args.state, listen_broadcast=args.listen_broadcast)
+    config = DriveHostConfig(state_dir=args.state, listen_broadcast=args.listen_broadcast, library=args.library,
+                             sense_profile=SenseProfile(args.sense_profile))
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -107,6 +107,12 @@ class ClearRefused:
 
 
 @dataclass(frozen=True)
+class MissingKeyReported:
+    key_id: bytes
+    token: str
+
+
+@dataclass(frozen=True)
 class Ignored:
     message_type: MessageType
     why: str
@@ -114,8 +120,11 @@ class Ignored:
 
 Event = (
     PullScheduled | OfferRefused | DeviceKeysAccepted | MediaKeysAccepted | DecryptionFailed | PullGaveUp
-    | KeysCleared | ClearRefused | Ignored
+    | KeysCleared | ClearRefused | MissingKeyReported | Ignored
 )
+
+#: For this long after an I/O a drive holding keys shows its LED flashing red.
+IO_LED_S = 1.0
 
 
 @dataclass
@@ -131,6 +140,8 @@ class MediaKeySet:
     okt_timestamp: int
     write_key_id: bytes
     keys: dict[bytes, bytes]
+    #: The token these keys came from: a missing key is reported there.
+    source: str = ""
 
 
 @dataclass
@@ -166,6 +177,7 @@ class Drive:
         self._sequence = self._rng.randrange(2**31)
         self._skip: set[tuple[str, int]] = set()  # (token host, timestamp) offers not to pull again
         self._last_receipt: tuple[int, bytes] | None = None
+        self.last_io = float("-inf")
 
     # --- what the drive shows ------------------------------------------
 
@@ -177,20 +189,26 @@ class Drive:
 
     @property
     def led(self) -> EncryptionLed:
+        return self.led_at(None)
+
+    def led_at(self, now: float | None) -> EncryptionLed:
+        """Holding keys: flashing red while doing I/O (the last second), solid amber otherwise."""
         if self.nvram.reset:
             return EncryptionLed.FLASHING_GREEN
         if self.nvram.device_key is None:
             return EncryptionLed.GREEN
         if self.media is not None and not self.holding_keys:
             return EncryptionLed.RED
+        if self.holding_keys and self.media is not None and now is not None and now - self.last_io < IO_LED_S:
+            return EncryptionLed.FLASHING_RED
         return EncryptionLed.AMBER
 
-    def vop_status(self) -> VopStatus:
+    def vop_status(self, now: float | None = None) -> VopStatus:
         enabled = self.nvram.device_key is not None
         return VopStatus(
             csn=self.csn,
             encrypting_model=self.encrypting,
-            led=self.led,
+            led=self.led_at(now),
             encryption_enabled=enabled,
             reset=self.nvram.reset,
             need_okt=enabled and self.media is None and self.held_media is None,
@@ -253,6 +271,15 @@ class Drive:
 
     def vop_reset(self) -> Output:
         return self._reset("VOP Reset Drive")
+
+    def missing_key(self, key_id: bytes, now: float) -> Output:
+        """A tape needs a key the drive lacks: tell the token the keys came from (error 00006109)."""
+        source = self.media.source if self.media is not None else ""
+        event = MissingKeyReported(key_id, source)
+        if not source:
+            return Output(events=[event])
+        report = ErrorReport(self.csn, ErrorCode.MISSING_KEY, key_id, int(now * 1_000_000))
+        return Output([Transmit((source, TOKEN_LAN_PORT), MessageType.ERROR_REPORT, encode(report))], [event])
 
     def load_tape(self) -> None:
         self.tape_loaded = True
@@ -389,7 +416,7 @@ class Drive:
             keys = {w.key_id: wrapper.unwrap_key(pkg.csn, pkg.okt_timestamp, w) for w in pkg.media_keys}
         except UnwrapError as exc:
             return self._decryption_error(KeyKind.MEDIA, pkg.okt_timestamp, pkg.device_key_id, host, now, str(exc))
-        new = MediaKeySet(pkg.okt_timestamp, pkg.write_key_id, keys)
+        new = MediaKeySet(pkg.okt_timestamp, pkg.write_key_id, keys, host)
         held = self.tape_loaded
         if held:
             self.held_media = new

@@ -32,12 +32,17 @@ from protocol.constants import (
     DRIVE_PORT,
     HEADER_SIZE,
     LOOPBACK_BROADCAST,
+    HOST_PORT,
     VOP_PORT,
     MessageType,
     VopStatusCode,
 )
 
+from protocol.sense import SenseProfile
+
 from .drive import Drive, Event, Output
+from .host_server import serve_host
+from .tape import TapeSession
 from protocol.manufacturing import ManufacturedDrive
 from .nvram import encode_nvram, load_nvram, write_nvram
 
@@ -56,6 +61,15 @@ class DriveHostConfig:
     drive_port: int = DRIVE_PORT
     vop_port: int = VOP_PORT
     vop_backlog: int = 16
+    #: Directory of cartridges (VOLSER.tape) the drives can load; default STATE/library.
+    library: Path | None = None
+    sense_profile: SenseProfile = SenseProfile.T10000
+    host_port: int = HOST_PORT
+    host_backlog: int = 16
+
+    @property
+    def library_dir(self) -> Path:
+        return self.library or self.state_dir / "library"
 
 
 @dataclass
@@ -84,8 +98,11 @@ class HostedDrive:
         self.host, self.made, self.ip = host, made, ip
         self.drive = Drive(made.csn, made.pckey, load_nvram(host.config.state_dir, made.csn, made.pckey),
                            encrypting=made.encrypting)
+        self.tape = TapeSession(self.drive, host.config.library_dir, host.config.sense_profile)
+        self.tape_lock = asyncio.Lock()
         self.transport: asyncio.DatagramTransport | None = None
         self.vop_server: asyncio.base_events.Server | None = None
+        self.host_server: asyncio.base_events.Server | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._writes: asyncio.Lock = asyncio.Lock()
 
@@ -101,13 +118,20 @@ class HostedDrive:
         self.vop_server = await asyncio.start_server(
             self._vop, self.ip, self.host.config.vop_port, backlog=self.host.config.vop_backlog, reuse_address=True
         )
+        self.host_server = await asyncio.start_server(
+            lambda r, w: serve_host(self, r, w), self.ip, self.host.config.host_port,
+            backlog=self.host.config.host_backlog, reuse_address=True,
+        )
 
     async def stop(self) -> None:
         if self._timer:
             self._timer.cancel()
-        if self.vop_server:
-            self.vop_server.close()
-            await self.vop_server.wait_closed()
+        for server in (self.vop_server, self.host_server):
+            if server:
+                server.close()
+                await server.wait_closed()
+        if self.tape.cartridge is not None:
+            self.tape.cartridge.close()
         if self.transport:
             self.transport.close()
 
@@ -159,7 +183,10 @@ class HostedDrive:
         self.apply(self.drive.tick(time.time()))
 
     def power_cycle(self) -> None:
+        self.tape.power_off()
         self.apply(self.drive.power_cycle())
+        if self.tape.cartridge is not None:
+            self.drive.load_tape()  # the cartridge is still in the drive after power returns
 
     async def _vop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
@@ -171,7 +198,7 @@ class HostedDrive:
             request = decode(data)
             msg = request.message
             if isinstance(msg, VopStatusRequest):
-                reply = self.drive.vop_status()
+                reply = self.drive.vop_status(time.time())
             elif isinstance(msg, VopResetDrive):
                 self.apply(self.drive.vop_reset())
                 reply = VopResult(VopStatusCode.OK, "drive reset: device and media keys cleared")

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from drive_daemon import cli as drive_cli
+from drive_daemon import host_cli
 from drive_daemon.errors import DriveDaemonError
 from kms_client import cli as kms_cli
 from kms_client.errors import KmsError
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     token_cli.register(sub)
     drive_cli.register(sub)
+    host_cli.register(sub)
     kms_cli.register(sub)
     demo_cli.register(sub)
     return parser

@@ -77,6 +77,11 @@ def _header(message_type: MessageType, flags: HeaderFlag, sequence: int, body_le
     )
 
 
+def frame_header(message_type: MessageType, body_length: int, *, sequence: int = 0, reply: bool = False) -> bytes:
+    """The header alone, for a body sent separately (a 2 MiB block is not copied to prepend 16 octets)."""
+    return _header(message_type, HeaderFlag.REPLY if reply else HeaderFlag.NONE, sequence, body_length)
+
+
 def encode_body(message: Message) -> bytes:
     """The body alone: what a token stores once per drive and frames per pull."""
     return _body(message)

@@ -23,6 +23,10 @@ DRIVE_PORT = 7012
 TOKEN_MGMT_PORT = 7020
 #: TCP port of a drive's Virtual Operator Panel, at the drive's static IP.
 VOP_PORT = 7030
+#: TCP port of a drive's host interface (the "SCSI" side), at the drive's static IP.
+HOST_PORT = 7040
+#: Largest logical block a drive accepts (the T10000's 2 MiB).
+MAX_BLOCK_SIZE = 2 * 1024 * 1024
 
 #: Loopback "LAN broadcast": Linux delivers it to every socket bound to the port
 #: on 0.0.0.0 or on this address.
@@ -81,6 +85,22 @@ class MessageType(enum.IntEnum):
     VOP_STATUS = 0x41
     VOP_RESET_DRIVE = 0x42
     VOP_RESULT = 0x43
+    # Host interface (TCP): SSC-like commands and their replies
+    LOAD = 0x50
+    UNLOAD = 0x51
+    REWIND = 0x52
+    WRITE_BLOCK = 0x53
+    WRITE_FILEMARKS = 0x54
+    LOCATE = 0x55
+    SPACE = 0x56
+    READ_BLOCK = 0x57
+    ERASE = 0x58
+    READ_POSITION = 0x59
+    ENCRYPTION_STATUS_REQUEST = 0x5A
+    HOST_RESULT = 0x60
+    BLOCK_DATA = 0x61
+    POSITION = 0x62
+    ENCRYPTION_STATUS = 0x63
 
 
 class HeaderFlag(enum.IntFlag):
@@ -138,6 +158,33 @@ class VopStatusCode(enum.IntEnum):
     OK = 0
     REFUSED = 1
     BAD_REQUEST = 2
+
+
+class HostStatus(enum.IntEnum):
+    GOOD = 0x00
+    CHECK_CONDITION = 0x02
+
+
+class SpaceUnit(enum.IntEnum):
+    BLOCKS = 0
+    FILEMARKS = 1
+
+
+class NextBlockStatus(enum.IntEnum):
+    """Encryption status of the next logical object (values of SSC's Next Block Encryption Status page)."""
+
+    UNKNOWN = 0x1  # end of data, or nothing to tell
+    NOT_A_BLOCK = 0x2  # a filemark
+    NOT_ENCRYPTED = 0x3
+    ENCRYPTED = 0x5  # and the drive holds the key
+    ENCRYPTED_KEY_MISSING = 0x6
+
+
+class EncryptionMode(enum.IntEnum):
+    """Data Encryption Status page: what the drive does with the next write."""
+
+    OFF = 0  # a non-encrypting drive, or plain tape
+    ENCRYPT = 2  # encrypts with the mapping's write key
 
 
 class EncryptionLed(enum.IntEnum):

@@ -14,6 +14,7 @@ from construct import Bytes, FocusedSeq, FormatField, GreedyBytes, Prefixed, Ren
 from .constants import (
     DRIVE_LAN_PORT,
     DRIVE_PORT,
+    HOST_PORT,
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
     VOP_PORT,
@@ -23,7 +24,7 @@ from .constants import (
 from .layouts import AuthTrailer, BODIES, DataclassAdapter, EnumAdapter, Header, StrictFlag
 from .messages import MESSAGE_CLASSES
 
-_INT = {">B": ("u8", 1), ">H": ("u16", 2), ">I": ("u32", 4), ">L": ("u32", 4), ">Q": ("u64", 8)}
+_INT = {">B": ("u8", 1), ">H": ("u16", 2), ">I": ("u32", 4), ">L": ("u32", 4), ">Q": ("u64", 8), ">l": ("i32", 4)}
 
 #: Who sends each message, how, and who answers: the one home of these facts.
 ROUTES: dict[MessageType, str] = {
@@ -45,6 +46,17 @@ ROUTES: dict[MessageType, str] = {
     MessageType.VOP_STATUS: "drive → VOP: TCP reply",
     MessageType.VOP_RESET_DRIVE: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
     MessageType.VOP_RESULT: "drive → VOP: TCP reply",
+    **{t: f"host → drive: TCP to the drive's IP:{HOST_PORT}; answered by HOST_RESULT" for t in (
+        MessageType.LOAD, MessageType.UNLOAD, MessageType.REWIND, MessageType.WRITE_BLOCK,
+        MessageType.WRITE_FILEMARKS, MessageType.LOCATE, MessageType.SPACE, MessageType.ERASE)},
+    MessageType.READ_BLOCK: f"host → drive: TCP :{HOST_PORT}; answered by BLOCK_DATA, or HOST_RESULT on a "
+                            "filemark, end of data or error",
+    MessageType.READ_POSITION: f"host → drive: TCP :{HOST_PORT}; answered by POSITION",
+    MessageType.ENCRYPTION_STATUS_REQUEST: f"host → drive: TCP :{HOST_PORT}; answered by ENCRYPTION_STATUS",
+    MessageType.HOST_RESULT: "drive → host: TCP reply",
+    MessageType.BLOCK_DATA: "drive → host: TCP reply (the body is the block, nothing else)",
+    MessageType.POSITION: "drive → host: TCP reply",
+    MessageType.ENCRYPTION_STATUS: "drive → host: TCP reply",
 }
 
 
@@ -70,7 +82,8 @@ def _describe(con: Any, nested: dict[str, Any]) -> tuple[str, str]:
     if isinstance(con, Bytes):
         return "octets", str(con.length)
     if isinstance(con, StringEncoded):
-        return "u16 length, then UTF-8", "2 + n"
+        kind, size = _INT[con.subcon.lengthfield.fmtstr]
+        return f"{kind} length, then {con.encoding.upper()}", f"{size} + n"
     if isinstance(con, Prefixed):
         kind, size = _INT[con.lengthfield.fmtstr]
         return f"{kind} length, then octets", f"{size} + n"

@@ -171,3 +171,33 @@ def unseal(key: bytes, sealed: bytes, ad: bytes, what: str) -> bytes:
     if len(sealed) < NONCE_SIZE + 16:
         raise UnwrapError(f"{what} is too short to be sealed data")
     return _open(key, sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], _DOMAIN + b" store " + ad, what)
+
+
+# --- tape blocks -------------------------------------------------------------
+
+
+class BlockCipher:
+    """AES-256-GCM for tape blocks under one media key.
+
+    The key ID travels in the clear beside each block (SSC's key-associated data); the
+    associated data binds volume, block number and key ID, so a block cannot be moved to
+    another place or tape unnoticed.
+    """
+
+    def __init__(self, media_key: bytes) -> None:
+        self._aead = AESGCM(media_key)
+
+    @staticmethod
+    def _ad(volser: str, block: int, key_id: bytes) -> bytes:
+        return _DOMAIN + b" block " + volser.encode("ascii").ljust(16, b"\0") + struct.pack(">Q", block) + key_id
+
+    def seal(self, volser: str, block: int, key_id: bytes, data: bytes | memoryview) -> tuple[bytes, bytes]:
+        """Returns (nonce, ciphertext with tag)."""
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce, self._aead.encrypt(nonce, data, self._ad(volser, block, key_id))
+
+    def open(self, volser: str, block: int, key_id: bytes, nonce: bytes, ciphertext: bytes | memoryview) -> bytes:
+        try:
+            return self._aead.decrypt(nonce, ciphertext, self._ad(volser, block, key_id))
+        except InvalidTag:
+            raise UnwrapError(f"block {block} of {volser} does not decrypt under key {key_id.hex()}") from None

@@ -1,0 +1,204 @@
+"""A tape cartridge as a file: an append-only log of records, one per logical object.
+
+Each record is a 20-octet header (magic, kind, length, key ID, CRC-32 over header and
+payload) followed by its payload: plain data, an encrypted block (nonce then AES-GCM
+ciphertext, the key ID in the clear in the header), or nothing for a filemark. Writing at
+a position truncates the file there first, as writing truncates a tape. A crash can only
+leave a torn last record, which loading detects by its CRC and cuts off. A cartridge
+is locked while a drive has it loaded.
+"""
+
+from __future__ import annotations
+
+import enum
+import fcntl
+import logging
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from construct import Bytes, Const, ConstructError, Int8ub, Int32ub, PaddedString, Struct
+
+from protocol.constants import KEY_ID_SIZE
+from protocol.ids import ZERO_KEY_ID
+
+from .errors import DriveDaemonError
+
+log = logging.getLogger("t10k.cartridge")
+
+FILE_HEADER = Struct("magic" / Const(b"T10KTAPE"), "version" / Const(1, Int8ub), "volser" / PaddedString(16, "ascii"))
+RECORD_HEADER = Struct(
+    "magic" / Const(b"TR"), "kind" / Int8ub, "reserved" / Const(0, Int8ub), "length" / Int32ub,
+    "key_id" / Bytes(KEY_ID_SIZE), "crc" / Int32ub,
+)
+FILE_HEADER_SIZE = FILE_HEADER.sizeof()
+RECORD_HEADER_SIZE = RECORD_HEADER.sizeof()
+SUFFIX = ".tape"
+
+
+class RecordKind(enum.IntEnum):
+    PLAIN = 1
+    ENCRYPTED = 2
+    FILEMARK = 3
+
+
+class CartridgeError(DriveDaemonError):
+    """The cartridge cannot be used as asked; the message says why."""
+
+
+class UnknownVolume(CartridgeError):
+    pass
+
+
+class VolumeInUse(CartridgeError):
+    pass
+
+
+class CorruptRecord(CartridgeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Record:
+    offset: int  # of the record header
+    kind: RecordKind
+    length: int
+    key_id: bytes
+
+
+def _crc(kind: int, length: int, key_id: bytes, parts: list[bytes | memoryview]) -> int:
+    crc = zlib.crc32(bytes([kind]) + length.to_bytes(4, "big") + key_id)
+    for p in parts:
+        crc = zlib.crc32(p, crc)
+    return crc
+
+
+def valid_volser(volser: str) -> bool:
+    return 1 <= len(volser) <= 16 and all(c.isalnum() or c in "-_" for c in volser)
+
+
+def cartridge_path(library: Path, volser: str) -> Path:
+    if not valid_volser(volser):
+        raise UnknownVolume(f"{volser!r} is not a volume serial (1-16 letters, digits, '-' or '_')")
+    return library / f"{volser}{SUFFIX}"
+
+
+class Cartridge:
+    def __init__(self, path: Path, fd: int, volser: str, records: list[Record]) -> None:
+        self.path, self._fd, self.volser, self.records = path, fd, volser, records
+
+    @classmethod
+    def create(cls, library: Path, volser: str) -> None:
+        """A new blank cartridge in the library (refused if the volume serial exists)."""
+        path = cartridge_path(library, volser)
+        library.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            raise CartridgeError(f"volume {volser} already exists in {library}") from None
+        try:
+            os.write(fd, FILE_HEADER.build(dict(volser=volser)))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def load(cls, library: Path, volser: str) -> Cartridge:
+        path = cartridge_path(library, volser)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            raise UnknownVolume(f"no volume {volser} in the library {library}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise VolumeInUse(f"volume {volser} is loaded in another drive") from None
+        try:
+            return cls(path, fd, volser, cls._scan(fd, path, volser))
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @staticmethod
+    def _scan(fd: int, path: Path, volser: str) -> list[Record]:
+        size = os.fstat(fd).st_size
+        try:
+            header = FILE_HEADER.parse(os.pread(fd, FILE_HEADER_SIZE, 0))
+        except ConstructError:
+            raise CorruptRecord(f"{path} is not a t10k cartridge") from None
+        if header.volser != volser:
+            raise CorruptRecord(f"{path} is labelled {header.volser!r}, not {volser!r}")
+        records: list[Record] = []
+        offset = FILE_HEADER_SIZE
+        while offset < size:
+            raw = os.pread(fd, RECORD_HEADER_SIZE, offset)
+            try:
+                h = RECORD_HEADER.parse(raw)
+                kind = RecordKind(h.kind)
+            except (ConstructError, ValueError):
+                break
+            end = offset + RECORD_HEADER_SIZE + h.length
+            if end > size:
+                break
+            records.append(Record(offset, kind, h.length, h.key_id))
+            offset = end
+        if offset < size or (records and not Cartridge._crc_ok(fd, records[-1])):
+            if offset == size:  # the last record is whole but wrong: torn by a crash
+                offset = records.pop().offset
+            log.warning("cartridge %s: cutting a torn record at offset %d (of %d)", volser, offset, size)
+            os.ftruncate(fd, offset)
+            os.fsync(fd)
+        return records
+
+    @staticmethod
+    def _crc_ok(fd: int, rec: Record) -> bool:
+        h = RECORD_HEADER.parse(os.pread(fd, RECORD_HEADER_SIZE, rec.offset))
+        payload = os.pread(fd, rec.length, rec.offset + RECORD_HEADER_SIZE)
+        return len(payload) == rec.length and h.crc == _crc(rec.kind, rec.length, rec.key_id, [payload])
+
+    # --- access -----------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def read_payload(self, index: int) -> bytes:
+        """The payload of record ``index``, checked against its CRC."""
+        rec = self.records[index]
+        h = RECORD_HEADER.parse(os.pread(self._fd, RECORD_HEADER_SIZE, rec.offset))
+        payload = os.pread(self._fd, rec.length, rec.offset + RECORD_HEADER_SIZE)
+        if len(payload) != rec.length or h.crc != _crc(rec.kind, rec.length, rec.key_id, [payload]):
+            raise CorruptRecord(f"block {index} of {self.volser} fails its checksum")
+        return payload
+
+    def truncate(self, index: int) -> None:
+        """Forget every record from ``index`` on: what writing there does to a tape."""
+        if index < len(self.records):
+            os.ftruncate(self._fd, self.records[index].offset)
+            del self.records[index:]
+
+    def append(self, kind: RecordKind, parts: list[bytes | memoryview], key_id: bytes = ZERO_KEY_ID) -> None:
+        length = sum(len(p) for p in parts)
+        offset = self.records[-1].offset + RECORD_HEADER_SIZE + self.records[-1].length if self.records \
+            else FILE_HEADER_SIZE
+        header = RECORD_HEADER.build(dict(kind=kind, length=length, key_id=key_id,
+                                          crc=_crc(kind, length, key_id, parts)))
+        written = os.pwritev(self._fd, [header, *parts], offset)
+        if written != RECORD_HEADER_SIZE + length:
+            os.ftruncate(self._fd, offset)
+            raise CartridgeError(f"short write to {self.path} ({written} of {RECORD_HEADER_SIZE + length} octets)")
+        self.records.append(Record(offset, kind, length, key_id))
+
+    def sync(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)  # releases the lock
+            self._fd = -1
+
+
+def list_library(library: Path) -> list[str]:
+    return sorted(p.name[: -len(SUFFIX)] for p in library.glob(f"*{SUFFIX}"))

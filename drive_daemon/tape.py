@@ -1,0 +1,395 @@
+"""What a drive does with a tape: the seed's appendix table and its Chapter 3 key rule.
+
+``APPENDIX`` is the one table: (key status, encrypting drive, medium, operation) -> rule.
+:class:`TapeSession` runs host commands against a loaded cartridge, asking the table
+before every media access, and returns the reply and what the Drive must send (a
+missing key goes to the token as error 00006109).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol import (
+    BlockData,
+    EncryptionStatus,
+    EncryptionStatusRequest,
+    Erase,
+    HostResult,
+    Load,
+    Locate,
+    Message,
+    Position,
+    ReadBlock,
+    ReadPosition,
+    Rewind,
+    Space,
+    Unload,
+    WriteBlock,
+    WriteFilemarks,
+    envelope,
+)
+from protocol.constants import MAX_BLOCK_SIZE, NONCE_SIZE, EncryptionMode, HostStatus, NextBlockStatus, SpaceUnit
+from protocol.errors import UnwrapError
+from protocol.ids import ZERO_KEY_ID
+from protocol.sense import Condition, Sense, SenseKey, SenseProfile, sense_for
+
+from .cartridge import Cartridge, CartridgeError, CorruptRecord, RecordKind, UnknownVolume, VolumeInUse
+from .drive import Drive, Output
+
+
+class KeyStatus(enum.Enum):
+    NO_DEVICE_KEYS = "no device keys"
+    NO_MEDIA_KEYS = "no media keys"
+    HAVE_MEDIA_KEYS = "media keys"
+
+
+class Medium(enum.Enum):
+    ENCRYPTED = "encrypted"
+    PLAIN = "not encrypted"  # a blank tape counts as plain
+
+
+class Operation(enum.Enum):
+    WRITE_DATA = "Write Data"
+    WRITE_FILEMARK = "WFM"
+    SPACE_LOCATE = "Space/Locate"
+    READ_DATA = "Read Data"
+
+
+class RuleKind(enum.Enum):
+    ALLOW = "no error reported"
+    REFUSE = "error"
+    REFUSE_UNLESS_AT_BOT = "no error at BOT, else error"
+    NEEDS_KEYS_BEFORE = "every key used before this point (Chapter 3)"
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: RuleKind
+    condition: Condition | None = None
+
+
+ALLOW = Rule(RuleKind.ALLOW)
+NEEDS_KEYS_BEFORE = Rule(RuleKind.NEEDS_KEYS_BEFORE)
+
+
+def _appendix() -> dict[tuple[KeyStatus, bool, Medium, Operation], Rule]:
+    """The seed's appendix, every cell. A non-encrypting drive never holds keys (the seed's
+    "Can't Happen" cells), so its rows are the same whatever the key status."""
+    table: dict[tuple[KeyStatus, bool, Medium, Operation], Rule] = {}
+    for op in Operation:
+        writes = op in (Operation.WRITE_DATA, Operation.WRITE_FILEMARK)
+        for ks in (KeyStatus.NO_DEVICE_KEYS, KeyStatus.NO_MEDIA_KEYS):
+            for medium in Medium:  # 4/2681/343c on every operation, encrypted tape or not
+                table[ks, True, medium, op] = Rule(RuleKind.REFUSE, Condition.NO_KEYS)
+        for ks in KeyStatus:
+            table[ks, False, Medium.ENCRYPTED, op] = (
+                Rule(RuleKind.REFUSE_UNLESS_AT_BOT, Condition.ENCRYPTED_MEDIA_ON_NON_ENCRYPTING_WRITE) if writes
+                else Rule(RuleKind.REFUSE, Condition.ENCRYPTED_MEDIA_ON_NON_ENCRYPTING_READ))
+            table[ks, False, Medium.PLAIN, op] = ALLOW
+        table[KeyStatus.HAVE_MEDIA_KEYS, True, Medium.ENCRYPTED, op] = NEEDS_KEYS_BEFORE
+        table[KeyStatus.HAVE_MEDIA_KEYS, True, Medium.PLAIN, op] = (
+            Rule(RuleKind.REFUSE_UNLESS_AT_BOT, Condition.PLAIN_MEDIA_ON_ENCRYPTING_WRITE) if writes else ALLOW)
+    return table
+
+
+APPENDIX = _appendix()
+
+
+class _CheckCondition(Exception):
+    def __init__(self, condition: Condition, detail: str = "", key_id: bytes = ZERO_KEY_ID) -> None:
+        super().__init__(detail or condition.value)
+        self.condition, self.detail, self.key_id = condition, detail or condition.value, key_id
+
+
+class TapeSession:
+    """The host side of one drive: at most one cartridge, one position."""
+
+    def __init__(self, drive: Drive, library: Path, profile: SenseProfile = SenseProfile.T10000) -> None:
+        self.drive, self.library, self.profile = drive, library, profile
+        self.cartridge: Cartridge | None = None
+        self.position = 0
+        self._ciphers: dict[bytes, envelope.BlockCipher] = {}
+        self._keys_checked: tuple[object, int] = (None, 0)  # (the media key set, records verified)
+
+    # --- the drive's view ----------------------------------------------------
+
+    def key_status(self) -> KeyStatus:
+        if self.drive.nvram.device_key is None:
+            return KeyStatus.NO_DEVICE_KEYS
+        if self.drive.media is None:
+            return KeyStatus.NO_MEDIA_KEYS
+        return KeyStatus.HAVE_MEDIA_KEYS
+
+    def medium(self) -> Medium:
+        tape = self._tape()
+        for rec in tape.records:
+            if rec.kind is not RecordKind.FILEMARK:
+                return Medium.ENCRYPTED if rec.kind is RecordKind.ENCRYPTED else Medium.PLAIN
+        return Medium.PLAIN
+
+    def _tape(self) -> Cartridge:
+        if self.cartridge is None:
+            raise _CheckCondition(Condition.NO_TAPE)
+        return self.cartridge
+
+    def _first_missing_key(self, end: int) -> bytes | None:
+        """The first key used on the tape before ``end`` that the drive does not hold.
+        Checked incrementally: sequential I/O does not rescan the tape."""
+        media = self.drive.media
+        assert media is not None
+        records = self._tape().records
+        checked_for, upto = self._keys_checked
+        start = min(upto if checked_for is media else 0, end)
+        for i in range(start, min(end, len(records))):
+            rec = records[i]
+            if rec.kind is RecordKind.ENCRYPTED and rec.key_id not in media.keys:
+                self._keys_checked = (media, i)
+                return rec.key_id
+        self._keys_checked = (media, max(start, min(end, len(records))))
+        return None
+
+    def _forget_checks_from(self, index: int) -> None:
+        media, upto = self._keys_checked
+        self._keys_checked = (media, min(upto, index))
+
+    def _check(self, op: Operation, target: int, out: Output, now: float) -> None:
+        """Ask the appendix before touching the medium; ``target`` is where the access ends."""
+        rule = APPENDIX[self.key_status(), self.drive.encrypting, self.medium(), op]
+        if rule.kind is RuleKind.ALLOW:
+            return
+        if rule.kind is RuleKind.REFUSE:
+            assert rule.condition is not None
+            raise _CheckCondition(rule.condition)
+        if rule.kind is RuleKind.REFUSE_UNLESS_AT_BOT:
+            assert rule.condition is not None
+            if self.position != 0:
+                raise _CheckCondition(rule.condition)
+            return
+        # NEEDS_KEYS_BEFORE: writing from BOT needs none of the old keys.
+        if op in (Operation.WRITE_DATA, Operation.WRITE_FILEMARK) and self.position == 0:
+            self._report_unreadable_label(out, now)
+            return
+        missing = self._first_missing_key(target)
+        if missing is not None:
+            out.sends += (report := self.drive.missing_key(missing, now)).sends
+            out.events += report.events
+            raise _CheckCondition(Condition.MISSING_KEY, f"missing key {missing.hex()}", missing)
+
+    def _report_unreadable_label(self, out: Output, now: float) -> None:
+        """Erasing or relabelling without the key that initialised the tape: the seed says it
+        succeeds but generates the missing key error to the token."""
+        tape, media = self._tape(), self.drive.media
+        if media is None or not self.drive.encrypting:
+            return
+        first = next((r for r in tape.records if r.kind is not RecordKind.FILEMARK), None)
+        if first is not None and first.kind is RecordKind.ENCRYPTED and first.key_id not in media.keys:
+            report = self.drive.missing_key(first.key_id, now)
+            out.sends += report.sends
+            out.events += report.events
+
+    # --- commands ---------------------------------------------------------------
+
+    def handle(self, request: Message, now: float) -> tuple[Message, Output]:
+        out = Output()
+        try:
+            reply = self._dispatch(request, now, out)
+        except _CheckCondition as cc:
+            reply = self._result(cc.condition, cc.detail, cc.key_id)
+        except CorruptRecord as exc:
+            reply = self._result(Condition.MEDIUM_CORRUPT, str(exc))
+        return reply, out
+
+    def _good(self, message: str = "") -> HostResult:
+        return HostResult(HostStatus.GOOD, Sense(SenseKey.NO_SENSE, 0, 0), ZERO_KEY_ID, self.position, message)
+
+    def _result(self, condition: Condition, detail: str, key_id: bytes = ZERO_KEY_ID) -> HostResult:
+        return HostResult(HostStatus.CHECK_CONDITION, sense_for(condition, self.profile), key_id, self.position, detail)
+
+    def _dispatch(self, req: Message, now: float, out: Output) -> Message:
+        if isinstance(req, Load):
+            return self._load(req.volser)
+        if isinstance(req, ReadPosition):
+            return self._read_position()
+        if isinstance(req, EncryptionStatusRequest):
+            return self._encryption_status()
+        tape = self._tape()
+        if isinstance(req, Unload):
+            tape.close()
+            self.cartridge, self.position = None, 0
+            held = self.drive.unload_tape()
+            out.events += held.events
+            return self._good(f"{tape.volser} unloaded")
+        if isinstance(req, Rewind):
+            tape.sync()
+            self.position = 0
+            return self._good()
+        if isinstance(req, WriteBlock):
+            return self.write(req.data, now, out)
+        self.drive.last_io = now
+        if isinstance(req, WriteFilemarks):
+            self._check(Operation.WRITE_FILEMARK, self.position, out, now)
+            self._truncate(self.position)
+            for _ in range(req.count):
+                tape.append(RecordKind.FILEMARK, [])
+            self.position += req.count
+            tape.sync()  # filemarks are the host's sync points
+            return self._good()
+        if isinstance(req, Locate):
+            return self._locate(req.block, out, now)
+        if isinstance(req, Space):
+            return self._space(req.unit, req.count, out, now)
+        if isinstance(req, ReadBlock):
+            return self.read(req.max_length, now, out)
+        if isinstance(req, Erase):
+            if self.drive.encrypting and self.key_status() is KeyStatus.HAVE_MEDIA_KEYS:
+                self._report_unreadable_label(out, now)
+            self._truncate(self.position)
+            tape.sync()
+            return self._good("erased to the end of the tape")
+        raise _CheckCondition(Condition.INVALID_REQUEST, f"{type(req).__name__} is not a host command")
+
+    def _load(self, volser: str) -> Message:
+        if self.cartridge is not None:
+            raise _CheckCondition(Condition.TAPE_LOADED, f"{self.cartridge.volser} is loaded; unload it first")
+        try:
+            self.cartridge = Cartridge.load(self.library, volser)
+        except UnknownVolume as exc:
+            raise _CheckCondition(Condition.UNKNOWN_VOLUME, str(exc)) from None
+        except VolumeInUse as exc:
+            raise _CheckCondition(Condition.VOLUME_IN_USE, str(exc)) from None
+        except CartridgeError as exc:
+            raise _CheckCondition(Condition.MEDIUM_CORRUPT, str(exc)) from None
+        self.position = 0
+        self._keys_checked = (None, 0)
+        self.drive.load_tape()
+        return self._good(f"{volser} loaded")
+
+    def _truncate(self, index: int) -> None:
+        self._tape().truncate(index)
+        self._forget_checks_from(index)
+
+    def write(self, data: bytes | memoryview, now: float, out: Output) -> HostResult:
+        tape = self._tape()
+        if len(data) > MAX_BLOCK_SIZE:
+            raise _CheckCondition(Condition.BLOCK_TOO_LARGE, f"block of {len(data)} octets; at most {MAX_BLOCK_SIZE}")
+        self.drive.last_io = now
+        self._check(Operation.WRITE_DATA, self.position, out, now)
+        self._truncate(self.position)
+        media = self.drive.media
+        if self.drive.encrypting and media is not None:
+            key_id = media.write_key_id
+            cipher = self._cipher(key_id, media.keys[key_id])
+            nonce, ciphertext = cipher.seal(tape.volser, self.position, key_id, data)
+            tape.append(RecordKind.ENCRYPTED, [nonce, ciphertext], key_id)
+        else:
+            tape.append(RecordKind.PLAIN, [data])
+        self.position += 1
+        return self._good()
+
+    def read(self, max_length: int, now: float, out: Output) -> Message:
+        tape = self._tape()
+        self.drive.last_io = now
+        if self.position >= len(tape):
+            raise _CheckCondition(Condition.END_OF_DATA)
+        rec = tape.records[self.position]
+        if rec.kind is RecordKind.FILEMARK:
+            self.position += 1
+            raise _CheckCondition(Condition.FILEMARK)
+        self._check(Operation.READ_DATA, self.position + 1, out, now)
+        payload = tape.read_payload(self.position)
+        if rec.kind is RecordKind.ENCRYPTED:
+            media = self.drive.media
+            assert media is not None  # the appendix refused otherwise
+            try:
+                data = self._cipher(rec.key_id, media.keys[rec.key_id]).open(
+                    tape.volser, self.position, rec.key_id, payload[:NONCE_SIZE], memoryview(payload)[NONCE_SIZE:])
+            except UnwrapError as exc:
+                raise _CheckCondition(Condition.MEDIUM_CORRUPT, str(exc)) from None
+        else:
+            data = payload
+        if len(data) > max_length:
+            raise _CheckCondition(Condition.INVALID_REQUEST, f"block of {len(data)} octets exceeds {max_length}")
+        self.position += 1
+        return BlockData(data)
+
+    def _locate(self, block: int, out: Output, now: float) -> HostResult:
+        tape = self._tape()
+        target = min(block, len(tape))
+        if target > 0:
+            self._check(Operation.SPACE_LOCATE, target, out, now)
+        self.position = target
+        if block > len(tape):
+            raise _CheckCondition(Condition.END_OF_DATA, f"block {block} is past the end of data ({len(tape)})")
+        return self._good()
+
+    def _space(self, unit: SpaceUnit, count: int, out: Output, now: float) -> HostResult:
+        """SSC semantics: spacing blocks stops after a filemark; at EOD or BOT, sense says so."""
+        records = self._tape().records
+        pos, condition = self.position, None
+        step = 1 if count > 0 else -1
+        remaining = abs(count)
+        while remaining and condition is None:
+            if step > 0:
+                if pos >= len(records):
+                    condition = Condition.END_OF_DATA
+                    break
+                kind = records[pos].kind
+                pos += 1
+            else:
+                if pos == 0:
+                    condition = Condition.BEGINNING_OF_TAPE
+                    break
+                pos -= 1
+                kind = records[pos].kind
+            if unit is SpaceUnit.FILEMARKS:
+                remaining -= kind is RecordKind.FILEMARK
+            elif kind is RecordKind.FILEMARK:
+                condition = Condition.FILEMARK
+            else:
+                remaining -= 1
+        if pos > 0:
+            self._check(Operation.SPACE_LOCATE, pos, out, now)
+        self.position = pos
+        if condition is not None:
+            raise _CheckCondition(condition)
+        return self._good()
+
+    def _read_position(self) -> Position:
+        tape = self.cartridge
+        if tape is None:
+            return Position(False, "", 0, 0, True, False, 0)
+        files = sum(1 for r in tape.records[: self.position] if r.kind is RecordKind.FILEMARK)
+        return Position(True, tape.volser, self.position, files, self.position == 0,
+                        self.position >= len(tape), len(tape))
+
+    def _encryption_status(self) -> EncryptionStatus:
+        media = self.drive.media
+        mode = EncryptionMode.ENCRYPT if self.drive.encrypting and media is not None else EncryptionMode.OFF
+        write_key = media.write_key_id if media is not None else ZERO_KEY_ID
+        status, key_id = NextBlockStatus.UNKNOWN, ZERO_KEY_ID
+        tape = self.cartridge
+        if tape is not None and self.position < len(tape):
+            rec = tape.records[self.position]
+            if rec.kind is RecordKind.FILEMARK:
+                status = NextBlockStatus.NOT_A_BLOCK
+            elif rec.kind is RecordKind.PLAIN:
+                status = NextBlockStatus.NOT_ENCRYPTED
+            else:
+                key_id = rec.key_id
+                held = media is not None and self.drive.encrypting and rec.key_id in media.keys
+                status = NextBlockStatus.ENCRYPTED if held else NextBlockStatus.ENCRYPTED_KEY_MISSING
+        return EncryptionStatus(self.drive.encrypting, mode, write_key, self.position, status, key_id)
+
+    def _cipher(self, key_id: bytes, key: bytes) -> envelope.BlockCipher:
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            cipher = self._ciphers[key_id] = envelope.BlockCipher(key)
+        return cipher
+
+    def power_off(self) -> None:
+        """Power lost: the tape stays in the drive (closed), keys and ciphers are gone."""
+        self._ciphers.clear()
+        self._keys_checked = (None, 0)
