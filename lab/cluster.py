@@ -60,6 +60,11 @@ class Lab:
         return self.host
 
     @property
+    def library(self) -> Path:
+        """The cartridge library every drive of the lab can load from."""
+        return self.workdir / "library"
+
+    @property
     def drive_names(self) -> list[str]:
         return list(self.drive_ips)
 
@@ -86,8 +91,8 @@ class Lab:
         for name, ip in self.plan.tokens:
             self._secrets[name] = self.store.add_token(name, ip, TOKEN_MGMT_PORT)
             await self.insert_token(name)
-        self.host = DriveHost(DriveHostConfig(self.workdir / "drives", listen_broadcast=self.plan.broadcast),
-                              placed, tap=self._tap)
+        config = DriveHostConfig(self.workdir / "drives", listen_broadcast=self.plan.broadcast, library=self.library)
+        self.host = DriveHost(config, placed, tap=self._tap)
         await self.host.start()
 
     async def stop(self) -> None:

@@ -25,27 +25,9 @@ from protocol.constants import (
     TokenLed,
     TokenMode,
 )
-from tests.integration.conftest import Wire
+from tests.integration.conftest import POOL, Wire, enrol_and_arm
 
 pytestmark = pytest.mark.network
-POOL = "pool-1"
-
-
-async def enrol_and_arm(lab: Lab, *, tokens: tuple[str, ...] = ("token-A",)) -> None:
-    kms = lab.kms
-    await station.write_ekt(kms, "token-A", lab.drive_names, use_pckey=True)
-    await lab.wait_until(lambda s: s.led is EncryptionLed.AMBER, "amber")
-    key = kms.create_key()
-    kms.create_key_set("KS1")
-    kms.add_key_to_set("KS1", key)
-    kms.create_pool(POOL)
-    for n in lab.drive_names:
-        kms.add_drive_to_pool(POOL, n)
-    kms.set_mapping(POOL, ["KS1"], key)
-    for t in tokens:
-        await station.write_okt(kms, t, POOL)
-    ts = kms.mapping(POOL).timestamp
-    await lab.wait_until(lambda s: s.led is EncryptionLed.RED and s.okt_timestamp == ts, "red")
 
 
 async def test_eight_drives_enrolled_then_armed(lab: Lab) -> None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -69,7 +70,17 @@ def wait_for(ips: list[str], predicate: object, what: str, timeout: float = 15) 
         time.sleep(0.1)
 
 
-def test_enrol_arm_and_power_cycle_through_the_cli(tmp_path: Path, daemons: list[Daemon]) -> None:
+@dataclass
+class CliSite:
+    store: list[str]
+    drive_args: tuple[str, ...]
+    ips: list[str]
+    mapping: dict[str, object]
+    key: str
+
+
+def armed_by_cli(tmp_path: Path, daemons: list[Daemon]) -> CliSite:
+    """Three drives enrolled (EKT) and armed (OKT) with nothing but the t10k command."""
     store = ["--store", str(tmp_path / "kms")]
     made = tmp_path / "cd.json"
     t10k("drive", "manufacture", "--count", "3", "--out", str(made), "--first-csn", "5700000000000a01")
@@ -81,7 +92,7 @@ def test_enrol_arm_and_power_cycle_through_the_cli(tmp_path: Path, daemons: list
     daemons.append(Daemon("token", "run", "--ip", TOKEN_IP, "--state", str(tmp_path / "tok"),
                           "--secret-file", str(tmp_path / "tok.secret"), "--announce-interval", "0.3"))
     drive_args = ("drive", "run-many", "--manufacturing", str(made), "--first-ip", FIRST_DRIVE_IP,
-                  "--state", str(tmp_path / "drives"))
+                  "--state", str(tmp_path / "drives"), "--library", str(tmp_path / "library"))
     daemons.append(Daemon(*drive_args))
     ips = [f"127.0.3.{101 + i}" for i in range(3)]
     names = [a for i in range(3) for a in ("--drive", f"drive-{i}")]
@@ -101,14 +112,49 @@ def test_enrol_arm_and_power_cycle_through_the_cli(tmp_path: Path, daemons: list
     armed = wait_for(ips, lambda s: s["led"] == "RED", "red")
     assert {s["okt_timestamp"] for s in armed} == {mapping["timestamp"]}
     assert {s["write_key_id"] for s in armed} == {key}
+    return CliSite(store, drive_args, ips, mapping, key)
 
+
+def test_enrol_arm_and_power_cycle_through_the_cli(tmp_path: Path, daemons: list[Daemon]) -> None:
+    site = armed_by_cli(tmp_path, daemons)
     # Power cycle: the drive process is stopped and started again from its state directory.
     assert daemons.pop().stop() == 0
-    daemons.append(Daemon(*drive_args))
-    wait_for(ips, lambda s: s["led"] == "RED" and s["okt_timestamp"] == mapping["timestamp"], "re-armed")
-
-    status = json.loads(t10k("kms", "token-status", *store, "--token", "tok", "--json").stdout)
+    daemons.append(Daemon(*site.drive_args))
+    wait_for(site.ips, lambda s: s["led"] == "RED" and s["okt_timestamp"] == site.mapping["timestamp"], "re-armed")
+    status = json.loads(t10k("kms", "token-status", *site.store, "--token", "tok", "--json").stdout)
     assert (status["mode"], status["led3"], status["acknowledged"], status["errors"]) == ("OKT", "SOLID_GREEN", 3, [])
+
+
+def test_backup_list_restore_verify_through_the_cli(tmp_path: Path, daemons: list[Daemon]) -> None:
+    site = armed_by_cli(tmp_path, daemons)
+    t10k("tape", "new", "--library", str(tmp_path / "library"), "BK0001")
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {"small.txt": b"hello tape\n", "big.bin": os.urandom(3 * 256 * 1024 + 12345), "empty": b""}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    ip = ["--ip", site.ips[0]]
+    backed = t10k("host", "backup", *ip, "--volume", "BK0001", "--progress", *(str(src / n) for n in files))
+    assert "MB/s" in backed.stderr  # the progress bar
+    listed = json.loads(t10k("host", "list", *ip, "--volume", "BK0001", "--json").stdout)
+    assert [(f["name"], f["size"]) for f in listed] == [(n, len(d)) for n, d in files.items()]
+    t10k("host", "restore", *ip, "--volume", "BK0001", "--out", str(tmp_path / "out"), "--no-progress")
+    assert {n: (tmp_path / "out" / n).read_bytes() for n in files} == files
+    verified = json.loads(t10k("host", "verify", *ip, "--volume", "BK0001", "--json",
+                               *(str(src / n) for n in files)).stdout)
+    assert [v["ok"] for v in verified] == [True, True, True]
+    (src / "small.txt").write_bytes(b"changed since the backup")
+    bad = t10k("host", "verify", *ip, "--volume", "BK0001", str(src / "small.txt"), check=False)
+    assert bad.returncode == 1 and "BAD file 0: small.txt" in bad.stdout
+    appended = json.loads(t10k("host", "backup", *ip, "--volume", "BK0001", "--append", "--json",
+                               str(src / "small.txt")).stdout)
+    assert appended[0]["file"] == 3
+    tape = json.loads(t10k("tape", "list", "--library", str(tmp_path / "library"), "--json").stdout)
+    assert tape[0]["key_ids"] == [site.key] and tape[0]["filemarks"] == 4
+    status = json.loads(t10k("host", "status", *ip, "--json").stdout)
+    assert status["loaded"] is False and status["mode"] == "ENCRYPT"
+    unknown = t10k("host", "list", *ip, "--volume", "NOPE", check=False)
+    assert unknown.returncode == 1 and "no volume NOPE" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_sighup_power_cycles_a_drive_host(tmp_path: Path, daemons: list[Daemon]) -> None:
