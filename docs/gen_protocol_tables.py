@@ -7,18 +7,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from protocol.docgen import render_catalogue
+from protocol.docgen import render_catalogue, render_sense_profiles
 
-BEGIN, END = "<!-- catalogue:begin (generated: python docs/gen_protocol_tables.py) -->", "<!-- catalogue:end -->"
-DOC = Path(__file__).with_name("PROTOCOL.md")
+HERE = Path(__file__).parent
+GENERATED = [
+    (HERE / "PROTOCOL.md", "catalogue", render_catalogue),
+    (HERE / "SENSE.md", "sense", render_sense_profiles),
+]
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin (generated: python docs/gen_protocol_tables.py) -->", f"<!-- {name}:end -->"
 
 
 def main() -> None:
-    text = DOC.read_text()
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    DOC.write_text(head + BEGIN + "\n\n" + render_catalogue() + "\n" + END + tail)
-    print(f"updated {DOC}")
+    for doc, name, render in GENERATED:
+        begin, end = markers(name)
+        head, rest = doc.read_text().split(begin, 1)
+        _, tail = rest.split(end, 1)
+        doc.write_text(head + begin + "\n\n" + render() + "\n" + end + tail)
+        print(f"updated {doc}")
 
 
 if __name__ == "__main__":

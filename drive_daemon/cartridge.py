@@ -1,8 +1,11 @@
 """A tape cartridge as a file: an append-only log of records, one per logical object.
 
-Each record is a 20-octet header (magic, kind, length, key ID, CRC-32 over header and
-payload) followed by its payload: plain data, an encrypted block (nonce then AES-GCM
-ciphertext, the key ID in the clear in the header), or nothing for a filemark. Writing at
+Each record is a 20-octet header (magic, kind, length, key ID, CRC-32) followed by its
+payload: plain data, an encrypted block (nonce then AES-GCM ciphertext, the key ID in
+the clear in the header), or nothing for a filemark. The CRC covers the header and the
+whole payload of a plain block; of an encrypted block it covers the header, nonce and
+GCM tag, since GCM already authenticates every ciphertext octet and the tag, written
+last, shows a torn record. Writing at
 a position truncates the file there first, as writing truncates a tape. A crash can only
 leave a torn last record, which loading detects by its CRC and cuts off. A cartridge
 is locked while a drive has it loaded.
@@ -33,6 +36,9 @@ RECORD_HEADER = Struct(
     "key_id" / Bytes(KEY_ID_SIZE), "crc" / Int32ub,
 )
 FILE_HEADER_SIZE = FILE_HEADER.sizeof()
+#: Space is claimed ahead in steps of this size: appending into allocated space costs a tenth
+#: of growing the file block by block (docs/BENCHMARKS.md). close() gives back what is unused.
+PREALLOCATE = 64 * 1024 * 1024
 RECORD_HEADER_SIZE = RECORD_HEADER.sizeof()
 SUFFIX = ".tape"
 
@@ -67,8 +73,15 @@ class Record:
     key_id: bytes
 
 
+_CHECKED_ENDS = 12 + 16  # nonce at the start, GCM tag at the end
+
+
 def _crc(kind: int, length: int, key_id: bytes, parts: list[bytes | memoryview]) -> int:
     crc = zlib.crc32(bytes([kind]) + length.to_bytes(4, "big") + key_id)
+    if kind == RecordKind.ENCRYPTED and length >= _CHECKED_ENDS:
+        # parts are [nonce, ciphertext] when written, [payload] when read back
+        crc = zlib.crc32(memoryview(parts[0])[:12], crc)
+        return zlib.crc32(memoryview(parts[-1])[-16:], crc)
     for p in parts:
         crc = zlib.crc32(p, crc)
     return crc
@@ -87,6 +100,7 @@ def cartridge_path(library: Path, volser: str) -> Path:
 class Cartridge:
     def __init__(self, path: Path, fd: int, volser: str, records: list[Record]) -> None:
         self.path, self._fd, self.volser, self.records = path, fd, volser, records
+        self._allocated = os.fstat(fd).st_size
 
     @classmethod
     def create(cls, library: Path, volser: str) -> None:
@@ -144,11 +158,13 @@ class Cartridge:
                 break
             records.append(Record(offset, kind, h.length, h.key_id))
             offset = end
-        if offset < size or (records and not Cartridge._crc_ok(fd, records[-1])):
-            if offset == size:  # the last record is whole but wrong: torn by a crash
-                offset = records.pop().offset
-            log.warning("cartridge %s: cutting a torn record at offset %d (of %d)", volser, offset, size)
-            os.ftruncate(fd, offset)
+        if records and not Cartridge._crc_ok(fd, records[-1]):  # whole but wrong: torn by a crash
+            offset = records.pop().offset
+            log.warning("cartridge %s: cutting a torn record at offset %d", volser, offset)
+        if offset < size:
+            if any(os.pread(fd, RECORD_HEADER_SIZE, offset)):
+                log.warning("cartridge %s: cutting %d octets of torn data at offset %d", volser, size - offset, offset)
+            os.ftruncate(fd, offset)  # torn data, or space claimed ahead before a crash
             os.fsync(fd)
         return records
 
@@ -172,21 +188,33 @@ class Cartridge:
             raise CorruptRecord(f"block {index} of {self.volser} fails its checksum")
         return payload
 
+    @property
+    def end(self) -> int:
+        """Offset just past the last record: where the next one goes."""
+        last = self.records[-1] if self.records else None
+        return last.offset + RECORD_HEADER_SIZE + last.length if last else FILE_HEADER_SIZE
+
     def truncate(self, index: int) -> None:
         """Forget every record from ``index`` on: what writing there does to a tape."""
         if index < len(self.records):
-            os.ftruncate(self._fd, self.records[index].offset)
+            offset = self.records[index].offset
+            os.ftruncate(self._fd, offset)
+            self._allocated = offset
             del self.records[index:]
 
     def append(self, kind: RecordKind, parts: list[bytes | memoryview], key_id: bytes = ZERO_KEY_ID) -> None:
         length = sum(len(p) for p in parts)
-        offset = self.records[-1].offset + RECORD_HEADER_SIZE + self.records[-1].length if self.records \
-            else FILE_HEADER_SIZE
+        offset = self.end
+        if offset + RECORD_HEADER_SIZE + length > self._allocated:
+            claim = max(PREALLOCATE, RECORD_HEADER_SIZE + length)
+            os.posix_fallocate(self._fd, self._allocated, offset + claim - self._allocated)
+            self._allocated = offset + claim
         header = RECORD_HEADER.build(dict(kind=kind, length=length, key_id=key_id,
                                           crc=_crc(kind, length, key_id, parts)))
         written = os.pwritev(self._fd, [header, *parts], offset)
         if written != RECORD_HEADER_SIZE + length:
             os.ftruncate(self._fd, offset)
+            self._allocated = offset
             raise CartridgeError(f"short write to {self.path} ({written} of {RECORD_HEADER_SIZE + length} octets)")
         self.records.append(Record(offset, kind, length, key_id))
 
@@ -195,6 +223,7 @@ class Cartridge:
 
     def close(self) -> None:
         if self._fd >= 0:
+            os.ftruncate(self._fd, self.end)  # give back the space claimed ahead
             os.fsync(self._fd)
             os.close(self._fd)  # releases the lock
             self._fd = -1

@@ -14,6 +14,7 @@ from typing import AsyncIterator, Callable, Iterable
 from protocol import (
     BlockData,
     DecodeError,
+    HeaderInfo,
     EncryptionStatus,
     EncryptionStatusRequest,
     Erase,
@@ -29,14 +30,14 @@ from protocol import (
     Unload,
     WriteFilemarks,
     decode,
-    decode_header,
     encode,
     frame_header,
 )
-from protocol.constants import HEADER_SIZE, HOST_PORT, MAX_BLOCK_SIZE, HostStatus, MessageType, SpaceUnit
+from protocol.constants import HOST_PORT, MAX_BLOCK_SIZE, HostStatus, MessageType, SpaceUnit
 from protocol.sense import Condition, SenseProfile, sense_for
 
 from .errors import DriveDaemonError
+from .framing import MAX_HOST_FRAME, FramedProtocol
 
 
 class HostInterfaceError(DriveDaemonError):
@@ -59,57 +60,79 @@ class CheckCondition(DriveDaemonError):
         return any(self.result.sense == sense_for(condition, p) for p in SenseProfile)
 
 
+class _ClientProtocol(FramedProtocol):
+    def __init__(self) -> None:
+        super().__init__(self._frame, max_remaining=MAX_HOST_FRAME)
+        self.replies: asyncio.Queue[Message | Exception] = asyncio.Queue()
+
+    def _frame(self, info: HeaderInfo, header: bytes, body: memoryview) -> None:
+        if info.message_type is MessageType.BLOCK_DATA:
+            self.replies.put_nowait(BlockData(bytes(body)))  # the body is the block: no parse
+            return
+        try:
+            self.replies.put_nowait(decode(header + bytes(body)).message)
+        except DecodeError as exc:
+            self.protocol_error(exc)
+
+    def protocol_error(self, exc: DecodeError) -> None:
+        self.replies.put_nowait(exc)
+        super().protocol_error(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.replies.put_nowait(ConnectionError(str(exc) if exc else "the drive closed the connection"))
+        super().connection_lost(exc)
+
+
 class HostClient:
     def __init__(self, ip: str, *, port: int = HOST_PORT, timeout_s: float = 60.0) -> None:
         self.ip, self.port, self.timeout_s = ip, port, timeout_s
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._protocol: _ClientProtocol | None = None
         self._sequence = 0
 
     async def __aenter__(self) -> HostClient:
+        loop = asyncio.get_running_loop()
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.ip, self.port, limit=4 * MAX_BLOCK_SIZE), self.timeout_s)
+            _, self._protocol = await asyncio.wait_for(
+                loop.create_connection(_ClientProtocol, self.ip, self.port), self.timeout_s)
         except (OSError, asyncio.TimeoutError) as exc:
             raise HostInterfaceError(f"cannot connect to the drive's host interface at {self.ip}:{self.port} "
                                      f"({exc or 'timed out'}); is a drive running there?") from None
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            try:
-                await self._writer.wait_closed()
-            except OSError:
-                pass
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+            await asyncio.wait_for(asyncio.shield(self._protocol.closed), 5)
 
     # --- framing -----------------------------------------------------------
 
+    @property
+    def _wire(self) -> _ClientProtocol:
+        assert self._protocol is not None, "use 'async with HostClient(...)'"
+        return self._protocol
+
     def _send(self, message: Message) -> None:
-        assert self._writer is not None, "use 'async with HostClient(...)'"
         self._sequence = (self._sequence + 1) % 2**32
-        self._writer.write(encode(message, sequence=self._sequence))
+        self._wire.write(encode(message, sequence=self._sequence))
 
     def _send_block(self, data: bytes | memoryview) -> None:
-        assert self._writer is not None
         self._sequence = (self._sequence + 1) % 2**32
-        self._writer.write(frame_header(MessageType.WRITE_BLOCK, len(data), sequence=self._sequence))
-        self._writer.write(data)
+        self._wire.write(frame_header(MessageType.WRITE_BLOCK, len(data), sequence=self._sequence), data)
+
+    async def _drain(self) -> None:
+        await self._wire.drain()
 
     async def _receive(self) -> Message:
-        assert self._reader is not None
         try:
-            header = await asyncio.wait_for(self._reader.readexactly(HEADER_SIZE), self.timeout_s)
-            info = decode_header(header)
-            body = await asyncio.wait_for(self._reader.readexactly(info.remaining), self.timeout_s)
-            if info.message_type is MessageType.BLOCK_DATA:
-                return BlockData(body)  # the body is the block: no parse, no copy
-            return decode(header + body).message
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError) as exc:
-            raise HostInterfaceError(f"the drive at {self.ip}:{self.port} stopped answering ({exc or 'timed out'})") \
+            reply = await asyncio.wait_for(self._wire.replies.get(), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise HostInterfaceError(f"the drive at {self.ip}:{self.port} did not answer in {self.timeout_s} s") \
                 from None
-        except DecodeError as exc:
-            raise HostInterfaceError(f"the drive at {self.ip}:{self.port} sent an invalid reply: {exc}") from None
+        if isinstance(reply, DecodeError):
+            raise HostInterfaceError(f"the drive at {self.ip}:{self.port} sent an invalid reply: {reply}")
+        if isinstance(reply, Exception):
+            raise HostInterfaceError(f"the drive at {self.ip}:{self.port} stopped answering ({reply})")
+        return reply
 
     @staticmethod
     def _checked(reply: Message) -> Message:
@@ -119,6 +142,7 @@ class HostClient:
 
     async def _call(self, message: Message) -> Message:
         self._send(message)
+        await self._drain()
         return self._checked(await self._receive())
 
     # --- commands ------------------------------------------------------------
@@ -134,6 +158,7 @@ class HostClient:
 
     async def write(self, data: bytes) -> None:
         self._send_block(data)
+        await self._drain()
         self._checked(await self._receive())
 
     async def write_filemarks(self, count: int = 1) -> None:
@@ -169,7 +194,6 @@ class HostClient:
                            progress: Callable[[int], None] | None = None) -> int:
         """Write blocks with up to ``window`` in flight; returns the number written.
         The first CHECK CONDITION stops the transfer; it is raised once every reply is in."""
-        assert self._writer is not None
         in_flight: deque[int] = deque()
         written, failure = 0, None
 
@@ -190,10 +214,9 @@ class HostClient:
                 break
             self._send_block(data)
             in_flight.append(len(data))
+            await self._drain()
             if len(in_flight) >= window:
-                await self._writer.drain()
                 await settle()
-        await self._writer.drain()
         while in_flight:
             await settle()
         if failure is not None:
@@ -209,6 +232,7 @@ class HostClient:
             while sent < count and sent - received < window:
                 self._send(ReadBlock(max_length))
                 sent += 1
+            await self._drain()
             reply = await self._receive()
             received += 1
             if isinstance(reply, HostResult) and reply.status is HostStatus.CHECK_CONDITION:

@@ -1,20 +1,23 @@
 """The host interface of one drive over TCP: frames in, a TapeSession, frames out.
 
-The data path avoids copies it can: a WRITE_BLOCK body goes from the stream to the
-cipher without a construct parse, and a block read goes out as header then data.
+Each command is handled as soon as its frame is in (the TapeSession is synchronous,
+so commands from every host connection to one drive run one at a time, in order).
+A WRITE_BLOCK body goes to the cipher without a construct parse; a block read goes
+out as header then data.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
 
-from protocol import BlockData, DecodeError, HostResult, WriteBlock, decode, decode_header, encode, frame_header
-from protocol.constants import HEADER_SIZE, MAX_BLOCK_SIZE, HostStatus, MessageType
+from protocol import BlockData, DecodeError, HeaderInfo, HostResult, WriteBlock, decode, encode, frame_header
+from protocol.constants import MAX_BLOCK_SIZE, HostStatus, MessageType
 from protocol.ids import ZERO_KEY_ID
 from protocol.sense import Condition, sense_for
+
+from .framing import MAX_HOST_FRAME, FramedProtocol
 
 if TYPE_CHECKING:
     from .service import HostedDrive
@@ -22,49 +25,44 @@ if TYPE_CHECKING:
 log = logging.getLogger("t10k.host")
 
 
-async def serve_host(hosted: HostedDrive, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    session = hosted.tape
-    peer = writer.get_extra_info("peername") or ("?", 0)
-    try:
-        while True:
-            try:
-                header = await reader.readexactly(HEADER_SIZE)
-            except asyncio.IncompleteReadError:
-                return
-            info = decode_header(header)
-            if info.message_type is MessageType.WRITE_BLOCK and info.body_length > MAX_BLOCK_SIZE:
-                await reader.readexactly(info.remaining)  # keep the stream in step, refuse the block
-                reply = HostResult(HostStatus.CHECK_CONDITION, sense_for(Condition.BLOCK_TOO_LARGE, session.profile),
-                                   ZERO_KEY_ID, session.position,
-                                   f"block of {info.body_length} octets; at most {MAX_BLOCK_SIZE}")
-                writer.write(encode(reply, sequence=info.sequence, reply=True))
-                continue
-            body = await reader.readexactly(info.remaining)
-            async with hosted.tape_lock:  # one command at a time per drive, whichever host sends it
-                if info.message_type is MessageType.WRITE_BLOCK and not info.flags:
-                    reply_msg, out = session.handle(WriteBlock(body), time.time())  # no parse: the body is the block
-                else:
-                    request = decode(header + body)
-                    reply_msg, out = session.handle(request.message, time.time())
-                hosted.apply(out)
-            if isinstance(reply_msg, BlockData):
-                writer.write(frame_header(MessageType.BLOCK_DATA, len(reply_msg.data), sequence=info.sequence,
-                                          reply=True))
-                writer.write(reply_msg.data)
-            else:
-                writer.write(encode(reply_msg, sequence=info.sequence, reply=True))  # type: ignore[arg-type]
-            if writer.transport.get_write_buffer_size() > 4 * MAX_BLOCK_SIZE:
-                await writer.drain()
-    except DecodeError as exc:
-        hosted.host.counters.decode_errors[exc.reason.name] += 1
-        log.info("drive %s: closing host connection from %s: %s", hosted.ip, peer[0], exc)
-        writer.write(encode(HostResult(HostStatus.CHECK_CONDITION, sense_for(Condition.INVALID_REQUEST, session.profile),
-                                       ZERO_KEY_ID, session.position, str(exc)), reply=True))
-    except (ConnectionError, asyncio.IncompleteReadError) as exc:
-        log.info("drive %s: host connection from %s ended: %s", hosted.ip, peer[0], exc)
-    finally:
+class HostServerProtocol(FramedProtocol):
+    def __init__(self, hosted: HostedDrive) -> None:
+        super().__init__(self._frame, max_remaining=MAX_HOST_FRAME)
+        self.hosted = hosted
+
+    def _refusal(self, condition: Condition, detail: str) -> HostResult:
+        session = self.hosted.tape
+        return HostResult(HostStatus.CHECK_CONDITION, sense_for(condition, session.profile), ZERO_KEY_ID,
+                          session.position, detail)
+
+    def _frame(self, info: HeaderInfo, header: bytes, body: memoryview) -> None:
+        session, now = self.hosted.tape, time.time()
         try:
-            await writer.drain()
-        except ConnectionError:
-            pass
-        writer.close()
+            if info.message_type is MessageType.WRITE_BLOCK and not info.flags:
+                if len(body) > MAX_BLOCK_SIZE:
+                    reply: object = self._refusal(Condition.BLOCK_TOO_LARGE,
+                                                  f"block of {len(body)} octets; at most {MAX_BLOCK_SIZE}")
+                    out = None
+                else:
+                    # No parse, no copy: the block is encrypted straight from the receive buffer.
+                    reply, out = session.handle(WriteBlock(body), now)  # type: ignore[arg-type]
+            else:
+                reply, out = session.handle(decode(header + bytes(body)).message, now)
+        except DecodeError as exc:
+            self.protocol_error(exc)
+            return
+        if out is not None:
+            self.hosted.apply(out)
+        if isinstance(reply, BlockData):
+            self.write(frame_header(MessageType.BLOCK_DATA, len(reply.data), sequence=info.sequence, reply=True),
+                       reply.data)
+        else:
+            self.write(encode(reply, sequence=info.sequence, reply=True))  # type: ignore[arg-type]
+
+    def protocol_error(self, exc: DecodeError) -> None:
+        self.hosted.host.counters.decode_errors[exc.reason.name] += 1
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        log.info("drive %s: closing host connection from %s: %s", self.hosted.ip, peer, exc)
+        if self.transport is not None and not self.transport.is_closing():
+            self.write(encode(self._refusal(Condition.INVALID_REQUEST, str(exc)), reply=True))
+        super().protocol_error(exc)

@@ -41,7 +41,7 @@ from protocol.constants import (
 from protocol.sense import SenseProfile
 
 from .drive import Drive, Event, Output
-from .host_server import serve_host
+from .host_server import HostServerProtocol
 from .tape import TapeSession
 from protocol.manufacturing import ManufacturedDrive
 from .nvram import encode_nvram, load_nvram, write_nvram
@@ -99,7 +99,6 @@ class HostedDrive:
         self.drive = Drive(made.csn, made.pckey, load_nvram(host.config.state_dir, made.csn, made.pckey),
                            encrypting=made.encrypting)
         self.tape = TapeSession(self.drive, host.config.library_dir, host.config.sense_profile)
-        self.tape_lock = asyncio.Lock()
         self.transport: asyncio.DatagramTransport | None = None
         self.vop_server: asyncio.base_events.Server | None = None
         self.host_server: asyncio.base_events.Server | None = None
@@ -118,8 +117,8 @@ class HostedDrive:
         self.vop_server = await asyncio.start_server(
             self._vop, self.ip, self.host.config.vop_port, backlog=self.host.config.vop_backlog, reuse_address=True
         )
-        self.host_server = await asyncio.start_server(
-            lambda r, w: serve_host(self, r, w), self.ip, self.host.config.host_port,
+        self.host_server = await loop.create_server(
+            lambda: HostServerProtocol(self), self.ip, self.host.config.host_port,
             backlog=self.host.config.host_backlog, reuse_address=True,
         )
 

@@ -139,3 +139,14 @@ def render_catalogue() -> str:
                                                           for m in enum_cls) + "  ", ""]
     lines += ["`HeaderFlag`: " + ", ".join(f"{m.name} = 0x{int(m):04X}" for m in HeaderFlag if m) + "  ", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_sense_profiles() -> str:
+    """Both sense profiles side by side, from protocol.sense."""
+    from .sense import PROFILES, Condition, SenseProfile
+
+    t10k, ssc = PROFILES[SenseProfile.T10000], PROFILES[SenseProfile.SSC]
+    rows = ["| condition | T10000 (default) | SSC-3 (`--sense-profile ssc`) |", "|---|---|---|"]
+    for c in Condition:
+        rows.append(f"| {c.value} | `{t10k[c]}` | `{ssc[c]}` |")
+    return "\n".join(rows) + "\n"

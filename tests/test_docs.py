@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from protocol.docgen import render_catalogue
+from protocol.docgen import render_catalogue, render_sense_profiles
 from protocol.constants import MessageType
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md"
@@ -15,3 +15,9 @@ def test_protocol_document_matches_the_catalogue() -> None:
     assert render_catalogue() in text, "run: python docs/gen_protocol_tables.py"
     for mt in MessageType:
         assert f"### {mt.name} (0x{int(mt):02X})" in text
+
+
+def test_sense_document_matches_the_profiles() -> None:
+    text = (DOC.parent / "SENSE.md").read_text()
+    assert render_sense_profiles() in text, "run: python docs/gen_protocol_tables.py"
+    assert "`3/2605/6109` | `7/7401/0000`" in text

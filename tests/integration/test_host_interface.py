@@ -7,7 +7,6 @@ import os
 
 import pytest
 
-import protocol as p
 from drive_daemon.cartridge import Cartridge
 from drive_daemon.host_client import CheckCondition, HostClient
 from kms_client import station
@@ -101,7 +100,11 @@ async def test_bad_input_gets_clear_errors_and_the_cartridge_is_intact(lab: Lab)
     writer.write(b"T10K\x01\x57" + bytes(10) + os.urandom(7))  # READ_BLOCK with a short body
     writer.write(os.urandom(100))
     await writer.drain()
-    await asyncio.wait_for(reader.read(), 5)
+    try:
+        reply = await asyncio.wait_for(reader.read(), 5)  # the drive answers, then hangs up
+        assert reply[:4] == b"T10K"
+    except ConnectionResetError:
+        pass  # or hangs up on the bytes that followed: either way it does not wait forever
     writer.close()
     assert sum(lab.drives.counters.decode_errors.values()) >= 1
     async with HostClient(DRIVE) as host:
