@@ -63,6 +63,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen-broadcast", default=LOOPBACK_BROADCAST,
                    help="address the LAN listener binds: the broadcast address, or 0.0.0.0")
     p.add_argument("--library", type=Path, help="directory of cartridges the drives load (default STATE/library)")
+    p.add_argument("--capture", type=Path, help="write everything sent and received to this pcap (no root needed)")
     p.add_argument("--sense-profile", choices=[s.value for s in SenseProfile], default=SenseProfile.T10000.value,
                    help="sense codes: the T10000 firmware's (default) or standard SSC-3 (ASC 74h)")
 
@@ -76,12 +77,19 @@ def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        async with DriveHost(config, drives) as host:
+        capture = None
+        if args.capture is not None:
+            from protocol.pcap import CaptureWriter
+
+            capture = CaptureWriter(args.capture)
+        async with DriveHost(config, drives, tap=capture) as host:
             # SIGHUP is a power cycle of every hosted drive: media keys are lost.
             loop.add_signal_handler(signal.SIGHUP, lambda: [h.power_cycle() for h in host.drives.values()])
             print(f"{len(drives)} drive(s) serving, first at {drives[0][1]}", flush=True)
             await stop.wait()
             await host.flush()
+        if capture is not None:
+            capture.close()
 
     asyncio.run(main())
     return 0

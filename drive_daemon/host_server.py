@@ -35,8 +35,16 @@ class HostServerProtocol(FramedProtocol):
         return HostResult(HostStatus.CHECK_CONDITION, sense_for(condition, session.profile), ZERO_KEY_ID,
                           session.position, detail)
 
+    def _tap(self, direction: str, *parts: bytes | memoryview) -> None:
+        if self.hosted.host.has_tap and self.transport is not None:
+            peer = self.transport.get_extra_info("peername") or ("?", 0)
+            local = (self.hosted.ip, self.hosted.host.config.host_port)
+            src, dst = (peer, local) if direction == "in" else (local, peer)
+            self.hosted.host.tap(direction, "tcp", src, dst, b"".join(bytes(p) for p in parts))
+
     def _frame(self, info: HeaderInfo, header: bytes, body: memoryview) -> None:
         session, now = self.hosted.tape, time.time()
+        self._tap("in", header, body)
         try:
             if info.message_type is MessageType.WRITE_BLOCK and not info.flags:
                 if len(body) > MAX_BLOCK_SIZE:
@@ -54,10 +62,13 @@ class HostServerProtocol(FramedProtocol):
         if out is not None:
             self.hosted.apply(out)
         if isinstance(reply, BlockData):
-            self.write(frame_header(MessageType.BLOCK_DATA, len(reply.data), sequence=info.sequence, reply=True),
-                       reply.data)
+            head = frame_header(MessageType.BLOCK_DATA, len(reply.data), sequence=info.sequence, reply=True)
+            self.write(head, reply.data)
+            self._tap("out", head, reply.data)
         else:
-            self.write(encode(reply, sequence=info.sequence, reply=True))  # type: ignore[arg-type]
+            data = encode(reply, sequence=info.sequence, reply=True)  # type: ignore[arg-type]
+            self.write(data)
+            self._tap("out", data)
 
     def protocol_error(self, exc: DecodeError) -> None:
         self.hosted.host.counters.decode_errors[exc.reason.name] += 1

@@ -290,6 +290,14 @@ class DriveHost:
         for hosted in self.drives.values():
             hosted.deliver(frame, addr)
 
+    @property
+    def has_tap(self) -> bool:
+        return self._tap is not None
+
+    def tap(self, direction: str, transport: str, src: tuple[str, int], dst: tuple[str, int], data: bytes) -> None:
+        if self._tap:
+            self._tap(direction, transport, src, dst, data)
+
     def tap_in(self, src: tuple[str, int], dst: tuple[str, int], data: bytes, transport: str = "udp") -> None:
         if self._tap:
             self._tap("in", transport, src, dst, data)

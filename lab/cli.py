@@ -14,7 +14,7 @@ from kms_client.errors import KmsError
 from token_daemon import cli as token_cli
 from token_daemon.errors import TokenDaemonError
 
-from . import demo_cli
+from . import demo_cli, pcap_cli
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     host_cli.register(sub)
     kms_cli.register(sub)
     demo_cli.register(sub)
+    pcap_cli.register(sub)
     return parser
 
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         return int(args.func(args) or EXIT_OK)
-    except (KmsError, DriveDaemonError, TokenDaemonError, ValueError) as exc:
+    except (KmsError, DriveDaemonError, TokenDaemonError, ValueError) as exc:  # CaptureError is a ValueError
         print(f"t10k: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:

@@ -49,7 +49,9 @@ def drive_row(name: str, ip: str, s: VopStatus) -> dict[str, Any]:
     }
 
 
-async def run_demo(workdir: Path, *, plan: LabPlan | None = None, progress: Any = None) -> DemoReport:
+async def run_demo(
+    workdir: Path, *, plan: LabPlan | None = None, progress: Any = None, tap: Any = None, on_done: Any = None
+) -> DemoReport:
     report = DemoReport()
     refusals: collections.Counter[bytes] = collections.Counter()
 
@@ -59,7 +61,7 @@ async def run_demo(workdir: Path, *, plan: LabPlan | None = None, progress: Any 
         if progress:
             progress(report.steps[-1])
 
-    async with Lab(workdir, plan) as lab:
+    async with Lab(workdir, plan, tap=tap) as lab:
         lab.drives.subscribe(lambda csn, e: refusals.update([csn]) if isinstance(e, OfferRefused) and e.kind is KeyKind.MEDIA else None)
         kms, names = lab.kms, lab.drive_names
         token_a, token_b = (name for name, _ in lab.plan.tokens)
@@ -115,6 +117,8 @@ async def run_demo(workdir: Path, *, plan: LabPlan | None = None, progress: Any 
                                         "red again")
         step(f"5. {token_a} back in the bay", "Drives pulled the current mapping again, with no operator action: "
              "armed (red).", statuses)
+        if on_done is not None:
+            on_done(lab)
     return report
 
 

@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                         "an outdated token refused")
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
     demo.add_argument("--keep", type=Path, help="keep the lab's files (KMS store, token and drive state) here")
+    demo.add_argument("--capture", type=Path, help="write every datagram and TCP frame to this pcap")
     demo.set_defaults(func=_demo)
 
 
@@ -31,12 +32,19 @@ def _demo(args: argparse.Namespace) -> int:
         raise ValueError(f"--keep {args.keep} must be a new or empty directory")
     started = time.monotonic()
     progress = None if args.json else (lambda step: print(render_step(step), flush=True))
+    capture = None
+    if args.capture is not None:
+        from protocol.pcap import CaptureWriter
+
+        capture = CaptureWriter(args.capture)
     try:
-        report = asyncio.run(run_demo(workdir, progress=progress))
+        report = asyncio.run(run_demo(workdir, progress=progress, tap=capture))
     except LabTimeout as exc:
         print(f"t10k: demo failed: {exc}", file=sys.stderr)
         return 1
     finally:
+        if capture is not None:
+            capture.close()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - started
@@ -45,4 +53,6 @@ def _demo(args: argparse.Namespace) -> int:
     else:
         verdict = "every drive refused the outdated token" if report.ok else "NOT every drive refused the outdated token"
         print(f"\ndemo finished in {elapsed:.1f} s: {verdict}.")
+        if capture is not None:
+            print(f"{capture.packets} packets captured to {args.capture} (t10k pcap decode {args.capture})")
     return 0 if report.ok else 1

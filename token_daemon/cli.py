@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--announce-interval", type=float, default=ANNOUNCE_INTERVAL_S, metavar="SECONDS")
     run.add_argument("--lan-port", type=int, default=TOKEN_LAN_PORT)
     run.add_argument("--mgmt-port", type=int, default=TOKEN_MGMT_PORT)
+    run.add_argument("--capture", type=Path, help="write everything sent and received to this pcap (no root needed)")
     run.set_defaults(func=_run)
 
 
@@ -35,7 +36,8 @@ def _run(args: argparse.Namespace) -> int:
     )
 
     async def main() -> None:
-        service = TokenService(config)
+        capture = _capture(args.capture)
+        service = TokenService(config, tap=capture)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -43,9 +45,21 @@ def _run(args: argparse.Namespace) -> int:
         # SIGUSR1 is the reset button held for 3 s; SIGUSR2 re-inserts the token with reset held.
         loop.add_signal_handler(signal.SIGUSR1, lambda: asyncio.ensure_future(service.press_reset()))
         loop.add_signal_handler(signal.SIGUSR2, lambda: asyncio.ensure_future(service.wipe()))
-        async with service:
-            print(f"token {args.ip}: serving (state in {args.state})", flush=True)
-            await stop.wait()
+        try:
+            async with service:
+                print(f"token {args.ip}: serving (state in {args.state})", flush=True)
+                await stop.wait()
+        finally:
+            if capture is not None:
+                capture.close()
 
     asyncio.run(main())
     return 0
+
+
+def _capture(path: Path | None):  # type: ignore[no-untyped-def]
+    if path is None:
+        return None
+    from protocol.pcap import CaptureWriter
+
+    return CaptureWriter(path)

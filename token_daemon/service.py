@@ -91,7 +91,7 @@ class TokenService:
         self._tasks: list[asyncio.Task[None]] = []
         self._persist_lock = asyncio.Lock()
         self._dirty = asyncio.Event()
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     def subscribe(self, sink: EventSink) -> None:
         self._sinks.append(sink)
@@ -137,9 +137,17 @@ class TokenService:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in self._tasks + list(self._connections):
+        # Close open management connections so their handlers end normally (cancelling a
+        # stream handler makes Python 3.11 log a spurious error); cancel only stragglers.
+        for writer in self._connections.values():
+            writer.close()
+        if self._connections:
+            _, late = await asyncio.wait(list(self._connections), timeout=2)
+            for task in late:
+                task.cancel()
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._connections, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._dirty.is_set():
             await self._persist()
@@ -224,7 +232,7 @@ class TokenService:
         local = (self.config.ip, self.config.mgmt_port)
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        self._connections[task] = writer
         try:
             while True:
                 try:
@@ -251,7 +259,7 @@ class TokenService:
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError) as exc:
             log.info("token %s: management connection from %s ended: %s", self.config.ip, peer[0], exc or "timeout")
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             writer.close()
 
 

@@ -217,3 +217,17 @@ def test_the_readme_walkthrough_runs(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert '"led": "RED"' in result.stdout and "3 acknowledged" in result.stdout
+
+
+def test_a_daemon_captures_what_it_sends_and_receives(tmp_path: Path, daemons: list[Daemon]) -> None:
+    made = tmp_path / "cd.json"
+    t10k("drive", "manufacture", "--count", "1", "--out", str(made))
+    d = Daemon("drive", "run", "--ip", "127.0.3.170", "--manufacturing", str(made), "--state", str(tmp_path / "s"),
+               "--capture", str(tmp_path / "drive.pcap"))
+    daemons.append(d)
+    vop("127.0.3.170")
+    vop("127.0.3.170")
+    assert d.stop() == 0
+    decoded = json.loads(t10k("pcap", "decode", str(tmp_path / "drive.pcap"), "--json").stdout)
+    assert [r["message"] for r in decoded] == ["VOP_STATUS_REQUEST", "VOP_STATUS"] * 2
+    assert decoded[1]["src"] == "127.0.3.170:7030"

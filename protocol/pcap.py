@@ -1,0 +1,175 @@
+"""Pcap helpers: write what daemons send and receive with IP/UDP/TCP framing, read it back.
+
+:class:`CaptureWriter` has the daemons' tap signature, so ``--capture FILE`` needs no root:
+it builds IPv4 packets itself (linktype 228, raw IPv4). TCP payloads get per-flow sequence
+numbers and are cut into segments of at most 1,448 octets, as a real stack would send them.
+:func:`read_capture` reassembles TCP per flow and decodes every frame with the catalogue.
+The one module of protocol/ that touches files; scapy is imported when it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .codec import Frame, decode, decode_header
+from .constants import HEADER_SIZE
+from .errors import DecodeError
+
+Address = tuple[str, int]
+MSS = 1448
+_DEDUPE_WINDOW = 4096
+
+
+class CaptureWriter:
+    """Append every datagram and TCP payload to a pcap; call ``close()`` (or use ``with``)."""
+
+    def __init__(self, path: Path, *, clock: Any = time.time) -> None:
+        from scapy.utils import PcapWriter
+
+        self.path = path
+        self._writer = PcapWriter(str(path), linktype=228, sync=True)
+        self._clock = clock
+        self._seq: dict[tuple[Address, Address], int] = defaultdict(lambda: 1000)
+        self._sent: OrderedDict[bytes, int] = OrderedDict()  # datagrams captured leaving, not yet seen arriving
+        self.packets = 0
+
+    def __enter__(self) -> CaptureWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __call__(self, direction: str, transport: str, src: Address, dst: Address, data: bytes) -> None:
+        """The tap. When several daemons share one writer (a lab), a frame captured leaving one
+        is not captured again arriving at another; repeats (a token re-announcing) are kept."""
+        digest = hashlib.blake2b(f"{transport}{src}{dst}".encode() + data, digest_size=16).digest()
+        if direction == "in" and self._sent.get(digest):
+            self._sent[digest] -= 1
+            return
+        if direction == "out":
+            self._sent[digest] = self._sent.get(digest, 0) + 1
+            self._sent.move_to_end(digest)
+            if len(self._sent) > _DEDUPE_WINDOW:
+                self._sent.popitem(last=False)
+        self.write(transport, src, dst, data)
+
+    def write(self, transport: str, src: Address, dst: Address, data: bytes) -> None:
+        from scapy.layers.inet import IP, TCP, UDP
+
+        now = self._clock()
+        if transport == "udp":
+            self._writer.write(_stamp(IP(src=src[0], dst=dst[0]) / UDP(sport=src[1], dport=dst[1]) / data, now))
+            self.packets += 1
+            return
+        flow = (src, dst)
+        for i in range(0, max(len(data), 1), MSS):
+            segment = data[i : i + MSS]
+            seq = self._seq[flow]
+            ack = self._seq[(dst, src)]
+            pkt = IP(src=src[0], dst=dst[0]) / TCP(sport=src[1], dport=dst[1], flags="PA", seq=seq, ack=ack) / segment
+            self._writer.write(_stamp(pkt, now))
+            self._seq[flow] = (seq + len(segment)) % 2**32
+            self.packets += 1
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def _stamp(pkt: Any, when: float) -> Any:
+    pkt.time = when
+    return pkt
+
+
+class CaptureError(ValueError):
+    """A file that is not a pcap we can read."""
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    time: float
+    transport: str
+    src: Address
+    dst: Address
+    frame: Frame | None
+    error: str | None = None
+    raw: bytes = b""
+
+
+def read_capture(path: Path) -> list[CapturedFrame]:
+    """Every frame in a capture, in order: UDP datagrams as they are, TCP reassembled per flow."""
+    from scapy.error import Scapy_Exception
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.utils import rdpcap
+
+    try:
+        packets = rdpcap(str(path))
+    except (OSError, ValueError, TypeError, EOFError, Scapy_Exception) as exc:
+        raise CaptureError(f"{path} is not a readable pcap: {exc}") from None
+    frames: list[CapturedFrame] = []
+    streams: dict[tuple[Address, Address], bytearray] = defaultdict(bytearray)
+    for pkt in packets:
+        if IP not in pkt:
+            continue
+        ip = pkt[IP]
+        if UDP in pkt:
+            udp = pkt[UDP]
+            data = bytes(udp.payload)
+            src, dst = (ip.src, udp.sport), (ip.dst, udp.dport)
+            frames.append(_decoded(float(pkt.time), "udp", src, dst, data))
+        elif TCP in pkt:
+            tcp = pkt[TCP]
+            src, dst = (ip.src, tcp.sport), (ip.dst, tcp.dport)
+            buffer = streams[(src, dst)]
+            buffer += bytes(tcp.payload)
+            while len(buffer) >= HEADER_SIZE:
+                try:
+                    need = HEADER_SIZE + decode_header(bytes(buffer[:HEADER_SIZE])).remaining
+                except DecodeError as exc:
+                    frames.append(CapturedFrame(float(pkt.time), "tcp", src, dst, None, str(exc), bytes(buffer)))
+                    buffer.clear()
+                    break
+                if len(buffer) < need:
+                    break
+                frames.append(_decoded(float(pkt.time), "tcp", src, dst, bytes(buffer[:need])))
+                del buffer[:need]
+    return frames
+
+
+def _decoded(when: float, transport: str, src: Address, dst: Address, data: bytes) -> CapturedFrame:
+    try:
+        return CapturedFrame(when, transport, src, dst, decode(data), None, data)
+    except DecodeError as exc:
+        return CapturedFrame(when, transport, src, dst, None, str(exc), data)
+
+
+
+def describe(message: Any) -> dict[str, Any]:
+    """The fields a person wants in a timeline: IDs, CSNs, timestamps, codes; wrapped keys as a size."""
+    import dataclasses
+    import enum
+
+    from .timestamps import format_timestamp
+
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(message):
+        value = getattr(message, f.name)
+        if isinstance(value, enum.Enum):
+            out[f.name] = value.name if not f.name.endswith("code") else f"{int(value):08X} ({value.name})"
+        elif isinstance(value, bool):
+            out[f.name] = value
+        elif isinstance(value, int) and ("timestamp" in f.name or f.name == "reported_at"):
+            out[f.name] = format_timestamp(value)
+        elif isinstance(value, bytes):
+            out[f.name] = value.hex() if len(value) <= 8 else f"<{len(value)} octets>"
+        elif isinstance(value, tuple):
+            out[f.name] = f"{len(value)} item(s)"
+        elif dataclasses.is_dataclass(value):
+            out[f.name] = describe(value) if f.name in ("package", "sense") else type(value).__name__
+        else:
+            out[f.name] = str(value) if not isinstance(value, (int, str)) else value
+    return out

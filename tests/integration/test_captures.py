@@ -1,0 +1,98 @@
+"""Reference captures and the pcap tools: real runs, decoded, no key in them."""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.utils import wrpcap
+
+from lab.captures import SCENARIOS, capture_all
+from protocol.constants import DRIVE_LAN_PORT, MessageType
+from protocol.pcap import MSS, read_capture
+
+pytestmark = pytest.mark.network
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "captures"
+
+# What each capture must show, by message type (at least this many).
+EXPECTED = {
+    "demo": {MessageType.WRITE_EKT: 1, MessageType.WRITE_OKT: 3, MessageType.KEYS_AVAILABLE: 5,
+             MessageType.DEVICE_KEY_PACKAGE: 8, MessageType.MEDIA_KEY_PACKAGE: 24, MessageType.VOP_STATUS: 8},
+    "ekt-enrolment": {MessageType.WRITE_EKT: 1, MessageType.DEVICE_KEY_PACKAGE: 4, MessageType.KEY_ACK: 4},
+    "okt-rekey": {MessageType.WRITE_OKT: 2, MessageType.MEDIA_KEY_PACKAGE: 8, MessageType.KEY_ACK: 12},
+    "missing-key": {MessageType.WRITE_BLOCK: 1, MessageType.ERROR_REPORT: 1, MessageType.TOKEN_STATUS: 1},
+    "reset": {MessageType.CLEAR_KEYS: 1},
+}
+
+
+def _counts(path: Path) -> collections.Counter[MessageType]:
+    frames = read_capture(path)
+    assert frames and all(f.frame is not None for f in frames), [f.error for f in frames if f.frame is None]
+    return collections.Counter(f.frame.message.TYPE for f in frames)  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[bytes]]]:
+    out = tmp_path_factory.mktemp("captures")
+    return out, capture_all(out)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_a_fresh_capture_shows_the_scenario_and_no_key(fresh: tuple[Path, dict[str, list[bytes]]], name: str) -> None:
+    out, secrets = fresh
+    data = (out / f"{name}.pcap").read_bytes()
+    assert len(secrets[name]) >= 9
+    assert [s.hex() for s in secrets[name] if s in data] == []
+    counts = _counts(out / f"{name}.pcap")
+    for message_type, at_least in EXPECTED[name].items():
+        assert counts[message_type] >= at_least, (message_type.name, counts)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_the_reference_captures_decode(name: str) -> None:
+    counts = _counts(REFERENCE / f"{name}.pcap")
+    for message_type, at_least in EXPECTED[name].items():
+        assert counts[message_type] >= at_least, (message_type.name, counts)
+
+
+def test_missing_key_capture_carries_the_seed_codes() -> None:
+    frames = [f.frame.message for f in read_capture(REFERENCE / "missing-key.pcap") if f.frame]
+    reports = [m for m in frames if m.TYPE is MessageType.ERROR_REPORT]
+    assert reports and int(reports[0].error_code) == 0x6109  # type: ignore[union-attr]
+    results = [m for m in frames if m.TYPE is MessageType.HOST_RESULT and m.status == 2]  # type: ignore[union-attr]
+    assert [str(r.sense) for r in results] == ["3/2605/6109"]  # type: ignore[union-attr]
+    assert results[0].key_id == reports[0].key_id  # type: ignore[union-attr]
+
+
+def test_tcp_frames_larger_than_a_segment_are_reassembled() -> None:
+    frames = read_capture(REFERENCE / "demo.pcap")
+    big = [f for f in frames if f.transport == "tcp" and len(f.raw) > MSS]
+    assert big and {f.frame.message.TYPE for f in big} >= {MessageType.WRITE_EKT}  # type: ignore[union-attr]
+
+
+def t10k(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_pcap_decode_cli(tmp_path: Path) -> None:
+    result = t10k("pcap", "decode", str(REFERENCE / "reset.pcap"), "--json")
+    assert result.returncode == 0
+    rows = json.loads(result.stdout)
+    assert any(r["message"] == "CLEAR_KEYS" for r in rows)
+    text = t10k("pcap", "decode", str(REFERENCE / "ekt-enrolment.pcap")).stdout
+    assert "DEVICE_KEY_PACKAGE" in text and "wrapping=PCKEY" in text and "frame(s)" in text
+    mixed = tmp_path / "mixed.pcap"
+    wrpcap(str(mixed), [IP(src="127.0.0.9", dst="127.255.255.255") / UDP(sport=7011, dport=DRIVE_LAN_PORT) /
+                        b"T10K\x01\x01garbage"])
+    rows = json.loads(t10k("pcap", "decode", str(mixed), "--json").stdout)
+    assert rows[0]["message"] == "MALFORMED" and "truncated" in rows[0]["error"]
+    (tmp_path / "not.pcap").write_bytes(b"this is not a pcap")
+    bad = t10k("pcap", "decode", str(tmp_path / "not.pcap"))
+    assert bad.returncode == 1 and "not a readable pcap" in bad.stderr and "Traceback" not in bad.stderr
