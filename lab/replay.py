@@ -1,0 +1,144 @@
+"""Replay the requests of a capture against live daemons and compare the replies.
+
+Requests are frames sent to a service port (token LAN 7011, token management 7020, VOP
+7030, host interface 7040) without the REPLY flag; each is sent again, to the captured
+destination or to ``to``, and its reply compared with the captured reply (same flow,
+same sequence). Frames a drive receives unsolicited (key packages on 7012, and with
+``broadcast`` the LAN broadcasts on 7010) are injected too: replay must change nothing
+that the protocol protects (authenticated management, timestamps, clear-key MACs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol import Frame, MgmtResult, decode, decode_header
+from protocol.constants import (
+    DRIVE_LAN_PORT,
+    DRIVE_PORT,
+    HEADER_SIZE,
+    HOST_PORT,
+    TOKEN_LAN_PORT,
+    TOKEN_MGMT_PORT,
+    VOP_PORT,
+    MgmtStatus,
+)
+from protocol.errors import DecodeError
+from protocol.pcap import CapturedFrame, read_capture
+
+TCP_SERVICES = {TOKEN_MGMT_PORT, VOP_PORT, HOST_PORT}
+UDP_REQUESTS = {TOKEN_LAN_PORT}
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    index: int
+    transport: str
+    to: str
+    request: str
+    captured_reply: str | None
+    replay_reply: str | None
+    verdict: str  # "same", "different", "refused as replay", "no reply", "injected"
+    note: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return self.__dict__.copy()
+
+
+def _describe_reply(frame: Frame | None) -> str | None:
+    if frame is None:
+        return None
+    m = frame.message
+    status = getattr(m, "status", None)
+    return m.TYPE.name + (f" {status.name}" if hasattr(status, "name") else "")
+
+
+def _captured_reply(frames: list[CapturedFrame], i: int) -> Frame | None:
+    req = frames[i]
+    assert req.frame is not None
+    for later in frames[i + 1 :]:
+        if later.frame is not None and later.frame.is_reply and later.src == req.dst and later.dst == req.src \
+                and later.frame.sequence == req.frame.sequence:
+            return later.frame
+    return None
+
+
+def _verdict(captured: Frame | None, replayed: Frame | None) -> tuple[str, str]:
+    if replayed is None:
+        return "no reply", ""
+    m = replayed.message
+    if isinstance(m, MgmtResult) and m.status in (MgmtStatus.REPLAYED, MgmtStatus.AUTH_FAILED):
+        return "refused as replay", m.message[:80]
+    if captured is None:
+        return "different", "nothing was captured in reply"
+    if _describe_reply(captured) == _describe_reply(replayed):
+        return "same", ""
+    return "different", f"captured {_describe_reply(captured)}"
+
+
+async def _tcp_exchange(host: str, port: int, data: bytes, timeout_s: float) -> Frame | None:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    except (OSError, asyncio.TimeoutError):
+        return None
+    try:
+        writer.write(data)
+        await writer.drain()
+        header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), timeout_s)
+        rest = await asyncio.wait_for(reader.readexactly(decode_header(header).remaining), timeout_s)
+        return decode(header + rest)
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, DecodeError):
+        return None
+    finally:
+        writer.close()
+
+
+def _udp_exchange(sock: socket.socket, dest: tuple[str, int], data: bytes, timeout_s: float) -> Frame | None:
+    sock.sendto(data, dest)
+    sock.settimeout(timeout_s)
+    try:
+        reply, _ = sock.recvfrom(65535)
+        return decode(reply)
+    except (OSError, DecodeError):
+        return None
+
+
+async def replay(path: Path, *, to: str | None = None, broadcast: str | None = None, source: str = "127.0.0.250",
+                 timeout_s: float = 1.0) -> list[ReplayResult]:
+    frames = read_capture(path)
+    results: list[ReplayResult] = []
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    sock.bind((source, 0))
+    try:
+        for i, f in enumerate(frames):
+            if f.frame is None or (f.frame.is_reply and f.dst[1] != DRIVE_PORT):  # packages to drives: injected
+                continue
+            host = to or f.dst[0]
+            name = f.frame.message.TYPE.name
+            if f.transport == "tcp" and f.dst[1] in TCP_SERVICES:
+                replayed = await _tcp_exchange(host, f.dst[1], f.raw, timeout_s)
+                verdict, note = _verdict(_captured_reply(frames, i), replayed)
+                results.append(ReplayResult(i, "tcp", f"{host}:{f.dst[1]}", name,
+                                            _describe_reply(_captured_reply(frames, i)), _describe_reply(replayed),
+                                            verdict, note))
+            elif f.transport == "udp" and f.dst[1] in UDP_REQUESTS:
+                captured = _captured_reply(frames, i)
+                replayed = await asyncio.to_thread(_udp_exchange, sock, (host, f.dst[1]), f.raw,
+                                                   timeout_s if captured is not None else 0.05)
+                verdict, note = _verdict(captured, replayed) if captured is not None else ("injected", "")
+                results.append(ReplayResult(i, "udp", f"{host}:{f.dst[1]}", name, _describe_reply(captured),
+                                            _describe_reply(replayed), verdict, note))
+            elif f.transport == "udp" and f.dst[1] == DRIVE_PORT:
+                sock.sendto(f.raw, (host, DRIVE_PORT))
+                results.append(ReplayResult(i, "udp", f"{host}:{DRIVE_PORT}", name, None, None, "injected"))
+            elif f.transport == "udp" and f.dst[1] == DRIVE_LAN_PORT and broadcast:
+                sock.sendto(f.raw, (broadcast, DRIVE_LAN_PORT))
+                results.append(ReplayResult(i, "udp", f"{broadcast}:{DRIVE_LAN_PORT}", name, None, None, "injected"))
+    finally:
+        sock.close()
+    await asyncio.sleep(0.2)  # let the daemons act on what was injected before anyone looks
+    return results

@@ -1,0 +1,59 @@
+"""Replaying every reference capture against a live lab changes nothing the protocol protects."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drive_daemon.vop import vop_reset
+from kms_client import station
+from lab.captures import SCENARIOS
+from lab.cluster import Lab
+from lab.replay import replay
+from protocol.constants import EncryptionLed
+from tests.integration.conftest import enrol_and_arm
+
+pytestmark = pytest.mark.network
+ROOT = Path(__file__).resolve().parents[2]
+MANAGEMENT = {"WRITE_EKT", "WRITE_OKT", "CLEAR_ERROR", "READ_STATUS"}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+async def test_replay_changes_nothing_protected(lab: Lab, name: str) -> None:
+    await enrol_and_arm(lab, tokens=("token-A", "token-B"))
+    reset_drive = lab.drive_names[-1]
+    await vop_reset(lab.drive_ips[reset_drive])
+    before = await lab.vop_all()
+    tokens_before = {t: await station.token_status(lab.kms, t) for t in lab.tokens}
+
+    results = await replay(ROOT / "captures" / f"{name}.pcap", broadcast="127.255.255.255", timeout_s=0.5)
+
+    assert results
+    management = [r for r in results if r.request in MANAGEMENT]
+    assert management and {r.verdict for r in management} == {"refused as replay"}
+    after = await lab.vop_all()
+    for drive, status in after.items():
+        if drive == reset_drive:  # a reset drive is not re-armed by anything replayed
+            assert status.reset and not status.encryption_enabled and status.media_key_count == 0
+        else:
+            assert (status.led, status.okt_timestamp, status.write_key_id) == (
+                EncryptionLed.RED, before[drive].okt_timestamp, before[drive].write_key_id)
+    for token, was in tokens_before.items():
+        now = await station.token_status(lab.kms, token)
+        assert (now.mode, now.timestamp, now.packages_held) == (was.mode, was.timestamp, was.packages_held)
+    if any(r.request == "VOP_STATUS_REQUEST" for r in results):
+        assert {r.verdict for r in results if r.request == "VOP_STATUS_REQUEST"} == {"same"}
+
+
+def test_replay_cli(tmp_path: Path) -> None:
+    # Nothing listens: every request gets no reply, and the tool still reports cleanly.
+    result = subprocess.run([sys.executable, "-m", "lab.cli", "pcap", "replay", str(ROOT / "captures" / "reset.pcap"),
+                             "--to", "127.0.6.1", "--timeout", "0.05", "--json"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert rows and {r["verdict"] for r in rows} <= {"no reply", "injected"}
