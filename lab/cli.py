@@ -15,6 +15,7 @@ from token_daemon import cli as token_cli
 from token_daemon.errors import TokenDaemonError
 
 from . import demo_cli, pcap_cli
+from .netlab import NetLabError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         return int(args.func(args) or EXIT_OK)
-    except (KmsError, DriveDaemonError, TokenDaemonError, ValueError) as exc:  # CaptureError is a ValueError
+    except (KmsError, DriveDaemonError, TokenDaemonError, NetLabError, ValueError) as exc:  # CaptureError, TopologyError are ValueErrors
         print(f"t10k: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:

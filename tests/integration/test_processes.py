@@ -231,3 +231,16 @@ def test_a_daemon_captures_what_it_sends_and_receives(tmp_path: Path, daemons: l
     decoded = json.loads(t10k("pcap", "decode", str(tmp_path / "drive.pcap"), "--json").stdout)
     assert [r["message"] for r in decoded] == ["VOP_STATUS_REQUEST", "VOP_STATUS"] * 2
     assert decoded[1]["src"] == "127.0.3.170:7030"
+
+
+def test_lab_up_brings_the_seed_topology_up_as_processes(tmp_path: Path) -> None:
+    result = t10k("lab", "up", "lab/topologies/company-xyz.toml", "--state", str(tmp_path / "xyz"),
+                  "--mode", "loopback", "--once", "--json", timeout=120)
+    report = json.loads(result.stdout)
+    assert report["mode"] == "loopback" and len(report["drives"]) == 16
+    assert {d["led"] for d in report["drives"]} == {"RED"}
+    keys = {d["site"]: (d["write_key"], d["keys"]) for d in report["drives"]}
+    assert keys["new-york"] == ("K3", 4) and keys["london"] == ("K5", 6) and keys["tokyo"] == ("K1", 1)
+    again = t10k("lab", "up", "lab/topologies/company-xyz.toml", "--state", str(tmp_path / "xyz"), "--once",
+                 "--mode", "loopback", check=False)
+    assert again.returncode == 1 and "not empty" in again.stderr
