@@ -104,6 +104,8 @@ class HostedDrive:
         self.host_server: asyncio.base_events.Server | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._writes: asyncio.Lock = asyncio.Lock()
+        #: A stopped drive (powered off) hears nothing and sends nothing.
+        self.powered = False
 
     @property
     def csn(self) -> bytes:
@@ -111,6 +113,7 @@ class HostedDrive:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self.powered = True
         self.transport, _ = await loop.create_datagram_endpoint(
             lambda: _Datagrams(self._unicast), local_addr=(self.ip, self.host.config.drive_port)
         )
@@ -123,8 +126,10 @@ class HostedDrive:
         )
 
     async def stop(self) -> None:
+        self.powered = False
         if self._timer:
             self._timer.cancel()
+            self._timer = None
         for server in (self.vop_server, self.host_server):
             if server:
                 server.close()
@@ -142,7 +147,8 @@ class HostedDrive:
             self.deliver(frame, addr)
 
     def deliver(self, frame: Frame, addr: tuple[str, int]) -> None:
-        self.apply(self.drive.receive(frame, addr, time.time()))
+        if self.powered:
+            self.apply(self.drive.receive(frame, addr, time.time()))
 
     def apply(self, out: Output) -> None:
         if out.persist:
@@ -163,7 +169,8 @@ class HostedDrive:
             await asyncio.to_thread(write_nvram, self.host.config.state_dir, self.csn, data)
 
     def send(self, t: Transmit) -> None:
-        assert self.transport is not None
+        if not self.powered or self.transport is None or self.transport.is_closing():
+            return
         self.transport.sendto(t.data, t.to)
         self.host.counters.datagrams_out += 1
         self.host.tap_out((self.ip, self.host.config.drive_port), t.to, t.data)
@@ -173,7 +180,7 @@ class HostedDrive:
             self._timer.cancel()
             self._timer = None
         deadline = self.drive.next_deadline()
-        if deadline is not None:
+        if deadline is not None and self.powered:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(max(0.0, deadline - time.time()), self._tick)
 

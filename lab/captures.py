@@ -113,12 +113,152 @@ async def demo(workdir: Path, capture: CaptureWriter) -> list[bytes]:
     return secrets
 
 
+# --- the seed's synchronisation scenarios (Chapter 3), each with its recovery -----------
+
+def _two_tokens() -> LabPlan:
+    return LabPlan(tokens=(("token-A", "127.0.0.21"), ("token-B", "127.0.0.22")), drive_count=4,
+                   announce_interval_s=0.5)
+
+
+async def _token_error(lab: Lab, token: str, csns: set[bytes]) -> None:
+    """Wait until the token holds a key message decryption error from each of these drives."""
+    for _ in range(100):
+        status = await station.token_status(lab.kms, token)
+        if {e.csn for e in status.errors} >= csns:
+            assert status.error_led.name == "FLASHING_RED"
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{token} did not report errors from every drive expected")
+
+
+async def _refresh_okt(lab: Lab, token: str = "token-A", pool: str = POOL) -> None:
+    """The seed's recovery step: Apply (a new timestamp) and write the OKT."""
+    mapping = lab.kms.apply_mapping(pool)
+    await station.write_okt(lab.kms, token, pool)
+    names = [d.name for d in lab.kms.pool_drives(pool)]
+    await lab.wait_until(lambda s: s.led is EncryptionLed.RED and s.okt_timestamp == mapping.timestamp, "armed",
+                         names=names)
+
+
+async def _reset_and_reenrol(lab: Lab, names: list[str]) -> None:
+    """Reset the drives (VOP Reset Drive), then an EKT with 'Use PCkey'."""
+    from drive_daemon.vop import vop_reset
+
+    for n in names:
+        await vop_reset(lab.drive_ips[n])
+    await lab.wait_until(lambda s: s.reset and s.status_fields[0] == "==RESET==", "reset", names=names)
+    await station.write_ekt(lab.kms, "token-A", names, use_pckey=True)
+    await lab.wait_until(lambda s: s.led is EncryptionLed.AMBER, "enabled", names=names)
+
+
+async def scenario_1(workdir: Path, capture: CaptureWriter) -> list[bytes]:
+    """Write Device Keys twice before delivering the first: the token's error LED flashes."""
+    async with Lab(workdir, _two_tokens(), tap=capture) as lab:
+        await _arm(lab)
+        target = ["drive-01"]
+        lab.kms.new_device_keys(target, via_pckey=False)  # the first EKT, never delivered
+        await station.write_ekt(lab.kms, "token-A", target, use_pckey=False)  # the second
+        await _token_error(lab, "token-A", {lab.drive_csns["drive-01"]})
+        await lab.tokens["token-A"].press_reset()  # recovery: reset the target drive from the token
+        await lab.wait_until(lambda s: s.reset, "reset", names=target)
+        await station.write_ekt(lab.kms, "token-A", target, use_pckey=True)
+        await lab.wait_until(lambda s: s.led is EncryptionLed.AMBER, "enabled", names=target)
+        await _refresh_okt(lab)
+        return lab_secrets(lab)
+
+
+async def scenario_2(workdir: Path, capture: CaptureWriter) -> list[bytes]:
+    """New device keys written but not delivered, then an OKT made with them: every drive errs."""
+    async with Lab(workdir, _two_tokens(), tap=capture) as lab:
+        await _arm(lab)
+        lab.kms.new_device_keys(lab.drive_names, via_pckey=False)  # the EKT that never reached the bay
+        lab.kms.apply_mapping(POOL)
+        await station.write_okt(lab.kms, "token-A", POOL)
+        await _token_error(lab, "token-A", set(lab.drive_csns.values()))
+        await _reset_and_reenrol(lab, lab.drive_names)
+        await _refresh_okt(lab)
+        return lab_secrets(lab)
+
+
+async def scenario_3(workdir: Path, capture: CaptureWriter) -> list[bytes]:
+    """The Nth drive is off while the EKT is delivered; the OKT that follows is refused by it."""
+    async with Lab(workdir, _two_tokens(), tap=capture) as lab:
+        await _arm(lab)
+        nth = lab.drives.drives[lab.drive_csns["drive-04"]]
+        await nth.stop()  # powered off
+        nth.power_cycle()
+        others = lab.drive_names[:3]
+        await station.write_ekt(lab.kms, "token-A", lab.drive_names, use_pckey=False)
+        await lab.wait_until(lambda s: s.holding_keys, "holding new device keys", names=others)
+        mapping = lab.kms.apply_mapping(POOL)
+        await station.write_okt(lab.kms, "token-A", POOL)  # overwrites the EKT
+        await lab.wait_until(lambda s: s.okt_timestamp == mapping.timestamp, "armed", names=others)
+        await nth.start()  # power returns
+        await _token_error(lab, "token-A", {lab.drive_csns["drive-04"]})
+        await _reset_and_reenrol(lab, ["drive-04"])
+        await _refresh_okt(lab)
+        return lab_secrets(lab)
+
+
+async def scenario_4(workdir: Path, capture: CaptureWriter) -> list[bytes]:
+    """An old drive included in an EKT with 'Reset drive' (PCkey): it cannot decrypt it."""
+    async with Lab(workdir, _two_tokens(), tap=capture) as lab:
+        await _arm(lab)
+        await station.write_ekt(lab.kms, "token-A", ["drive-04"], use_pckey=True)
+        await _token_error(lab, "token-A", {lab.drive_csns["drive-04"]})
+        await _reset_and_reenrol(lab, ["drive-04"])
+        await _refresh_okt(lab)
+        return lab_secrets(lab)
+
+
+async def scenario_5(workdir: Path, capture: CaptureWriter) -> list[bytes]:
+    """An OKT older than freshly delivered device keys: Holding Keys until Apply and a new OKT."""
+    async with Lab(workdir, _two_tokens(), tap=capture) as lab:
+        await _arm(lab)
+        await station.write_ekt(lab.kms, "token-A", lab.drive_names, use_pckey=False)
+        await lab.wait_until(lambda s: s.holding_keys and s.status_fields[1] == "Holding Keys", "holding")
+        await station.write_okt(lab.kms, "token-A", POOL)  # no Apply: the old timestamp
+        await asyncio.sleep(0.3)
+        assert all(s.holding_keys for s in (await lab.vop_all()).values())
+        await _refresh_okt(lab)
+        return lab_secrets(lab)
+
+
+async def scenario_6(workdir: Path, capture: CaptureWriter) -> list[bytes]:
+    """A drive moved to a pool whose mapping is older than the one it holds refuses its OKT."""
+    async with Lab(workdir, _two_tokens(), tap=capture) as lab:
+        await _enrol(lab)
+        kms = lab.kms
+        kms.create_pool("old-pool")
+        old_key = kms.create_key()
+        kms.create_key_set("KS-old")
+        kms.add_key_to_set("KS-old", old_key)
+        kms.set_mapping("old-pool", ["KS-old"], old_key)  # mapped first: the older timestamp
+        kms.create_pool(POOL)
+        for n in lab.drive_names:
+            kms.add_drive_to_pool(POOL, n)
+        await _map_new_key(lab, "KS1", [])
+        held = (await lab.vop("drive-04")).okt_timestamp
+        kms.add_drive_to_pool("old-pool", "drive-04")  # moved
+        await station.write_okt(kms, "token-B", "old-pool")
+        await asyncio.sleep(0.3)
+        assert (await lab.vop("drive-04")).okt_timestamp == held  # refused, silently
+        await _refresh_okt(lab, token="token-B", pool="old-pool")
+        return lab_secrets(lab)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "demo": demo,
     "ekt-enrolment": ekt_enrolment,
     "okt-rekey": okt_rekey,
     "missing-key": missing_key,
     "reset": reset,
+    "scenario-1": scenario_1,
+    "scenario-2": scenario_2,
+    "scenario-3": scenario_3,
+    "scenario-4": scenario_4,
+    "scenario-5": scenario_5,
+    "scenario-6": scenario_6,
 }
 
 

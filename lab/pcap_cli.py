@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rep.add_argument("--broadcast", help="also replay LAN broadcasts (KEYS_AVAILABLE, CLEAR_KEYS) to this address")
     rep.add_argument("--source", default="127.0.0.250", help="local address to replay from (default 127.0.0.250)")
     rep.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS", help="wait per reply")
+    rep.add_argument("--allow-vop-reset", action="store_true",
+                     help="also replay VOP Reset Drive (unauthenticated: it really wipes the drives)")
     rep.add_argument("--json", action="store_true")
     rep.set_defaults(func=_replay)
 
@@ -66,7 +68,7 @@ def _replay(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise CaptureError(f"{args.file} does not exist")
     results = asyncio.run(replay(args.file, to=args.to, broadcast=args.broadcast, source=args.source,
-                                 timeout_s=args.timeout))
+                                 timeout_s=args.timeout, allow_vop_reset=args.allow_vop_reset))
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=1))
         return 0

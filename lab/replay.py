@@ -24,6 +24,7 @@ from protocol.constants import (
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
     VOP_PORT,
+    MessageType,
     MgmtStatus,
 )
 from protocol.errors import DecodeError
@@ -41,7 +42,7 @@ class ReplayResult:
     request: str
     captured_reply: str | None
     replay_reply: str | None
-    verdict: str  # "same", "different", "refused as replay", "no reply", "injected"
+    verdict: str  # "same", "different", "refused as replay", "no reply", "injected", "skipped"
     note: str = ""
 
     def to_json(self) -> dict[str, object]:
@@ -107,7 +108,9 @@ def _udp_exchange(sock: socket.socket, dest: tuple[str, int], data: bytes, timeo
 
 
 async def replay(path: Path, *, to: str | None = None, broadcast: str | None = None, source: str = "127.0.0.250",
-                 timeout_s: float = 1.0) -> list[ReplayResult]:
+                 timeout_s: float = 1.0, allow_vop_reset: bool = False) -> list[ReplayResult]:
+    """VOP Reset Drive is skipped unless ``allow_vop_reset``: the VOP is unauthenticated (a drive's
+    service port), so replaying it would really wipe drives."""
     frames = read_capture(path)
     results: list[ReplayResult] = []
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -119,6 +122,10 @@ async def replay(path: Path, *, to: str | None = None, broadcast: str | None = N
                 continue
             host = to or f.dst[0]
             name = f.frame.message.TYPE.name
+            if f.frame.message.TYPE is MessageType.VOP_RESET_DRIVE and not allow_vop_reset:
+                results.append(ReplayResult(i, "tcp", f"{host}:{f.dst[1]}", name, None, None, "skipped",
+                                            "destructive and unauthenticated: --allow-vop-reset to replay it"))
+                continue
             if f.transport == "tcp" and f.dst[1] in TCP_SERVICES:
                 replayed = await _tcp_exchange(host, f.dst[1], f.raw, timeout_s)
                 verdict, note = _verdict(_captured_reply(frames, i), replayed)

@@ -28,6 +28,14 @@ EXPECTED = {
     "okt-rekey": {MessageType.WRITE_OKT: 2, MessageType.MEDIA_KEY_PACKAGE: 8, MessageType.KEY_ACK: 12},
     "missing-key": {MessageType.WRITE_BLOCK: 1, MessageType.ERROR_REPORT: 1, MessageType.TOKEN_STATUS: 1},
     "reset": {MessageType.CLEAR_KEYS: 1},
+    # The synchronisation scenarios: the symptom (a decryption error report, or a refused
+    # offer that changes nothing), then the recovery (reset, EKT with the PCkey, Apply, OKT).
+    "scenario-1": {MessageType.ERROR_REPORT: 1, MessageType.CLEAR_KEYS: 1, MessageType.WRITE_EKT: 3},
+    "scenario-2": {MessageType.ERROR_REPORT: 4, MessageType.VOP_RESET_DRIVE: 4, MessageType.WRITE_OKT: 3},
+    "scenario-3": {MessageType.ERROR_REPORT: 1, MessageType.VOP_RESET_DRIVE: 1, MessageType.WRITE_OKT: 3},
+    "scenario-4": {MessageType.ERROR_REPORT: 1, MessageType.VOP_RESET_DRIVE: 1, MessageType.WRITE_EKT: 3},
+    "scenario-5": {MessageType.WRITE_OKT: 3, MessageType.MEDIA_KEY_PACKAGE: 8},
+    "scenario-6": {MessageType.WRITE_OKT: 3, MessageType.MEDIA_KEY_PACKAGE: 5},
 }
 
 

@@ -33,6 +33,7 @@ async def test_replay_changes_nothing_protected(lab: Lab, name: str) -> None:
     results = await replay(ROOT / "captures" / f"{name}.pcap", broadcast="127.255.255.255", timeout_s=0.5)
 
     assert results
+    assert {r.verdict for r in results if r.request == "VOP_RESET_DRIVE"} <= {"skipped"}
     management = [r for r in results if r.request in MANAGEMENT]
     assert management and {r.verdict for r in management} == {"refused as replay"}
     after = await lab.vop_all()
@@ -57,3 +58,11 @@ def test_replay_cli(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert rows and {r["verdict"] for r in rows} <= {"no reply", "injected"}
+
+
+async def test_an_allowed_vop_reset_replay_really_wipes(lab: Lab) -> None:
+    """The VOP is unauthenticated, like a drive's service port: replaying its reset works."""
+    await enrol_and_arm(lab)
+    results = await replay(ROOT / "captures" / "scenario-4.pcap", allow_vop_reset=True, timeout_s=0.5)
+    assert [r.verdict for r in results if r.request == "VOP_RESET_DRIVE"] == ["same"]
+    assert (await lab.vop("drive-04")).reset
