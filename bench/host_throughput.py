@@ -26,24 +26,12 @@ DRIVE_IP = "127.0.5.101"
 
 def _lab(workdir: str, ready: mp.connection.Connection, stop: mp.synchronize.Event) -> None:
     from drive_daemon.cartridge import Cartridge
-    from kms_client import station
     from lab.cluster import Lab, LabPlan
-    from protocol.constants import EncryptionLed
 
     async def main() -> None:
         plan = LabPlan(tokens=(("token-A", "127.0.5.21"),), drive_count=1, first_drive_ip=DRIVE_IP)
         async with Lab(Path(workdir), plan) as lab:
-            kms = lab.kms
-            await station.write_ekt(kms, "token-A", lab.drive_names, use_pckey=True)
-            await lab.wait_until(lambda s: s.led is EncryptionLed.AMBER, "amber")
-            key = kms.create_key()
-            kms.create_key_set("KS")
-            kms.add_key_to_set("KS", key)
-            kms.create_pool("P")
-            kms.add_drive_to_pool("P", lab.drive_names[0])
-            kms.set_mapping("P", ["KS"], key)
-            await station.write_okt(kms, "token-A", "P")
-            await lab.wait_until(lambda s: s.led is EncryptionLed.RED, "armed")
+            await lab.arm()
             Cartridge.create(lab.library, "BENCH")
             ready.send("ready")
             while not stop.is_set():

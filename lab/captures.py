@@ -38,27 +38,15 @@ def _plan() -> LabPlan:
 
 
 async def _enrol(lab: Lab) -> None:
-    await station.write_ekt(lab.kms, "token-A", lab.drive_names, use_pckey=True)
-    await lab.wait_until(lambda s: s.led is EncryptionLed.AMBER, "amber")
+    await lab.enrol()
 
 
 async def _map_new_key(lab: Lab, key_set: str, keep: list[str]) -> bytes:
-    kms = lab.kms
-    key = kms.create_key()
-    kms.create_key_set(key_set)
-    kms.add_key_to_set(key_set, key)
-    mapping = kms.set_mapping(POOL, keep + [key_set], key)
-    await station.write_okt(kms, "token-A", POOL)
-    await lab.wait_until(lambda s: s.okt_timestamp == mapping.timestamp and s.led is EncryptionLed.RED, "armed")
-    return key
+    return await lab.map_new_key(POOL, key_set, keep=tuple(keep))
 
 
 async def _arm(lab: Lab) -> bytes:
-    await _enrol(lab)
-    lab.kms.create_pool(POOL)
-    for n in lab.drive_names:
-        lab.kms.add_drive_to_pool(POOL, n)
-    return await _map_new_key(lab, "KS1", [])
+    return await lab.arm(POOL)
 
 
 async def ekt_enrolment(workdir: Path, capture: CaptureWriter) -> list[bytes]:

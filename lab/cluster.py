@@ -16,9 +16,10 @@ from typing import Callable
 
 from drive_daemon.service import DriveHost, DriveHostConfig, Tap
 from drive_daemon.vop import vop_status
+from kms_client import station
 from kms_client.store import KmsStore
 from protocol import VopStatus
-from protocol.constants import LOOPBACK_BROADCAST, TOKEN_MGMT_PORT
+from protocol.constants import LOOPBACK_BROADCAST, TOKEN_MGMT_PORT, EncryptionLed
 from protocol.manufacturing import format_manufacturing, make_drives, parse_manufacturing
 from token_daemon.service import TokenConfig, TokenService
 
@@ -117,6 +118,38 @@ class Lab:
 
     async def remove_token(self, name: str) -> None:
         await self.tokens.pop(name).stop()
+
+    # --- the operator's routine ------------------------------------------------
+
+    async def enrol(self, *, token: str | None = None, names: list[str] | None = None) -> None:
+        """An EKT with 'use PCkey' for the drives; wait until every one is enabled (amber)."""
+        names = names or self.drive_names
+        await station.write_ekt(self.kms, token or self.plan.tokens[0][0], names, use_pckey=True)
+        await self.wait_until(lambda s: s.led is EncryptionLed.AMBER, "amber (device keys)", names=names)
+
+    async def map_new_key(self, pool: str, key_set: str, *, keep: tuple[str, ...] = (),
+                          tokens: tuple[str, ...] | None = None) -> bytes:
+        """The seed's Method 1: a new key set holding a new write key, mapped beside ``keep``;
+        the OKT written to ``tokens``; wait until the pool's drives are armed with it."""
+        kms = self.kms
+        key = kms.create_key()
+        kms.create_key_set(key_set)
+        kms.add_key_to_set(key_set, key)
+        mapping = kms.set_mapping(pool, [*keep, key_set], key)
+        for token in tokens or (self.plan.tokens[0][0],):
+            await station.write_okt(kms, token, pool)
+        names = [d.name for d in kms.pool_drives(pool)]
+        await self.wait_until(lambda s: s.led is EncryptionLed.RED and s.okt_timestamp == mapping.timestamp,
+                              "red (armed)", names=names)
+        return key
+
+    async def arm(self, pool: str = "pool-1", *, tokens: tuple[str, ...] | None = None) -> bytes:
+        """Enrol every drive, put them in ``pool`` and map it one key (key set KS1); returns the key ID."""
+        await self.enrol()
+        self.kms.create_pool(pool)
+        for name in self.drive_names:
+            self.kms.add_drive_to_pool(pool, name)
+        return await self.map_new_key(pool, "KS1", tokens=tokens)
 
     # --- drives -------------------------------------------------------------
 

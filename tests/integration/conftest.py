@@ -6,9 +6,7 @@ from typing import AsyncIterator
 
 import pytest
 
-from kms_client import station
 from lab.cluster import Lab, LabPlan
-from protocol.constants import EncryptionLed
 
 POOL = "pool-1"
 
@@ -40,18 +38,4 @@ async def lab(tmp_path: Path, wire: Wire) -> AsyncIterator[Lab]:
 
 async def enrol_and_arm(lab: Lab, *, tokens: tuple[str, ...] = ("token-A",)) -> bytes:
     """EKT to every drive, one key in key set KS1 mapped to POOL, OKT written; returns the key ID."""
-    kms = lab.kms
-    await station.write_ekt(kms, "token-A", lab.drive_names, use_pckey=True)
-    await lab.wait_until(lambda s: s.led is EncryptionLed.AMBER, "amber")
-    key = kms.create_key()
-    kms.create_key_set("KS1")
-    kms.add_key_to_set("KS1", key)
-    kms.create_pool(POOL)
-    for n in lab.drive_names:
-        kms.add_drive_to_pool(POOL, n)
-    kms.set_mapping(POOL, ["KS1"], key)
-    for t in tokens:
-        await station.write_okt(kms, t, POOL)
-    ts = kms.mapping(POOL).timestamp
-    await lab.wait_until(lambda s: s.led is EncryptionLed.RED and s.okt_timestamp == ts, "red")
-    return key
+    return await lab.arm(POOL, tokens=tokens)
