@@ -99,6 +99,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     cmd("list", _list, "list drives, keys, key sets, pools and tokens")
 
+    p = cmd("set-dbkey", _set_dbkey, "change the database key: every stored key is re-encrypted in one transaction")
+    p.add_argument("--key-file", type=Path, help="file holding the 64 hex characters (default: read standard input)")
+    p = cmd("set-backupkey", _set_backupkey, "set the key later backups are encrypted with")
+    p.add_argument("--key-file", type=Path, help="file holding the 64 hex characters (default: read standard input)")
+    cmd("view-backupkey", _view_backupkey, "print the current backup key (recorded in the audit trail)")
+    p = cmd("set-kmsid", _set_kmsid, "set the KMS ID that new key IDs carry")
+    p.add_argument("kms_id", type=cli_type(lambda s: parse_hex(s, 4, "a KMS ID")), help="8 hex characters")
+    p = cmd("audit", _audit, "the audit trail: list it, or verify it has not been edited")
+    p.add_argument("action", choices=["list", "verify"])
+
 
 def _open(args: argparse.Namespace) -> KmsStore:
     return KmsStore.open(_store_dir(args.store))
@@ -228,3 +238,55 @@ def _list(args: argparse.Namespace) -> int:
         f"pool {d['pool'] or '-'}" for d in drives] + ["tokens:"] + [
         f"  {t['name']:<12} {t['ip']}:{t['port']}" for t in tokens] + ["keys:"] + [f"  {k}" for k in keys]
     return _out(args, data, "\n".join(lines))
+
+
+def _read_key(args: argparse.Namespace, what: str) -> bytes:
+    import sys
+
+    text = args.key_file.read_text() if args.key_file else sys.stdin.readline()
+    try:
+        return parse_db_key(text)
+    except StoreError as exc:
+        raise StoreError(f"{what}: {exc}") from None
+
+
+def _set_dbkey(args: argparse.Namespace) -> int:
+    from .keyadmin import set_dbkey
+
+    count = set_dbkey(_open(args), _read_key(args, "the new database key"))
+    return _out(args, {"resealed": count}, f"database key changed: {count} stored value(s) re-encrypted")
+
+
+def _set_backupkey(args: argparse.Namespace) -> int:
+    from .keyadmin import set_backupkey
+
+    set_backupkey(_open(args), _read_key(args, "the backup key"))
+    return _out(args, {"backup_key": "set"}, "backup key set: later backups use it (keep the old one too)")
+
+
+def _view_backupkey(args: argparse.Namespace) -> int:
+    from .keyadmin import view_backupkey
+
+    key = view_backupkey(_open(args))
+    return _out(args, {"backup_key": key.hex()}, key.hex())
+
+
+def _set_kmsid(args: argparse.Namespace) -> int:
+    from .keyadmin import set_kmsid
+
+    set_kmsid(_open(args), args.kms_id)
+    return _out(args, {"kms_id": args.kms_id.hex()}, f"KMS ID set to {args.kms_id.hex()}")
+
+
+def _audit(args: argparse.Namespace) -> int:
+    store = _open(args)
+    if args.action == "list":
+        rows = [r.to_json() for r in store.audit_records()]
+        return _out(args, {"records": rows}, "\n".join(
+            f"{r['seq']:>6} {r['time']} {r['operator']:<12} {r['action']:<20} "
+            + " ".join(f"{k}={v}" for k, v in r["detail"].items()) for r in rows))
+    verdict = store.verify_audit()
+    _out(args, {"ok": verdict.ok, "records": verdict.records, "problems": list(verdict.problems)},
+         f"audit trail of {verdict.records} record(s): " + ("intact" if verdict.ok else "TAMPERED\n  "
+                                                             + "\n  ".join(verdict.problems)))
+    return 0 if verdict.ok else 1

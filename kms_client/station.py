@@ -20,12 +20,19 @@ async def _send(store: KmsStore, token: str, message: object, timeout_s: float) 
 
 async def write_ekt(store: KmsStore, token: str, drives: list[str], *, use_pckey: bool, timeout_s: float = 30.0) -> MgmtResult:
     """Generate new device keys for the drives and write them to the token (an EKT)."""
-    return _result(await _send(store, token, build_ekt(store, drives, use_pckey=use_pckey), timeout_s))
+    result = _result(await _send(store, token, build_ekt(store, drives, use_pckey=use_pckey), timeout_s))
+    with store.transaction():
+        store.audit("write_ekt", {"token": token, "drives": drives, "use_pckey": use_pckey})
+    return result
 
 
 async def write_okt(store: KmsStore, token: str, pool: str, *, timeout_s: float = 30.0) -> MgmtResult:
     """Write the pool's current mapping, with its timestamp, to the token (an OKT)."""
-    return _result(await _send(store, token, build_okt(store, pool), timeout_s))
+    okt = build_okt(store, pool)
+    result = _result(await _send(store, token, okt, timeout_s))
+    with store.transaction():
+        store.audit("write_okt", {"token": token, "pool": pool, "okt_timestamp": okt.okt_timestamp})
+    return result
 
 
 async def token_status(store: KmsStore, token: str, *, timeout_s: float = 10.0) -> TokenStatus:
@@ -36,7 +43,10 @@ async def token_status(store: KmsStore, token: str, *, timeout_s: float = 10.0) 
 
 
 async def clear_token_error(store: KmsStore, token: str, *, timeout_s: float = 10.0) -> MgmtResult:
-    return _result(await _send(store, token, ClearError(), timeout_s))
+    result = _result(await _send(store, token, ClearError(), timeout_s))
+    with store.transaction():
+        store.audit("clear_token_error", {"token": token})
+    return result
 
 
 def _result(reply: object) -> MgmtResult:

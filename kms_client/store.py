@@ -6,6 +6,7 @@ token secrets are AES-256-GCM sealed, bound to the row they belong to.
 
 from __future__ import annotations
 
+import getpass
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -19,10 +20,11 @@ from protocol.errors import UnwrapError
 from protocol.ids import make_key_id
 from protocol.timestamps import now_us
 
-from . import rules
+from . import audit, migrations, rules
 from .errors import NotFound, RuleViolation, StoreError
 
-SCHEMA_VERSION = 1
+#: The base schema below is version 1; kms_client/migrations.py takes it to the latest.
+BASE_SCHEMA_VERSION = 1
 DB_NAME = "kms.sqlite3"
 DBKEY_NAME = "dbkey"
 _CHECK = b"t10k database key check"
@@ -92,21 +94,27 @@ def parse_db_key(text: str) -> bytes:
     """The seed's database and backup keys: exactly 64 hexadecimal characters."""
     text = text.strip()
     if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
-        raise StoreError(f"a database key is 64 hexadecimal characters; got {len(text)} characters"
+        raise StoreError(f"must be 64 hexadecimal characters; got {len(text)} characters"
                          + ("" if len(text) != 64 else " with non-hex characters"))
     return bytes.fromhex(text)
 
 
+def default_operator() -> str:
+    """Who the audit trail names until operator logins exist: $T10K_OPERATOR, else the OS user."""
+    return os.environ.get("T10K_OPERATOR") or getpass.getuser()
+
+
 class KmsStore:
-    def __init__(self, conn: sqlite3.Connection, dbkey: bytes, directory: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, dbkey: bytes, directory: Path, operator: str | None = None) -> None:
         self._conn = conn
         self._dbkey = dbkey
         self.directory = directory
+        self.operator = operator or default_operator()
 
     # --- opening ----------------------------------------------------------
 
     @classmethod
-    def create(cls, directory: Path, *, dbkey: bytes, kms_id: bytes) -> KmsStore:
+    def create(cls, directory: Path, *, dbkey: bytes, kms_id: bytes, operator: str | None = None) -> KmsStore:
         if len(kms_id) != KMS_ID_SIZE:
             raise StoreError(f"a KMS ID is {KMS_ID_SIZE} octets (8 hex characters)")
         directory.mkdir(parents=True, exist_ok=True)
@@ -121,13 +129,17 @@ class KmsStore:
         with conn:
             conn.executescript(_SCHEMA)
             conn.executemany("INSERT INTO meta VALUES (?, ?)", [
-                ("schema_version", SCHEMA_VERSION), ("kms_id", kms_id), ("next_ordinal", 1),
+                ("schema_version", BASE_SCHEMA_VERSION), ("kms_id", kms_id), ("next_ordinal", 1),
                 ("last_timestamp", 0), ("dbkey_check", envelope.seal(dbkey, _CHECK, b"meta:check")),
             ])
-        return cls(conn, dbkey, directory)
+            migrations.migrate(conn, dbkey, BASE_SCHEMA_VERSION)
+        store = cls(conn, dbkey, directory, operator)
+        with store.transaction():
+            store.audit("init", {"kms_id": kms_id.hex()})
+        return store
 
     @classmethod
-    def open(cls, directory: Path) -> KmsStore:
+    def open(cls, directory: Path, *, operator: str | None = None) -> KmsStore:
         path = directory / DB_NAME
         if not path.exists():
             raise StoreError(f"no KMS store in {directory}: run 't10k kms init --store {directory}' first")
@@ -141,22 +153,45 @@ class KmsStore:
             check = conn.execute("SELECT value FROM meta WHERE name='dbkey_check'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path} is not a KMS store: {exc}") from None
-        if version is None or version[0] != SCHEMA_VERSION:
-            raise StoreError(f"{path} has schema version {version and version[0]}; this build reads {SCHEMA_VERSION}")
-        try:
-            envelope.unseal(dbkey, check[0], b"meta:check", "database key check")
-        except UnwrapError:
-            raise StoreError(f"the database key in {directory / DBKEY_NAME} is not the key of this store") from None
-        return cls(conn, dbkey, directory)
+        if version is None or not BASE_SCHEMA_VERSION <= version[0] <= migrations.LATEST:
+            raise StoreError(f"{path} has schema version {version and version[0]}; this build reads "
+                             f"{BASE_SCHEMA_VERSION}..{migrations.LATEST}")
+        dbkey = _current_dbkey(directory, dbkey, check[0])
+        if version[0] < migrations.LATEST:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                migrations.migrate(conn, dbkey, version[0])
+        return cls(conn, dbkey, directory, operator)
 
     def close(self) -> None:
         self._conn.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One SQLite transaction: everything in it lands together or not at all."""
+        if self._conn.in_transaction:
+            yield self._conn
+            return
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
             yield self._conn
+
+    _tx = transaction
+
+    # --- audit ----------------------------------------------------------------
+
+    def _audit_key(self) -> bytes:
+        return self._unseal(self._meta("audit_key"), b"meta:audit_key", "audit key")  # type: ignore[arg-type]
+
+    def audit(self, action: str, detail: dict[str, object]) -> None:
+        """Record an action by this store's operator, in the current transaction."""
+        audit.append(self._conn, self._audit_key(), self.operator, action, detail)
+
+    def audit_records(self) -> list[audit.AuditRecord]:
+        return audit.records(self._conn)
+
+    def verify_audit(self) -> audit.AuditVerdict:
+        return audit.verify(self._conn, self._audit_key())
 
     def _meta(self, name: str) -> object:
         return self._conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()[0]
@@ -196,6 +231,7 @@ class KmsStore:
                                     f"{csn.hex()} already exists", "Choose another name; each drive is imported once.")
             conn.execute("INSERT INTO drives (name, csn, model, pckey_sealed) VALUES (?,?,?,?)",
                          (name, csn, model, self._seal(pckey, b"pckey:" + csn)))
+            self.audit("import_drive", {"drive": name, "csn": csn.hex(), "model": model})
 
     _DRIVE_QUERY = """
         SELECT d.name, d.csn, d.model, k.device_key_id, COALESCE(k.timestamp, 0), p.pool FROM drives d
@@ -245,6 +281,8 @@ class KmsStore:
                 conn.execute("INSERT INTO device_keys VALUES (?,?,?,?,?)",
                              (key_id, name, self._seal(os.urandom(32), b"device_key:" + key_id), ts, int(via_pckey)))
                 ids.append(key_id)
+            self.audit("create_device_keys", {"drives": names, "timestamp": ts, "via_pckey": via_pckey,
+                                              "device_key_ids": [k.hex() for k in ids]})
         return ts, ids
 
     # --- media keys and key sets -------------------------------------------
@@ -257,6 +295,7 @@ class KmsStore:
             key_id = self._next_key_id(conn)
             conn.execute("INSERT INTO keys VALUES (?,?,?,?)", (
                 key_id, self._seal(os.urandom(MEDIA_KEY_SIZE), b"media_key:" + key_id), description, now_us()))
+            self.audit("create_key", {"key_id": key_id.hex(), "description": description})
         return key_id
 
     def key_value(self, key_id: bytes) -> bytes:
@@ -273,6 +312,7 @@ class KmsStore:
             if conn.execute("SELECT 1 FROM key_sets WHERE name=?", (name,)).fetchone():
                 raise RuleViolation("names are permanent (limitation 2)", f"key set {name!r} exists", "Choose another name.")
             conn.execute("INSERT INTO key_sets (name) VALUES (?)", (name,))
+            self.audit("create_key_set", {"key_set": name})
 
     def add_key_to_set(self, key_set: str, key_id: bytes) -> None:
         with self._tx() as conn:
@@ -283,6 +323,7 @@ class KmsStore:
             count = conn.execute("SELECT COUNT(*) FROM key_set_members WHERE key_set=?", (key_set,)).fetchone()[0]
             rules.check_key_set_size(count)
             conn.execute("INSERT OR IGNORE INTO key_set_members VALUES (?,?)", (key_set, key_id))
+            self.audit("add_key_to_set", {"key_set": key_set, "key_id": key_id.hex()})
 
     def key_set_members(self, key_set: str) -> list[bytes]:
         return [bytes(r[0]) for r in self._conn.execute(
@@ -295,6 +336,7 @@ class KmsStore:
             if conn.execute("SELECT 1 FROM pools WHERE name=?", (name,)).fetchone():
                 raise RuleViolation("names are permanent (limitation 2)", f"pool {name!r} exists", "Choose another name.")
             conn.execute("INSERT INTO pools (name) VALUES (?)", (name,))
+            self.audit("create_pool", {"pool": name})
 
     def add_drive_to_pool(self, pool: str, drive: str) -> None:
         record = self.drive(drive)
@@ -303,6 +345,7 @@ class KmsStore:
             self._require(conn, "pools", "name", pool, "pool")
             conn.execute("DELETE FROM pool_drives WHERE drive=?", (drive,))
             conn.execute("INSERT INTO pool_drives VALUES (?,?)", (pool, drive))
+            self.audit("add_drive_to_pool", {"pool": pool, "drive": drive})
 
     def set_mapping(self, pool: str, key_sets: list[str], write_key_id: bytes) -> Mapping:
         """Change the pool's mapping; it gets a new timestamp."""
@@ -315,6 +358,8 @@ class KmsStore:
             conn.execute("INSERT OR REPLACE INTO mappings VALUES (?,?,?)", (pool, write_key_id, ts))
             conn.execute("DELETE FROM mapping_key_sets WHERE pool=?", (pool,))
             conn.executemany("INSERT INTO mapping_key_sets VALUES (?,?)", [(pool, ks) for ks in key_sets])
+            self.audit("set_mapping", {"pool": pool, "key_sets": key_sets, "write_key_id": write_key_id.hex(),
+                                       "timestamp": ts})
         return self.mapping(pool)
 
     def apply_mapping(self, pool: str) -> Mapping:
@@ -322,7 +367,9 @@ class KmsStore:
         with self._tx() as conn:
             if not conn.execute("SELECT 1 FROM mappings WHERE pool=?", (pool,)).fetchone():
                 raise NotFound(f"pool {pool!r} has no mapping yet; map key sets to it first")
-            conn.execute("UPDATE mappings SET timestamp=? WHERE pool=?", (self._next_timestamp(conn), pool))
+            ts = self._next_timestamp(conn)
+            conn.execute("UPDATE mappings SET timestamp=? WHERE pool=?", (ts, pool))
+            self.audit("apply_mapping", {"pool": pool, "timestamp": ts})
         return self.mapping(pool)
 
     def mapping(self, pool: str) -> Mapping:
@@ -344,6 +391,7 @@ class KmsStore:
                 raise RuleViolation("names are permanent (limitation 2)", f"token {name!r} exists", "Choose another name.")
             conn.execute("INSERT INTO tokens (name, ip, port, secret_sealed) VALUES (?,?,?,?)",
                          (name, ip, port, self._seal(secret, b"token_secret:" + name.encode())))
+            self.audit("add_token", {"token": name, "ip": ip, "port": port})
         return secret
 
     def token(self, name: str) -> TokenRecord:
@@ -376,6 +424,25 @@ class KmsStore:
         if not conn.execute(f"SELECT 1 FROM {table} WHERE {column}=?", (value,)).fetchone():
             shown = value.hex() if isinstance(value, bytes) else repr(value)
             raise NotFound(f"no {what} {shown}")
+
+
+def _current_dbkey(directory: Path, dbkey: bytes, check: bytes) -> bytes:
+    """The database key that opens the store; finishes a set-dbkey a crash interrupted."""
+    try:
+        envelope.unseal(dbkey, check, b"meta:check", "database key check")
+        return dbkey
+    except UnwrapError:
+        pending = directory / (DBKEY_NAME + ".new")
+        if pending.exists():
+            new = parse_db_key(pending.read_text())
+            try:
+                envelope.unseal(new, check, b"meta:check", "database key check")
+            except UnwrapError:
+                pass
+            else:
+                os.replace(pending, directory / DBKEY_NAME)  # the store was re-encrypted: finish the switch
+                return new
+        raise StoreError(f"the database key in {directory / DBKEY_NAME} is not the key of this store") from None
 
 
 def _connect(path: Path) -> sqlite3.Connection:

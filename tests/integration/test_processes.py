@@ -244,3 +244,22 @@ def test_lab_up_brings_the_seed_topology_up_as_processes(tmp_path: Path) -> None
     again = t10k("lab", "up", "lab/topologies/company-xyz.toml", "--state", str(tmp_path / "xyz"), "--once",
                  "--mode", "loopback", check=False)
     assert again.returncode == 1 and "not empty" in again.stderr
+
+
+def test_key_administration_and_the_audit_trail_through_the_cli(tmp_path: Path) -> None:
+    store = ["--store", str(tmp_path / "kms")]
+    t10k("kms", "init", *store)
+    t10k("kms", "create-key", *store, "--description", "year 1")
+    (tmp_path / "new.key").write_text(os.urandom(32).hex())
+    out = json.loads(t10k("kms", "set-dbkey", *store, "--key-file", str(tmp_path / "new.key"), "--json").stdout)
+    assert out["resealed"] == 3  # the key, the key check, the audit key
+    (tmp_path / "short.key").write_text("abcd")
+    bad = t10k("kms", "set-backupkey", *store, "--key-file", str(tmp_path / "short.key"), check=False)
+    assert bad.returncode == 1 and "the backup key: must be 64 hexadecimal characters" in bad.stderr
+    (tmp_path / "backup.key").write_text(os.urandom(32).hex())
+    t10k("kms", "set-backupkey", *store, "--key-file", str(tmp_path / "backup.key"))
+    assert t10k("kms", "view-backupkey", *store).stdout.strip() == (tmp_path / "backup.key").read_text()
+    records = json.loads(t10k("kms", "audit", "list", *store, "--json").stdout)["records"]
+    assert [r["action"] for r in records] == ["init", "create_key", "set_dbkey", "set_backupkey", "view_backupkey"]
+    assert records[1]["detail"]["description"] == "year 1"
+    assert "intact" in t10k("kms", "audit", "verify", *store).stdout

@@ -1,0 +1,37 @@
+"""Schema migrations: each version's changes, applied in order inside one transaction."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Callable
+
+from protocol import envelope
+
+Migration = Callable[[sqlite3.Connection, bytes], None]
+
+
+def _v2_audit(conn: sqlite3.Connection, dbkey: bytes) -> None:
+    """The audit trail, append-only, and its key sealed under the database key."""
+    conn.executescript("""
+        CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, operator TEXT NOT NULL, action TEXT NOT NULL,
+            detail TEXT NOT NULL, mac BLOB NOT NULL) STRICT;
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+            BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+            BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    """)
+    conn.execute("INSERT INTO meta VALUES ('audit_key', ?)", (envelope.seal(dbkey, os.urandom(32), b"meta:audit_key"),))
+
+
+#: version -> the step that brings a store from version-1 to it
+MIGRATIONS: dict[int, Migration] = {2: _v2_audit}
+LATEST = max(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, dbkey: bytes, current: int) -> int:
+    for version in range(current + 1, LATEST + 1):
+        MIGRATIONS[version](conn, dbkey)
+        conn.execute("UPDATE meta SET value=? WHERE name='schema_version'", (version,))
+    return LATEST
