@@ -106,6 +106,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmd("view-backupkey", _view_backupkey, "print the current backup key (recorded in the audit trail)")
     p = cmd("set-kmsid", _set_kmsid, "set the KMS ID that new key IDs carry")
     p.add_argument("kms_id", type=cli_type(lambda s: parse_hex(s, 4, "a KMS ID")), help="8 hex characters")
+    cmd("backup", _backup, "take an encrypted backup now (one is also taken on every token write)")
+    p = cmd("restore", _restore, "list backups, or restore one (seed: run_restore_db)")
+    p.add_argument("dump_id", nargs="?", help="'list', 'latest' or a dump ID")
+    p.add_argument("--key-file", type=Path, help="file with the backup key used for that backup")
+    p.add_argument("--key", help="the backup key itself, as the seed's -k (visible to other users: prefer --key-file)")
+    p.add_argument("--from", dest="source", type=Path, help="restore from another KMS's store (its backups/)")
     p = cmd("audit", _audit, "the audit trail: list it, or verify it has not been edited")
     p.add_argument("action", choices=["list", "verify"])
 
@@ -290,3 +296,29 @@ def _audit(args: argparse.Namespace) -> int:
          f"audit trail of {verdict.records} record(s): " + ("intact" if verdict.ok else "TAMPERED\n  "
                                                              + "\n  ".join(verdict.problems)))
     return 0 if verdict.ok else 1
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from .backup import take_backup
+
+    info = take_backup(_open(args), "operator request")
+    return _out(args, info.to_json(), f"backup {info.dump_id} written")
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from .backup import list_backups, restore
+
+    directory = _store_dir(args.store)
+    if args.dump_id in (None, "list"):
+        found = list_backups(args.source or directory)
+        return _out(args, {"backups": [b.to_json() for b in found]}, "\n".join(
+            f"{b.dump_id}  {b.to_json()['time']}  KMS {b.kms_id}  {b.reason}" for b in found) or "(no backups)")
+    if args.key is None and args.key_file is None:
+        raise StoreError("give the backup key that encrypted that backup: --key-file FILE (or --key HEX)")
+    try:
+        key = parse_db_key(args.key if args.key is not None else args.key_file.read_text())
+    except StoreError as exc:
+        raise StoreError(f"the backup key: {exc}") from None
+    info = restore(directory, key, args.dump_id, source=args.source)
+    return _out(args, info.to_json() | {"restored_into": str(directory)},
+                f"restored {info.dump_id} into {directory} (KMS ID {info.kms_id})")

@@ -78,13 +78,19 @@ def set_backupkey(store: KmsStore, key: bytes) -> None:
         store.audit("set_backupkey", {})
 
 
-def view_backupkey(store: KmsStore) -> bytes:
+def view_backupkey_quietly(store: KmsStore) -> bytes:
+    """The backup key, for the backup code itself (not an operator viewing it)."""
     row = store._conn.execute("SELECT value FROM meta WHERE name='backup_key'").fetchone()
     if row is None:
         raise StoreError("no backup key is set: 't10k kms set-backupkey' sets one")
+    return store._unseal(row[0], b"meta:backup_key", "backup key")
+
+
+def view_backupkey(store: KmsStore) -> bytes:
+    key = view_backupkey_quietly(store)
     with store.transaction():
         store.audit("view_backupkey", {})
-    return store._unseal(row[0], b"meta:backup_key", "backup key")
+    return key
 
 
 def set_kmsid(store: KmsStore, kms_id: bytes) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from protocol import ClearError, MgmtResult, ReadStatus, TokenStatus
 
+from .backup import backup_after
 from .builders import build_ekt, build_okt
 from .errors import ReplyNotAuthentic
 from .push import request
@@ -23,6 +24,7 @@ async def write_ekt(store: KmsStore, token: str, drives: list[str], *, use_pckey
     result = _result(await _send(store, token, build_ekt(store, drives, use_pckey=use_pckey), timeout_s))
     with store.transaction():
         store.audit("write_ekt", {"token": token, "drives": drives, "use_pckey": use_pckey})
+    backup_after(store, f"EKT written to {token}")  # the seed: a backup on every token write
     return result
 
 
@@ -32,6 +34,7 @@ async def write_okt(store: KmsStore, token: str, pool: str, *, timeout_s: float 
     result = _result(await _send(store, token, okt, timeout_s))
     with store.transaction():
         store.audit("write_okt", {"token": token, "pool": pool, "okt_timestamp": okt.okt_timestamp})
+    backup_after(store, f"OKT written to {token}")
     return result
 
 

@@ -17,6 +17,7 @@ from typing import Callable
 from drive_daemon.service import DriveHost, DriveHostConfig, Tap
 from drive_daemon.vop import vop_status
 from kms_client import station
+from kms_client.keyadmin import set_backupkey
 from kms_client.store import KmsStore
 from protocol import VopStatus
 from protocol.constants import LOOPBACK_BROADCAST, TOKEN_MGMT_PORT, EncryptionLed
@@ -82,6 +83,7 @@ class Lab:
         manufacturing.write_text(format_manufacturing(make_drives(self.plan.drive_count)))
         made = parse_manufacturing(manufacturing.read_text())
         self.store = KmsStore.create(self.workdir / "kms", dbkey=os.urandom(32), kms_id=self.plan.kms_id)
+        set_backupkey(self.store, os.urandom(32))  # a backup is taken on every token write
         first = ipaddress.IPv4Address(self.plan.first_drive_ip)
         placed = []
         for i, m in enumerate(made):

@@ -21,6 +21,7 @@ from typing import Any
 
 from drive_daemon.vop import VopError, vop_status
 from kms_client import station
+from kms_client.keyadmin import set_backupkey
 from kms_client.store import KmsStore
 from protocol import VopStatus
 from protocol.constants import TOKEN_MGMT_PORT, EncryptionLed
@@ -132,6 +133,7 @@ class NetworkLab:
             if self.netns:
                 self._network_up()
             self.kms = KmsStore.create(self.state_dir / "kms", dbkey=os.urandom(32), kms_id=os.urandom(4))
+            set_backupkey(self.kms, os.urandom(32))
             secrets = self.state_dir / "secrets"
             secrets.mkdir()
             first_serial = 0x5800_0000_0000_0001

@@ -179,3 +179,13 @@ async def test_a_missing_key_report_reaches_the_kms_view(lab: Lab) -> None:
     assert [(e.csn, int(e.error_code), e.key_id) for e in status.errors] == [(report.csn, 0x6109, report.key_id)]
     await station.write_okt(lab.kms, "token-A", POOL)
     assert (await station.token_status(lab.kms, "token-A")).errors == ()
+
+
+async def test_every_token_write_takes_a_backup(lab: Lab) -> None:
+    from kms_client.backup import list_backups
+
+    await enrol_and_arm(lab, tokens=("token-A", "token-B"))
+    reasons = [b.reason for b in list_backups(lab.kms.directory)]
+    assert reasons == ["EKT written to token-A", "OKT written to token-A", "OKT written to token-B"]
+    actions = [r.action for r in lab.kms.audit_records()]
+    assert actions.count("write_okt") == 2 and actions.count("backup") == 3 and lab.kms.verify_audit().ok

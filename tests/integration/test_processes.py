@@ -263,3 +263,27 @@ def test_key_administration_and_the_audit_trail_through_the_cli(tmp_path: Path) 
     assert [r["action"] for r in records] == ["init", "create_key", "set_dbkey", "set_backupkey", "view_backupkey"]
     assert records[1]["detail"]["description"] == "year 1"
     assert "intact" in t10k("kms", "audit", "verify", *store).stdout
+
+
+def test_backup_and_restore_through_the_cli(tmp_path: Path) -> None:
+    store = ["--store", str(tmp_path / "kms")]
+    t10k("kms", "init", *store, "--kms-id", "0a0b0c0d")
+    (tmp_path / "backup.key").write_text(os.urandom(32).hex())
+    t10k("kms", "set-backupkey", *store, "--key-file", str(tmp_path / "backup.key"))
+    key = t10k("kms", "create-key", *store).stdout.strip()
+    dump = json.loads(t10k("kms", "backup", *store, "--json").stdout)["dump_id"]
+    t10k("kms", "create-key", *store)
+    listed = json.loads(t10k("kms", "restore", "list", *store, "--json").stdout)["backups"]
+    assert [b["dump_id"] for b in listed] == [dump] and listed[0]["kms_id"] == "0a0b0c0d"
+    missing = t10k("kms", "restore", dump, *store, check=False)
+    assert missing.returncode == 1 and "--key-file" in missing.stderr
+    (tmp_path / "wrong.key").write_text(os.urandom(32).hex())
+    wrong = t10k("kms", "restore", dump, *store, "--key-file", str(tmp_path / "wrong.key"), check=False)
+    assert wrong.returncode == 1 and "wrong backup key" in wrong.stderr
+    t10k("kms", "restore", "latest", *store, "--key-file", str(tmp_path / "backup.key"))
+    keys = json.loads(t10k("kms", "list", *store, "--json").stdout)["keys"]
+    assert keys == [key]  # the key created after the backup is gone with the restore
+    other = ["--store", str(tmp_path / "other")]
+    t10k("kms", "restore", "latest", *other, "--from", str(tmp_path / "kms"),
+         "--key", (tmp_path / "backup.key").read_text().strip())
+    assert json.loads(t10k("kms", "list", *other, "--json").stdout)["kms_id"] == "0a0b0c0d"
