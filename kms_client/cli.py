@@ -106,6 +106,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmd("view-backupkey", _view_backupkey, "print the current backup key (recorded in the audit trail)")
     p = cmd("set-kmsid", _set_kmsid, "set the KMS ID that new key IDs carry")
     p.add_argument("kms_id", type=cli_type(lambda s: parse_hex(s, 4, "a KMS ID")), help="8 hex characters")
+    p = cmd("export-keys", _export_keys, "export keys (plaintext values!) to XML, and text, for another KMS")
+    p.add_argument("--key", type=cli_type(parse_key_id), action="append", default=[], help="repeat; or --all")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--out", type=Path, required=True, help="the XML file (never overwritten)")
+    p.add_argument("--text", type=Path, help="also write the keys as text (the seed's export2text)")
+    p = cmd("import-keys", _import_keys, "import the keys of another KMS's export")
+    p.add_argument("file", type=Path)
     cmd("backup", _backup, "take an encrypted backup now (one is also taken on every token write)")
     p = cmd("restore", _restore, "list backups, or restore one (seed: run_restore_db)")
     p.add_argument("dump_id", nargs="?", help="'list', 'latest' or a dump ID")
@@ -322,3 +329,23 @@ def _restore(args: argparse.Namespace) -> int:
     info = restore(directory, key, args.dump_id, source=args.source)
     return _out(args, info.to_json() | {"restored_into": str(directory)},
                 f"restored {info.dump_id} into {directory} (KMS ID {info.kms_id})")
+
+
+def _export_keys(args: argparse.Namespace) -> int:
+    import sys
+
+    from .exchange import WARNING, export_keys
+
+    store = _open(args)
+    keys = store.key_ids() if args.all else args.key
+    count = export_keys(store, keys, args.out, args.text)
+    print(f"warning: {args.out}: {WARNING}", file=sys.stderr)
+    return _out(args, {"exported": count, "file": str(args.out)}, f"{count} key(s) exported to {args.out}")
+
+
+def _import_keys(args: argparse.Namespace) -> int:
+    from .exchange import import_keys
+
+    ids = import_keys(_open(args), args.file)
+    return _out(args, {"imported": [k.hex() for k in ids]}, f"{len(ids)} key(s) imported: "
+                + ", ".join(k.hex() for k in ids))
