@@ -113,6 +113,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--text", type=Path, help="also write the keys as text (the seed's export2text)")
     p = cmd("import-keys", _import_keys, "import the keys of another KMS's export")
     p.add_argument("file", type=Path)
+    p = cmd("plan", _plan, "plan mappings per year from sites, DR flows, retention and rotation (seed, Chapter 1)")
+    p.add_argument("file", type=Path, help="a plan (TOML), e.g. lab/topologies/company-xyz-plan.toml")
+    p.add_argument("--year", type=int, default=1, help="show the mappings of this year (1 is Day 1)")
+    p.add_argument("--rotations-per-year", type=int, help="override the plan's rotation frequency")
     cmd("backup", _backup, "take an encrypted backup now (one is also taken on every token write)")
     p = cmd("restore", _restore, "list backups, or restore one (seed: run_restore_db)")
     p.add_argument("dump_id", nargs="?", help="'list', 'latest' or a dump ID")
@@ -349,3 +353,40 @@ def _import_keys(args: argparse.Namespace) -> int:
     ids = import_keys(_open(args), args.file)
     return _out(args, {"imported": [k.hex() for k in ids]}, f"{len(ids)} key(s) imported: "
                 + ", ".join(k.hex() for k in ids))
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .planner import ROTATION_STEPS, load_plan
+
+    plan = load_plan(args.file)
+    if args.rotations_per_year is not None:
+        if not 1 <= args.rotations_per_year <= 365:
+            raise StoreError("--rotations-per-year must be 1..365")
+        plan = dataclasses.replace(plan, rotations_per_year=args.rotations_per_year)
+    if args.year < 1:
+        raise StoreError("--year must be 1 or later")
+    period = (args.year - 1) * plan.rotations_per_year + 1
+    horizon = plan.retention_years * plan.rotations_per_year
+    rows = []
+    for site in plan.sites:
+        write, reads = plan.mapping(site.name, period)
+        over = plan.first_overbooked(site.name, max(period, horizon))
+        rows.append({"site": site.name, "write_key": f"K{write}", "read_keys": [f"K{k}" for k in reads],
+                     "keys": 1 + len(reads), "rule_of_thumb": plan.rule_of_thumb(site.name),
+                     "overbooked_from": plan.period_label(over) if over else None})
+    lines = [f"{plan.period_label(period)} mappings ({plan.retention_years} years' retention, "
+             f"{plan.rotations_per_year} rotation(s) a year):"]
+    for r in rows:
+        lines.append(f"  {r['site']:<14} write {r['write_key']:<5} read {', '.join(r['read_keys']) or '-'}  "
+                     f"({r['keys']} keys)")
+    lines.append("rule of thumb, (1 + sites sharing) x retention x rotations <= 32:")
+    for r in rows:
+        verdict = "ok" if r["rule_of_thumb"] <= 32 else f"OVERBOOKED from {r['overbooked_from']}"
+        lines.append(f"  {r['site']:<14} {r['rule_of_thumb']:>4}  {verdict}")
+    if any(r["overbooked_from"] for r in rows):
+        lines += ["each rotation past 32 keys needs these steps for each overbooked pool:",
+                  *("  " + step for step in ROTATION_STEPS)]
+    return _out(args, {"period": plan.period_label(period), "sites": rows, "rotation_steps": list(ROTATION_STEPS)},
+                "\n".join(lines))
