@@ -77,6 +77,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--pool", required=True)
     p.add_argument("--drive", required=True, action="append", help="repeat for several drives")
 
+    p = cmd("remove-key", _remove_key, "remove a key from an unmapped key set")
+    p.add_argument("--key-set", required=True)
+    p.add_argument("--key", required=True, type=cli_type(parse_key_id))
+
+    p = cmd("describe", _describe, "set an entity's description (only while it is unmapped)")
+    p.add_argument("kind", choices=["drive", "key", "key-set", "pool", "token"])
+    p.add_argument("name", help="the entity's name (a key: its ID)")
+    p.add_argument("description")
+
+    p = cmd("delete", _delete, "delete a drive created in error (nothing else can be deleted)")
+    p.add_argument("kind", choices=["drive", "key", "key-set", "pool", "token"])
+    p.add_argument("name")
+
     p = cmd("map", _map, "set a pool's mapping (key sets and write key); gives it a new timestamp")
     p.add_argument("--pool", required=True)
     p.add_argument("--key-set", required=True, action="append", help="repeat for several key sets")
@@ -390,3 +403,29 @@ def _plan(args: argparse.Namespace) -> int:
                   *("  " + step for step in ROTATION_STEPS)]
     return _out(args, {"period": plan.period_label(period), "sites": rows, "rotation_steps": list(ROTATION_STEPS)},
                 "\n".join(lines))
+
+
+def _entity_name(kind: str, name: str) -> str | bytes:
+    return parse_key_id(name) if kind == "key" else name
+
+
+def _remove_key(args: argparse.Namespace) -> int:
+    from .entities import remove_key_from_set
+
+    remove_key_from_set(_open(args), args.key_set, args.key)
+    return _out(args, {"key_set": args.key_set, "removed": args.key.hex()}, f"key {args.key.hex()} removed from "
+                f"{args.key_set}")
+
+
+def _describe(args: argparse.Namespace) -> int:
+    from .entities import describe
+
+    describe(_open(args), args.kind, _entity_name(args.kind, args.name), args.description)
+    return _out(args, {"kind": args.kind, "name": args.name}, f"{args.kind} {args.name} described")
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from .entities import delete
+
+    delete(_open(args), args.kind, _entity_name(args.kind, args.name))
+    return _out(args, {"deleted": args.name}, f"{args.kind} {args.name} deleted")

@@ -25,8 +25,13 @@ def _v2_audit(conn: sqlite3.Connection, dbkey: bytes) -> None:
     conn.execute("INSERT INTO meta VALUES ('audit_key', ?)", (envelope.seal(dbkey, os.urandom(32), b"meta:audit_key"),))
 
 
+def _v3_token_descriptions(conn: sqlite3.Connection, dbkey: bytes) -> None:
+    """Every entity has a description (limitation 3): tokens had none."""
+    conn.execute("ALTER TABLE tokens ADD COLUMN description TEXT NOT NULL DEFAULT ''")
+
+
 #: version -> the step that brings a store from version-1 to it
-MIGRATIONS: dict[int, Migration] = {2: _v2_audit}
+MIGRATIONS: dict[int, Migration] = {2: _v2_audit, 3: _v3_token_descriptions}
 LATEST = max(MIGRATIONS)
 
 

@@ -287,3 +287,41 @@ def test_backup_and_restore_through_the_cli(tmp_path: Path) -> None:
     t10k("kms", "restore", "latest", *other, "--from", str(tmp_path / "kms"),
          "--key", (tmp_path / "backup.key").read_text().strip())
     assert json.loads(t10k("kms", "list", *other, "--json").stdout)["kms_id"] == "0a0b0c0d"
+
+
+def test_changing_write_keys_by_the_seeds_methods_1_2_and_3(tmp_path: Path) -> None:
+    store = ["--store", str(tmp_path / "kms")]
+    t10k("kms", "init", *store)
+
+    def key(key_set: str) -> str:
+        return t10k("kms", "create-key", *store, "--key-set", key_set).stdout.strip()
+
+    def mapping(*key_sets: str, write: str) -> dict[str, object]:
+        sets = [a for ks in key_sets for a in ("--key-set", ks)]
+        return json.loads(t10k("kms", "map", *store, "--pool", "P", *sets, "--write-key", write, "--json").stdout)
+
+    t10k("kms", "create-pool", *store, "P")
+    t10k("kms", "create-key-set", *store, "KS1")
+    k1 = key("KS1")
+    first = mapping("KS1", write=k1)
+    # Method 1: a new key set with a new key, added to the mapping as the write key.
+    t10k("kms", "create-key-set", *store, "KS2")
+    k2 = key("KS2")
+    m1 = mapping("KS1", "KS2", write=k2)
+    assert m1["write_key_id"] == k2 and set(m1["key_ids"]) == {k1, k2} and m1["timestamp"] > first["timestamp"]
+    # Method 2: a new write key chosen among the mapping's read keys.
+    m2 = mapping("KS1", "KS2", write=k1)
+    assert m2["write_key_id"] == k1 and m2["timestamp"] > m1["timestamp"]
+    # Method 3: an active key set cannot be modified ...
+    refused = t10k("kms", "create-key", *store, "--key-set", "KS2", check=False)
+    assert refused.returncode == 1 and "limitation 9" in refused.stderr and "Method 1" in refused.stderr
+    # ... so unmap it (a placeholder keeps at least one key mapped), add the key, map it back.
+    t10k("kms", "create-key-set", *store, "PLACEHOLDER")
+    placeholder = key("PLACEHOLDER")
+    mapping("PLACEHOLDER", write=placeholder)
+    k3 = key("KS2")
+    m3 = mapping("KS1", "KS2", write=k3)
+    assert m3["write_key_id"] == k3 and set(m3["key_ids"]) == {k1, k2, k3}
+    # A mapping never goes empty, and its write key is one of its keys.
+    empty = t10k("kms", "map", *store, "--pool", "P", "--key-set", "KS2", "--write-key", placeholder, check=False)
+    assert empty.returncode == 1 and "write key" in empty.stderr
