@@ -130,6 +130,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("file", type=Path, help="a plan (TOML), e.g. lab/topologies/company-xyz-plan.toml")
     p.add_argument("--year", type=int, default=1, help="show the mappings of this year (1 is Day 1)")
     p.add_argument("--rotations-per-year", type=int, help="override the plan's rotation frequency")
+    p = cmd("standby", _standby, "the one cold standby: name it, or copy new backup sets to it")
+    p.add_argument("action", choices=["set", "sync"])
+    p.add_argument("--dir", type=Path, help="the standby's directory (for 'set')")
+    p.add_argument("--interval", type=float, help="sync every this many seconds (the seed: 60) until stopped")
+    p.add_argument("--count", type=int, help="with --interval: stop after this many rounds")
+    p = cmd("failover", _failover, "make the standby (--store) the primary from its latest backup")
+    p.add_argument("--key-file", type=Path, required=True, help="the backup key")
+    p.add_argument("--primary", type=Path, help="the primary's store, if it still runs: final backup first")
     cmd("backup", _backup, "take an encrypted backup now (one is also taken on every token write)")
     p = cmd("restore", _restore, "list backups, or restore one (seed: run_restore_db)")
     p.add_argument("dump_id", nargs="?", help="'list', 'latest' or a dump ID")
@@ -429,3 +437,33 @@ def _delete(args: argparse.Namespace) -> int:
 
     delete(_open(args), args.kind, _entity_name(args.kind, args.name))
     return _out(args, {"deleted": args.name}, f"{args.kind} {args.name} deleted")
+
+
+def _standby(args: argparse.Namespace) -> int:
+    import time
+
+    from .standby import set_standby, sync
+
+    store = _open(args)
+    if args.action == "set":
+        if args.dir is None:
+            raise StoreError("'standby set' needs --dir")
+        set_standby(store, args.dir)
+        return _out(args, {"standby": str(args.dir)}, f"standby set to {args.dir}")
+    rounds, copied = 0, []
+    while True:
+        copied += sync(store)
+        rounds += 1
+        if args.interval is None or (args.count is not None and rounds >= args.count):
+            break
+        time.sleep(args.interval)
+    return _out(args, {"copied": copied}, f"{len(copied)} backup set(s) copied to the standby")
+
+
+def _failover(args: argparse.Namespace) -> int:
+    from .standby import failover
+
+    key = parse_db_key(args.key_file.read_text())
+    primary = KmsStore.open(args.primary) if args.primary else None
+    dump_id = failover(_store_dir(args.store), key, primary=primary)
+    return _out(args, {"restored": dump_id}, f"the standby is now a KMS, restored from {dump_id}")
