@@ -12,6 +12,9 @@ wait_serving() { for _ in $(seq 100); do grep -q serving "$1" 2>/dev/null && ret
 # The manufacturing "CD" (CSNs and PCkeys) and the KMS store with its database key.
 t10k drive manufacture --count 3 --out cd.json --first-csn 5700000000000001
 t10k kms init --store kms --kms-id 0a0b0c0d
+# The seed: set the backup key before adding any entries; a backup is taken on every token write.
+python3 -c 'import os; print(os.urandom(32).hex())' > backup.key && chmod 600 backup.key
+t10k kms set-backupkey --store kms --key-file backup.key
 for i in 1 2 3; do
   t10k kms import-drive --store kms --manufacturing cd.json --csn 570000000000000$i --name drive-$i
 done
@@ -40,4 +43,6 @@ t10k kms write-okt --store kms --token tok --pool P1
 sleep 0.5
 t10k vop status --ip 127.0.0.103 --json               # "led": "RED", the OKT timestamp
 t10k kms token-status --store kms --token tok         # OKT, LED3 SOLID_GREEN, 3 acknowledged
+t10k kms restore list --store kms                     # a backup per token write
+t10k kms audit verify --store kms                     # every action above, by operator, intact
 echo "walkthrough done in $WORK"

@@ -176,7 +176,6 @@ class KmsStore:
             self._conn.execute("BEGIN IMMEDIATE")
             yield self._conn
 
-    _tx = transaction
 
     # --- audit ----------------------------------------------------------------
 
@@ -225,7 +224,7 @@ class KmsStore:
     # --- drives and device keys --------------------------------------------
 
     def add_drive(self, name: str, csn: bytes, pckey: bytes, model: str) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM drives WHERE name=? OR csn=?", (name, csn)).fetchone():
                 raise RuleViolation("names are permanent and CSNs unique", f"a drive named {name!r} or with CSN "
                                     f"{csn.hex()} already exists", "Choose another name; each drive is imported once.")
@@ -273,7 +272,7 @@ class KmsStore:
 
     def new_device_keys(self, names: list[str], *, via_pckey: bool) -> tuple[int, list[bytes]]:
         """Create one new device key per drive at one EKT timestamp; returns (timestamp, key IDs)."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             ts = self._next_timestamp(conn)
             ids = []
             for name in names:
@@ -291,7 +290,7 @@ class KmsStore:
         if len(description) > 256:
             raise RuleViolation("descriptions hold up to 256 characters (limitation 3)",
                                 f"the description has {len(description)}", "Shorten it.")
-        with self._tx() as conn:
+        with self.transaction() as conn:
             key_id = self._next_key_id(conn)
             conn.execute("INSERT INTO keys VALUES (?,?,?,?)", (
                 key_id, self._seal(os.urandom(MEDIA_KEY_SIZE), b"media_key:" + key_id), description, now_us()))
@@ -308,14 +307,14 @@ class KmsStore:
         return [bytes(r[0]) for r in self._conn.execute("SELECT key_id FROM keys ORDER BY key_id")]
 
     def create_key_set(self, name: str) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM key_sets WHERE name=?", (name,)).fetchone():
                 raise RuleViolation("names are permanent (limitation 2)", f"key set {name!r} exists", "Choose another name.")
             conn.execute("INSERT INTO key_sets (name) VALUES (?)", (name,))
             self.audit("create_key_set", {"key_set": name})
 
     def add_key_to_set(self, key_set: str, key_id: bytes) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             self._require(conn, "key_sets", "name", key_set, "key set")
             self._require(conn, "keys", "key_id", key_id, "key")
             pools = [r[0] for r in conn.execute("SELECT pool FROM mapping_key_sets WHERE key_set=?", (key_set,))]
@@ -332,7 +331,7 @@ class KmsStore:
     # --- pools and mappings --------------------------------------------------
 
     def create_pool(self, name: str) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM pools WHERE name=?", (name,)).fetchone():
                 raise RuleViolation("names are permanent (limitation 2)", f"pool {name!r} exists", "Choose another name.")
             conn.execute("INSERT INTO pools (name) VALUES (?)", (name,))
@@ -341,7 +340,7 @@ class KmsStore:
     def add_drive_to_pool(self, pool: str, drive: str) -> None:
         record = self.drive(drive)
         rules.check_drive_enabled(drive, record.enabled)
-        with self._tx() as conn:
+        with self.transaction() as conn:
             self._require(conn, "pools", "name", pool, "pool")
             conn.execute("DELETE FROM pool_drives WHERE drive=?", (drive,))
             conn.execute("INSERT INTO pool_drives VALUES (?,?)", (pool, drive))
@@ -349,7 +348,7 @@ class KmsStore:
 
     def set_mapping(self, pool: str, key_sets: list[str], write_key_id: bytes) -> Mapping:
         """Change the pool's mapping; it gets a new timestamp."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             self._require(conn, "pools", "name", pool, "pool")
             for ks in key_sets:
                 self._require(conn, "key_sets", "name", ks, "key set")
@@ -364,7 +363,7 @@ class KmsStore:
 
     def apply_mapping(self, pool: str) -> Mapping:
         """"Apply" without a change: the same keys under a new timestamp (seed, Scenario 5)."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             if not conn.execute("SELECT 1 FROM mappings WHERE pool=?", (pool,)).fetchone():
                 raise NotFound(f"pool {pool!r} has no mapping yet; map key sets to it first")
             ts = self._next_timestamp(conn)
@@ -386,7 +385,7 @@ class KmsStore:
     def add_token(self, name: str, ip: str, port: int) -> bytes:
         """Register a token; returns the new token secret to provision it with."""
         secret = os.urandom(TOKEN_SECRET_SIZE)
-        with self._tx() as conn:
+        with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM tokens WHERE name=?", (name,)).fetchone():
                 raise RuleViolation("names are permanent (limitation 2)", f"token {name!r} exists", "Choose another name.")
             conn.execute("INSERT INTO tokens (name, ip, port, secret_sealed) VALUES (?,?,?,?)",
@@ -411,7 +410,7 @@ class KmsStore:
 
     def next_token_counter(self, name: str) -> int:
         """A replay counter above any used before, even after a restore from an old backup."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute("SELECT counter FROM tokens WHERE name=?", (name,)).fetchone()
             if row is None:
                 raise NotFound(f"no token named {name!r}")

@@ -217,6 +217,8 @@ def test_the_readme_walkthrough_runs(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert '"led": "RED"' in result.stdout and "3 acknowledged" in result.stdout
+    assert "OKT written to tok" in result.stdout and "intact" in result.stdout
+    assert "WARNING" not in result.stderr
 
 
 def test_a_daemon_captures_what_it_sends_and_receives(tmp_path: Path, daemons: list[Daemon]) -> None:
