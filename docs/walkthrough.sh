@@ -11,7 +11,7 @@ wait_serving() { for _ in $(seq 100); do grep -q serving "$1" 2>/dev/null && ret
 
 # The manufacturing "CD" (CSNs and PCkeys) and the KMS store with its database key.
 t10k drive manufacture --count 3 --out cd.json --first-csn 5700000000000001
-t10k kms init --store kms --kms-id 0a0b0c0d
+t10k kms init --store kms --kms-id 0a0b0c0d --no-roles   # a quick lab: no operator logins
 # The seed: set the backup key before adding any entries; a backup is taken on every token write.
 python3 -c 'import os; print(os.urandom(32).hex())' > backup.key && chmod 600 backup.key
 t10k kms set-backupkey --store kms --key-file backup.key

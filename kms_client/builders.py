@@ -23,6 +23,7 @@ from protocol import (
 from protocol.constants import RECEIPT_SIZE, Wrapping
 from protocol.ids import ZERO_KEY_ID
 
+from . import rules
 from .errors import RuleViolation
 from .store import KmsStore, Mapping
 
@@ -69,6 +70,7 @@ def build_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> Wr
 def build_okt(store: KmsStore, pool: str) -> WriteOkt:
     """The pool's mapping, for each drive of the pool wrapped under its newest device key."""
     mapping: Mapping = store.mapping(pool)
+    rules.check_active(list(mapping.key_ids), store.inactive_keys())
     drives = store.pool_drives(pool)
     if not drives:
         raise RuleViolation("an OKT serves the drives of a pool", f"pool {pool!r} has no drives",

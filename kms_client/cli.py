@@ -17,7 +17,7 @@ from protocol.ids import cli_type, parse_csn, parse_hex, parse_key_id
 from protocol.manufacturing import parse_manufacturing
 from protocol.timestamps import format_timestamp
 
-from . import station
+from . import operators, station
 from .errors import NotFound, StoreError
 from .store import KmsStore, parse_db_key
 
@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     def cmd(name: str, func: Any, help: str) -> argparse.ArgumentParser:
         p = ksub.add_parser(name, help=help)
         p.add_argument("--store", help="KMS store directory (default $T10K_KMS_STORE or ./kms-store)")
+        p.add_argument("--session", default=os.environ.get("T10K_SESSION"),
+                       help="session token from 't10k kms login' (default $T10K_SESSION)")
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         p.set_defaults(func=func)
         return p
@@ -47,6 +49,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = cmd("init", _init, "create a KMS store with its database key and KMS ID")
     p.add_argument("--kms-id", type=cli_type(lambda s: parse_hex(s, 4, "a KMS ID")), help="8 hex characters (default: random)")
     p.add_argument("--dbkey", type=cli_type(_db_key), help="64 hex characters (default: random, kept in STORE/dbkey)")
+    p.add_argument("--no-roles", action="store_true",
+                   help="no operator logins (a quick lab): every action is recorded as the OS user")
+
+    p = cmd("login", _login, "log in as an operator (password on standard input); prints a session token")
+    p.add_argument("--operator", required=True)
+    cmd("logout", _logout, "end the session (a backup is taken)")
+    cmd("passwd", _passwd, "change your password (new password on standard input)")
+    p = cmd("create-operator", _create_operator, "create a login (password on standard input)")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=["Administrator", "Security Officer", "User"])
+    p = cmd("set-operator-active", _set_operator_active, "mark a login active or inactive")
+    p.add_argument("name")
+    p.add_argument("state", choices=["active", "inactive"])
+    for verb in ("deactivate", "reactivate"):
+        p = cmd(f"{verb}-key", _key_state, f"{verb} a key: a User and an Administrator must both ask")
+        p.add_argument("key", type=cli_type(parse_key_id))
 
     p = cmd("import-drive", _import_drive, "import one drive's CSN and PCkey from a manufacturing file")
     p.add_argument("--manufacturing", required=True, type=Path)
@@ -149,7 +167,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _open(args: argparse.Namespace) -> KmsStore:
-    return KmsStore.open(_store_dir(args.store))
+    """The store, with this command authorised for the session's operator when roles are on."""
+    store = KmsStore.open(_store_dir(args.store))
+    if operators.roles_enabled(store):
+        who = operators.session_operator(store, args.session)
+        operators.authorize(who, args.kms_command)
+    return store
+
+
+def _me(store: KmsStore, args: argparse.Namespace) -> operators.Operator:
+    return operators.session_operator(store, args.session)
 
 
 def _out(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
@@ -160,9 +187,15 @@ def _out(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
 def _init(args: argparse.Namespace) -> int:
     directory = _store_dir(args.store)
     kms_id = args.kms_id or os.urandom(4)
-    KmsStore.create(directory, dbkey=args.dbkey or os.urandom(32), kms_id=kms_id).close()
-    return _out(args, {"store": str(directory), "kms_id": kms_id.hex()},
-                f"KMS store created in {directory} (KMS ID {kms_id.hex()}); database key in {directory / 'dbkey'}")
+    store = KmsStore.create(directory, dbkey=args.dbkey or os.urandom(32), kms_id=kms_id)
+    if not args.no_roles:
+        operators.enable_roles(store)
+    store.close()
+    logins = "" if args.no_roles else (f"; operator {operators.DEFAULT_ADMIN}, password {operators.DEFAULT_PASSWORD}"
+                                       f" (common to every KMS: change it at first login)")
+    return _out(args, {"store": str(directory), "kms_id": kms_id.hex(), "roles": not args.no_roles},
+                f"KMS store created in {directory} (KMS ID {kms_id.hex()}); database key in "
+                f"{directory / 'dbkey'}{logins}")
 
 
 def _import_drive(args: argparse.Namespace) -> int:
@@ -341,6 +374,8 @@ def _restore(args: argparse.Namespace) -> int:
     from .backup import list_backups, restore
 
     directory = _store_dir(args.store)
+    if (directory / "kms.sqlite3").exists():
+        _open(args).close()  # an existing KMS: only its Administrator restores over it
     if args.dump_id in (None, "list"):
         found = list_backups(args.source or directory)
         return _out(args, {"backups": [b.to_json() for b in found]}, "\n".join(
@@ -467,3 +502,50 @@ def _failover(args: argparse.Namespace) -> int:
     primary = KmsStore.open(args.primary) if args.primary else None
     dump_id = failover(_store_dir(args.store), key, primary=primary)
     return _out(args, {"restored": dump_id}, f"the standby is now a KMS, restored from {dump_id}")
+
+
+def _password() -> str:
+    import sys
+
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _login(args: argparse.Namespace) -> int:
+    store = KmsStore.open(_store_dir(args.store))
+    token = operators.login(store, args.operator, _password())
+    who = operators.operator(store, args.operator)
+    note = " (change the default password now: t10k kms passwd)" if who.must_change else ""
+    return _out(args, {"session": token, "operator": who.name, "role": who.role.value,
+                       "must_change_password": who.must_change},
+                f"export T10K_SESSION={token}   # {who.name}, {who.role.value}{note}")
+
+
+def _logout(args: argparse.Namespace) -> int:
+    store = KmsStore.open(_store_dir(args.store))
+    _me(store, args)
+    operators.end_session(store, args.session)
+    return _out(args, {"logged_out": True}, "logged out (a backup was taken)")
+
+
+def _passwd(args: argparse.Namespace) -> int:
+    store = KmsStore.open(_store_dir(args.store))
+    operators.set_password(store, _me(store, args), _password())
+    return _out(args, {"password": "changed"}, "password changed")
+
+
+def _create_operator(args: argparse.Namespace) -> int:
+    store = _open(args)
+    operators.create_operator(store, _me(store, args), args.name, operators.Role(args.role), _password())
+    return _out(args, {"operator": args.name, "role": args.role}, f"operator {args.name} ({args.role}) created")
+
+
+def _set_operator_active(args: argparse.Namespace) -> int:
+    store = _open(args)
+    operators.set_active(store, _me(store, args), args.name, args.state == "active")
+    return _out(args, {"operator": args.name, "state": args.state}, f"operator {args.name} is {args.state}")
+
+
+def _key_state(args: argparse.Namespace) -> int:
+    store = _open(args)
+    message = operators.request_key_state(store, _me(store, args), args.key, args.kms_command == "reactivate-key")
+    return _out(args, {"result": message}, message)

@@ -30,8 +30,22 @@ def _v3_token_descriptions(conn: sqlite3.Connection, dbkey: bytes) -> None:
     conn.execute("ALTER TABLE tokens ADD COLUMN description TEXT NOT NULL DEFAULT ''")
 
 
+def _v4_operators(conn: sqlite3.Connection, dbkey: bytes) -> None:
+    """Operators, sessions, and the two-person rule for deactivating keys."""
+    conn.executescript("""
+        CREATE TABLE operators (
+            name TEXT PRIMARY KEY, role TEXT NOT NULL, salt BLOB NOT NULL, pw_hash BLOB NOT NULL,
+            must_change INTEGER NOT NULL, active INTEGER NOT NULL, created_by TEXT NOT NULL) STRICT;
+        CREATE TABLE sessions (token_hash BLOB PRIMARY KEY, operator TEXT NOT NULL, last_used INTEGER NOT NULL) STRICT;
+        CREATE TABLE key_state_requests (
+            key_id BLOB NOT NULL, action TEXT NOT NULL, role TEXT NOT NULL, operator TEXT NOT NULL,
+            PRIMARY KEY (key_id, action, role)) STRICT;
+        CREATE TABLE inactive_keys (key_id BLOB PRIMARY KEY) STRICT;
+    """)
+
+
 #: version -> the step that brings a store from version-1 to it
-MIGRATIONS: dict[int, Migration] = {2: _v2_audit, 3: _v3_token_descriptions}
+MIGRATIONS: dict[int, Migration] = {2: _v2_audit, 3: _v3_token_descriptions, 4: _v4_operators}
 LATEST = max(MIGRATIONS)
 
 

@@ -53,3 +53,12 @@ def check_drive_enabled(drive: str, enabled: bool) -> None:
             "a drive must be enabled for encryption before it joins a pool (limitation 5)",
             f"drive {drive!r} has no device keys yet", "Write an EKT for it with 'use PCkey' first.",
         )
+
+
+def check_active(key_ids: list[bytes], inactive: set[bytes]) -> None:
+    dead = [k.hex() for k in key_ids if k in inactive]
+    if dead:
+        raise RuleViolation(
+            "a deactivated key is not transferred to drives", f"key(s) {', '.join(dead)} are deactivated",
+            "Reactivate them (a User and an Administrator both ask), or remove them from the mapped key sets.",
+        )

@@ -352,7 +352,8 @@ class KmsStore:
             self._require(conn, "pools", "name", pool, "pool")
             for ks in key_sets:
                 self._require(conn, "key_sets", "name", ks, "key set")
-            rules.check_mapping({ks: self.key_set_members(ks) for ks in key_sets}, write_key_id)
+            key_ids = rules.check_mapping({ks: self.key_set_members(ks) for ks in key_sets}, write_key_id)
+            rules.check_active(key_ids, self.inactive_keys())
             ts = self._next_timestamp(conn)
             conn.execute("INSERT OR REPLACE INTO mappings VALUES (?,?,?)", (pool, write_key_id, ts))
             conn.execute("DELETE FROM mapping_key_sets WHERE pool=?", (pool,))
@@ -370,6 +371,10 @@ class KmsStore:
             conn.execute("UPDATE mappings SET timestamp=? WHERE pool=?", (ts, pool))
             self.audit("apply_mapping", {"pool": pool, "timestamp": ts})
         return self.mapping(pool)
+
+    def inactive_keys(self) -> set[bytes]:
+        """Keys deactivated by a User and an Administrator together (the two-person rule)."""
+        return {bytes(r[0]) for r in self._conn.execute("SELECT key_id FROM inactive_keys")}
 
     def mapping(self, pool: str) -> Mapping:
         row = self._conn.execute("SELECT write_key_id, timestamp FROM mappings WHERE pool=?", (pool,)).fetchone()

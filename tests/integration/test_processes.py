@@ -84,7 +84,7 @@ def armed_by_cli(tmp_path: Path, daemons: list[Daemon]) -> CliSite:
     store = ["--store", str(tmp_path / "kms")]
     made = tmp_path / "cd.json"
     t10k("drive", "manufacture", "--count", "3", "--out", str(made), "--first-csn", "5700000000000a01")
-    t10k("kms", "init", *store, "--kms-id", "0a0b0c0d")
+    t10k("kms", "init", *store, "--kms-id", "0a0b0c0d", "--no-roles")
     csns = [d["csn"] for d in json.loads(made.read_text())]
     for i, csn in enumerate(csns):
         t10k("kms", "import-drive", *store, "--manufacturing", str(made), "--csn", csn, "--name", f"drive-{i}")
@@ -250,7 +250,7 @@ def test_lab_up_brings_the_seed_topology_up_as_processes(tmp_path: Path) -> None
 
 def test_key_administration_and_the_audit_trail_through_the_cli(tmp_path: Path) -> None:
     store = ["--store", str(tmp_path / "kms")]
-    t10k("kms", "init", *store)
+    t10k("kms", "init", *store, "--no-roles")
     t10k("kms", "create-key", *store, "--description", "year 1")
     (tmp_path / "new.key").write_text(os.urandom(32).hex())
     out = json.loads(t10k("kms", "set-dbkey", *store, "--key-file", str(tmp_path / "new.key"), "--json").stdout)
@@ -269,7 +269,7 @@ def test_key_administration_and_the_audit_trail_through_the_cli(tmp_path: Path) 
 
 def test_backup_and_restore_through_the_cli(tmp_path: Path) -> None:
     store = ["--store", str(tmp_path / "kms")]
-    t10k("kms", "init", *store, "--kms-id", "0a0b0c0d")
+    t10k("kms", "init", *store, "--kms-id", "0a0b0c0d", "--no-roles")
     (tmp_path / "backup.key").write_text(os.urandom(32).hex())
     t10k("kms", "set-backupkey", *store, "--key-file", str(tmp_path / "backup.key"))
     key = t10k("kms", "create-key", *store).stdout.strip()
@@ -293,7 +293,7 @@ def test_backup_and_restore_through_the_cli(tmp_path: Path) -> None:
 
 def test_changing_write_keys_by_the_seeds_methods_1_2_and_3(tmp_path: Path) -> None:
     store = ["--store", str(tmp_path / "kms")]
-    t10k("kms", "init", *store)
+    t10k("kms", "init", *store, "--no-roles")
 
     def key(key_set: str) -> str:
         return t10k("kms", "create-key", *store, "--key-set", key_set).stdout.strip()
@@ -327,3 +327,49 @@ def test_changing_write_keys_by_the_seeds_methods_1_2_and_3(tmp_path: Path) -> N
     # A mapping never goes empty, and its write key is one of its keys.
     empty = t10k("kms", "map", *store, "--pool", "P", "--key-set", "KS2", "--write-key", placeholder, check=False)
     assert empty.returncode == 1 and "write key" in empty.stderr
+
+
+def test_a_day_with_operators_and_roles_through_the_cli(tmp_path: Path) -> None:
+    store = ["--store", str(tmp_path / "kms")]
+
+    def run(*args: str, session: str | None = None, stdin: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        extra = ["--session", session] if session else []
+        result = subprocess.run([*T10K, *args, *store, *extra], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60, input=stdin)
+        if check and result.returncode != 0:
+            raise AssertionError(f"t10k {' '.join(args)}: {result.stderr}")
+        return result
+
+    def login(name: str, password: str) -> str:
+        return json.loads(run("kms", "login", "--operator", name, "--json", stdin=password + "\n").stdout)["session"]
+
+    assert "password kmsadm" in run("kms", "init").stdout
+    assert "log in first" in run("kms", "list", check=False).stderr
+    admin = login("KmsAdm", "kmsadm")
+    assert "change the default password" in run("kms", "create-key", session=admin, check=False).stderr
+    run("kms", "passwd", session=admin, stdin="admin passphrase\n")
+    run("kms", "create-operator", "alice", "--role", "Security Officer", session=admin, stdin="alice passphrase\n")
+    alice = login("alice", "alice passphrase")
+    run("kms", "create-operator", "bob", "--role", "User", session=alice, stdin="bob passphrase\n")
+    bob = login("bob", "bob passphrase")
+    # the Administrator makes keys and key sets; the User maps them; neither does the other's work
+    run("kms", "create-key-set", "KS1", session=admin)
+    key = run("kms", "create-key", "--key-set", "KS1", session=admin).stdout.strip()
+    refused = run("kms", "create-key", session=bob, check=False)
+    assert refused.returncode == 1 and "bob (User) may not create-key: that is for Administrator" in refused.stderr
+    run("kms", "create-pool", "P", session=bob)
+    run("kms", "map", "--pool", "P", "--key-set", "KS1", "--write-key", key, session=bob)
+    assert "may not map" in run("kms", "map", "--pool", "P", "--key-set", "KS1", "--write-key", key,
+                                session=admin, check=False).stderr
+    # two people deactivate a key
+    assert "must ask for it too" in run("kms", "deactivate-key", key, session=bob).stdout
+    assert "deactivated" in run("kms", "deactivate-key", key, session=admin).stdout
+    remap = run("kms", "map", "--pool", "P", "--key-set", "KS1", "--write-key", key, session=bob, check=False)
+    assert remap.returncode == 1 and "are deactivated" in remap.stderr
+    records = json.loads(run("kms", "audit", "list", "--json", session=alice).stdout)["records"]
+    by = {(r["operator"], r["action"]) for r in records}
+    assert {("KmsAdm", "create_key"), ("bob", "set_mapping"), ("bob", "deactivate_key_requested"),
+            ("KmsAdm", "deactivate_key"), ("alice", "create_operator")} <= by
+    run("kms", "logout", session=bob)
+    assert "ended" in run("kms", "list", session=bob, check=False).stderr
