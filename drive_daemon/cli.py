@@ -48,12 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     vop = sub.add_parser("vop", help="the Virtual Operator Panel of one drive")
     vsub = vop.add_subparsers(dest="vop_command", required=True)
     status = vsub.add_parser("status", help="show the drive's encryption status fields")
-    status.add_argument("--ip", required=True)
+    status.add_argument("ip", nargs="?", help="the drive's IP (or --ip)")
+    status.add_argument("--ip", dest="ip_option")
     status.add_argument("--port", type=int, default=VOP_PORT)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_vop_status)
     reset = vsub.add_parser("reset", help="Reset Drive: clear its device and media keys")
-    reset.add_argument("--ip", required=True)
+    reset.add_argument("ip", nargs="?", help="the drive's IP (or --ip)")
+    reset.add_argument("--ip", dest="ip_option")
     reset.add_argument("--port", type=int, default=VOP_PORT)
     reset.set_defaults(func=_vop_reset)
 
@@ -128,8 +130,15 @@ def vop_fields(s) -> dict[str, object]:  # type: ignore[no-untyped-def]
     }
 
 
+def _drive_ip(args: argparse.Namespace) -> str:
+    ip = args.ip or args.ip_option
+    if not ip:
+        raise ValueError("give the drive's IP: t10k vop status IP")
+    return str(ip)
+
+
 def _vop_status(args: argparse.Namespace) -> int:
-    fields = vop_fields(asyncio.run(vop_status(args.ip, port=args.port)))
+    fields = vop_fields(asyncio.run(vop_status(_drive_ip(args), port=args.port)))
     if args.json:
         print(json.dumps(fields, indent=2))
     else:
@@ -140,6 +149,6 @@ def _vop_status(args: argparse.Namespace) -> int:
 
 
 def _vop_reset(args: argparse.Namespace) -> int:
-    result = asyncio.run(vop_reset(args.ip, port=args.port))
+    result = asyncio.run(vop_reset(_drive_ip(args), port=args.port))
     print(result.message)
     return 0 if result.status == 0 else 1

@@ -70,6 +70,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--manufacturing", required=True, type=Path)
     p.add_argument("--csn", required=True, type=cli_type(parse_csn))
     p.add_argument("--name", required=True, help="the drive's permanent name")
+    p.add_argument("--ip", default="", help="the drive's static IP (for verify-pool)")
+
+    p = cmd("set-drive-ip", _set_drive_ip, "record a drive's static IP (for verify-pool)")
+    p.add_argument("--drive", required=True)
+    p.add_argument("--ip", required=True)
+
+    p = cmd("verify-pool", _verify_pool, "ask every drive of a pool for its OKT timestamp; list those that differ")
+    p.add_argument("--pool", required=True)
 
     p = cmd("add-token", _add_token, "register a token at its static IP and write its provisioning secret")
     p.add_argument("--name", required=True)
@@ -209,7 +217,7 @@ def _import_drive(args: argparse.Namespace) -> int:
     made = next((d for d in drives if d.csn == args.csn), None)
     if made is None:
         raise NotFound(f"{args.manufacturing} has no drive with CSN {args.csn.hex()}")
-    _open(args).add_drive(args.name, made.csn, made.pckey, made.model)
+    _open(args).add_drive(args.name, made.csn, made.pckey, made.model, args.ip)
     return _out(args, {"drive": args.name, "csn": made.csn.hex(), "model": made.model},
                 f"drive {args.name} (CSN {made.csn.hex()}, {made.model}) imported")
 
@@ -549,3 +557,19 @@ def _key_state(args: argparse.Namespace) -> int:
     store = _open(args)
     message = operators.request_key_state(store, _me(store, args), args.key, args.kms_command == "reactivate-key")
     return _out(args, {"result": message}, message)
+
+
+def _set_drive_ip(args: argparse.Namespace) -> int:
+    _open(args).set_drive_ip(args.drive, args.ip)
+    return _out(args, {"drive": args.drive, "ip": args.ip}, f"drive {args.drive} is at {args.ip}")
+
+
+def _verify_pool(args: argparse.Namespace) -> int:
+    store = _open(args)
+    rows = asyncio.run(station.verify_pool(store, args.pool))
+    differ = [r for r in rows if not r["ok"]]
+    mapping = store.mapping(args.pool)
+    text = [f"pool {args.pool}: mapping of {format_timestamp(mapping.timestamp)}; {len(rows) - len(differ)} of "
+            f"{len(rows)} drive(s) hold it"] + [f"  {r['drive']:<14} {r['ip']:<15} {r['problem']}" for r in differ]
+    _out(args, {"pool": args.pool, "okt_timestamp": mapping.timestamp, "drives": rows}, "\n".join(text))
+    return 0 if not differ else 1

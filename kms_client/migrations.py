@@ -44,8 +44,14 @@ def _v4_operators(conn: sqlite3.Connection, dbkey: bytes) -> None:
     """)
 
 
+def _v5_drive_addresses(conn: sqlite3.Connection, dbkey: bytes) -> None:
+    """Drives get their static IP, so the KMS can ask their VOP (verify-pool)."""
+    conn.execute("ALTER TABLE drives ADD COLUMN ip TEXT NOT NULL DEFAULT ''")
+
+
 #: version -> the step that brings a store from version-1 to it
-MIGRATIONS: dict[int, Migration] = {2: _v2_audit, 3: _v3_token_descriptions, 4: _v4_operators}
+MIGRATIONS: dict[int, Migration] = {2: _v2_audit, 3: _v3_token_descriptions, 4: _v4_operators,
+                                    5: _v5_drive_addresses}
 LATEST = max(MIGRATIONS)
 
 

@@ -47,7 +47,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     # enabling drives for encryption: the Security Officer
     "write-ekt": frozenset({S}), "add-token": frozenset({S}),
     # the daily work: the User (entering drives, mapping key sets to pools, writing OKTs)
-    "import-drive": frozenset({U}), "create-pool": frozenset({U}), "add-drive": frozenset({U}),
+    "import-drive": frozenset({U}), "set-drive-ip": frozenset({U}), "create-pool": frozenset({U}),
+    "add-drive": frozenset({U}), "verify-pool": frozenset({S, U}),
     "map": frozenset({U}), "apply": frozenset({U}), "write-okt": frozenset({U}),
     # shared
     "describe": frozenset({A, S, U}), "delete": frozenset({A, U}), "token-status": frozenset({S, U}),

@@ -56,3 +56,30 @@ def _result(reply: object) -> MgmtResult:
     if not isinstance(reply, MgmtResult):
         raise ReplyNotAuthentic(f"the token answered {type(reply).__name__} where a result was expected")
     return reply
+
+
+async def verify_pool(store: KmsStore, pool: str) -> list[dict[str, object]]:
+    """The seed's question for a pool of 100 drives: which drives do not hold the mapping's timestamp?
+    Asks every drive's VOP; each row says whether the drive agrees, and why not."""
+    import asyncio
+
+    from protocol.timestamps import format_timestamp
+
+    from .vop import ask_vop_status
+
+    mapping = store.mapping(pool)
+    drives = store.pool_drives(pool)
+    ips = {d.name: store.drive_ip(d.name) for d in drives}
+    answers = await asyncio.gather(*(ask_vop_status(ips[d.name]) if ips[d.name] else asyncio.sleep(0, "no IP known: "
+                                     "t10k kms set-drive-ip") for d in drives))
+    rows = []
+    for d, answer in zip(drives, answers, strict=True):
+        if isinstance(answer, str):
+            rows.append({"drive": d.name, "ip": ips[d.name], "ok": False, "problem": answer})
+            continue
+        ok = answer.okt_timestamp == mapping.timestamp and answer.media_key_count > 0
+        problem = "" if ok else ("holds no media keys (Need OKT)" if answer.need_okt else
+                                 f"holds {format_timestamp(answer.okt_timestamp)}")
+        rows.append({"drive": d.name, "ip": ips[d.name], "ok": ok, "led": answer.led.name,
+                     "okt_time": format_timestamp(answer.okt_timestamp), "problem": problem})
+    return rows

@@ -223,14 +223,26 @@ class KmsStore:
 
     # --- drives and device keys --------------------------------------------
 
-    def add_drive(self, name: str, csn: bytes, pckey: bytes, model: str) -> None:
+    def add_drive(self, name: str, csn: bytes, pckey: bytes, model: str, ip: str = "") -> None:
         with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM drives WHERE name=? OR csn=?", (name, csn)).fetchone():
                 raise RuleViolation("names are permanent and CSNs unique", f"a drive named {name!r} or with CSN "
                                     f"{csn.hex()} already exists", "Choose another name; each drive is imported once.")
-            conn.execute("INSERT INTO drives (name, csn, model, pckey_sealed) VALUES (?,?,?,?)",
-                         (name, csn, model, self._seal(pckey, b"pckey:" + csn)))
-            self.audit("import_drive", {"drive": name, "csn": csn.hex(), "model": model})
+            conn.execute("INSERT INTO drives (name, csn, model, pckey_sealed, ip) VALUES (?,?,?,?,?)",
+                         (name, csn, model, self._seal(pckey, b"pckey:" + csn), ip))
+            self.audit("import_drive", {"drive": name, "csn": csn.hex(), "model": model, "ip": ip})
+
+    def drive_ip(self, name: str) -> str:
+        row = self._conn.execute("SELECT ip FROM drives WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no drive named {name!r}")
+        return str(row[0])
+
+    def set_drive_ip(self, name: str, ip: str) -> None:
+        with self.transaction() as conn:
+            if conn.execute("UPDATE drives SET ip=? WHERE name=?", (ip, name)).rowcount != 1:
+                raise NotFound(f"no drive named {name!r}")
+            self.audit("set_drive_ip", {"drive": name, "ip": ip})
 
     _DRIVE_QUERY = """
         SELECT d.name, d.csn, d.model, k.device_key_id, COALESCE(k.timestamp, 0), p.pool FROM drives d

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from drive_daemon import cli as drive_cli
 from drive_daemon import host_cli
@@ -15,6 +16,8 @@ from token_daemon import cli as token_cli
 from token_daemon.errors import TokenDaemonError
 
 from . import demo_cli, pcap_cli
+from protocol.constants import TOKEN_MGMT_PORT
+
 from .netlab import NetLabError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -26,13 +29,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True)
-    token_cli.register(sub)
+    _token_status(token_cli.register(sub))
     drive_cli.register(sub)
     host_cli.register(sub)
     kms_cli.register(sub)
     demo_cli.register(sub)
     pcap_cli.register(sub)
     return parser
+
+
+def _token_status(tsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``t10k token status IP``: a token's LEDs, contents and errors, over its authenticated channel."""
+    p = tsub.add_parser("status", help="read a token's status with its secret (as the KMS does)")
+    p.add_argument("ip")
+    p.add_argument("--secret-file", required=True, type=Path, help="the token's secret (from 't10k kms add-token')")
+    p.add_argument("--port", type=int, default=TOKEN_MGMT_PORT)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_run_token_status)
+
+
+def _run_token_status(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from kms_client.push import request
+    from protocol import ReadStatus, TokenStatus
+    from protocol.timestamps import format_timestamp, now_us
+    from token_daemon.service import read_secret_file
+
+    reply = asyncio.run(request(args.ip, ReadStatus(), secret=read_secret_file(args.secret_file), counter=now_us(),
+                                port=args.port))
+    assert isinstance(reply, TokenStatus)
+    data = {"mode": reply.mode.name, "led3": reply.led3.name, "error_led": reply.error_led.name,
+            "pool": reply.pool, "timestamp": format_timestamp(reply.timestamp), "csns": reply.csn_count,
+            "packages_held": reply.packages_held, "acknowledged": reply.acknowledged,
+            "errors": [{"csn": e.csn.hex(), "error_code": f"{int(e.error_code):08X}", "key_id": e.key_id.hex()}
+                       for e in reply.errors]}
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print("\n".join(f"{k:<14} {v}" for k, v in data.items()))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,7 +88,7 @@ class Lab:
         placed = []
         for i, m in enumerate(made):
             name = f"drive-{i + 1:02d}"
-            self.store.add_drive(name, m.csn, m.pckey, m.model)  # one at a time (limitation 4)
+            self.store.add_drive(name, m.csn, m.pckey, m.model, str(first + i))  # one at a time (limitation 4)
             self.drive_ips[name], self.drive_csns[name] = str(first + i), m.csn
             placed.append((m, str(first + i)))
         for name, ip in self.plan.tokens:

@@ -142,8 +142,8 @@ class NetworkLab:
                 self._made[site.name] = made
                 cd = self.state_dir / f"{site.name}-cd.json"
                 cd.write_text(format_manufacturing(made))
-                for name, m in zip(site.drive_names(), made, strict=True):
-                    self.kms.add_drive(name, m.csn, m.pckey, m.model)
+                for name, m, ip in zip(site.drive_names(), made, site.drive_ips(self.netns), strict=True):
+                    self.kms.add_drive(name, m.csn, m.pckey, m.model, ip)
                 for token, ip in zip(site.tokens, site.token_ips(self.netns), strict=True):
                     secret = self.kms.add_token(token, ip, TOKEN_MGMT_PORT)
                     (secrets / token).write_text(secret.hex())

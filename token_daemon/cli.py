@@ -12,7 +12,7 @@ from protocol.constants import ANNOUNCE_INTERVAL_S, LOOPBACK_BROADCAST, TOKEN_LA
 from .service import TokenConfig, TokenService, read_secret_file
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
     token = sub.add_parser("token", help="run a key token (EKT/OKT) daemon")
     tsub = token.add_subparsers(dest="token_command", required=True)
     run = tsub.add_parser("run", help="run one token at its static IP until SIGINT/SIGTERM")
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--mgmt-port", type=int, default=TOKEN_MGMT_PORT)
     run.add_argument("--capture", type=Path, help="write everything sent and received to this pcap (no root needed)")
     run.set_defaults(func=_run)
+    return tsub
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -189,3 +189,15 @@ async def test_every_token_write_takes_a_backup(lab: Lab) -> None:
     assert reasons == ["EKT written to token-A", "OKT written to token-A", "OKT written to token-B"]
     actions = [r.action for r in lab.kms.audit_records()]
     assert actions.count("write_okt") == 2 and actions.count("backup") == 3 and lab.kms.verify_audit().ok
+
+
+async def test_verify_pool_answers_the_seeds_pool_of_100_drives_question(lab: Lab) -> None:
+    await enrol_and_arm(lab)
+    rows = await station.verify_pool(lab.kms, POOL)
+    assert len(rows) == 8 and all(r["ok"] for r in rows)
+    await lab.remove_token("token-A")
+    lab.power_cycle(["drive-03"])  # comes back with no token in the bay
+    rows = await station.verify_pool(lab.kms, POOL)
+    assert [(r["drive"], r["problem"]) for r in rows if not r["ok"]] == [("drive-03", "holds no media keys (Need OKT)")]
+    lab.kms.apply_mapping(POOL)  # a new timestamp nobody has received
+    assert not any(r["ok"] for r in await station.verify_pool(lab.kms, POOL))

@@ -87,7 +87,8 @@ def armed_by_cli(tmp_path: Path, daemons: list[Daemon]) -> CliSite:
     t10k("kms", "init", *store, "--kms-id", "0a0b0c0d", "--no-roles")
     csns = [d["csn"] for d in json.loads(made.read_text())]
     for i, csn in enumerate(csns):
-        t10k("kms", "import-drive", *store, "--manufacturing", str(made), "--csn", csn, "--name", f"drive-{i}")
+        t10k("kms", "import-drive", *store, "--manufacturing", str(made), "--csn", csn, "--name", f"drive-{i}",
+             "--ip", f"127.0.3.{101 + i}")
     t10k("kms", "add-token", *store, "--name", "tok", "--ip", TOKEN_IP, "--secret-out", str(tmp_path / "tok.secret"))
     daemons.append(Daemon("token", "run", "--ip", TOKEN_IP, "--state", str(tmp_path / "tok"),
                           "--secret-file", str(tmp_path / "tok.secret"), "--announce-interval", "0.3"))
@@ -123,6 +124,16 @@ def test_enrol_arm_and_power_cycle_through_the_cli(tmp_path: Path, daemons: list
     wait_for(site.ips, lambda s: s["led"] == "RED" and s["okt_timestamp"] == site.mapping["timestamp"], "re-armed")
     status = json.loads(t10k("kms", "token-status", *site.store, "--token", "tok", "--json").stdout)
     assert (status["mode"], status["led3"], status["acknowledged"], status["errors"]) == ("OKT", "SOLID_GREEN", 3, [])
+    # the operator surfaces of the seed: a drive's VOP by IP, a token by IP, a whole pool at once
+    assert json.loads(t10k("vop", "status", site.ips[0], "--json").stdout)["led"] == "RED"
+    token = json.loads(t10k("token", "status", TOKEN_IP, "--secret-file", str(tmp_path / "tok.secret"),
+                            "--json").stdout)
+    assert (token["mode"], token["led3"], token["errors"]) == ("OKT", "SOLID_GREEN", [])
+    verified = t10k("kms", "verify-pool", *site.store, "--pool", "P1")
+    assert "3 of 3 drive(s) hold it" in verified.stdout
+    t10k("kms", "apply", *site.store, "--pool", "P1")
+    stale = t10k("kms", "verify-pool", *site.store, "--pool", "P1", check=False)
+    assert stale.returncode == 1 and "0 of 3" in stale.stdout
 
 
 def test_backup_list_restore_verify_through_the_cli(tmp_path: Path, daemons: list[Daemon]) -> None:
