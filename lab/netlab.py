@@ -101,9 +101,14 @@ class NetworkLab:
                     _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
 
     def network_down(self) -> None:
-        """Remove every namespace and the bridge of this topology (also after a crash)."""
+        """Remove every namespace and the bridge of this topology (also after a crash).
+
+        Each veth pair is deleted from the host side first: that is synchronous, whereas the
+        kernel tears a deleted namespace's devices down later, and a lab brought up right
+        after would find the old veth names still taken."""
         for site in self.topology.sites:
             for role in ("bay", "lib"):
+                subprocess.run(["ip", "link", "del", f"t10k{site.index}{role[0]}"], capture_output=True)
                 subprocess.run(["ip", "netns", "del", self.namespace(site, role)], capture_output=True)
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
 
