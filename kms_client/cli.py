@@ -128,13 +128,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--token", required=True)
     p.add_argument("--drive", required=True, action="append", help="repeat for several drives")
     p.add_argument("--use-pckey", action="store_true", help="wrap under the PCkey: first enrolment or after a reset")
+    p.add_argument("--image", type=Path, help="air gap: write the token image to this file instead of the network")
 
     p = cmd("write-okt", _write_okt, "write a pool's media keys to a token (an OKT)")
     p.add_argument("--token", required=True)
     p.add_argument("--pool", required=True)
+    p.add_argument("--image", type=Path, help="air gap: write the token image to this file instead of the network")
 
     p = cmd("token-status", _token_status, "read a token's status and errors over the network")
     p.add_argument("--token", required=True)
+    p.add_argument("--image", type=Path, help="air gap: read a status image saved by 't10k token save-image'")
 
     cmd("list", _list, "list drives, keys, key sets, pools and tokens")
 
@@ -279,18 +282,33 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _write_ekt(args: argparse.Namespace) -> int:
+    if args.image:
+        from .builders import build_ekt
+
+        store = _open(args)
+        station.write_image(store, args.token, build_ekt(store, args.drive, use_pckey=args.use_pckey), args.image)
+        return _out(args, {"image": str(args.image)}, f"EKT image for {args.token} written to {args.image}: "
+                    f"'t10k token load-image' writes it to the token")
     result = asyncio.run(station.write_ekt(_open(args), args.token, args.drive, use_pckey=args.use_pckey))
     return _out(args, {"token": args.token, "status": result.status.name, "message": result.message}, result.message)
 
 
 def _write_okt(args: argparse.Namespace) -> int:
+    if args.image:
+        from .builders import build_okt
+
+        store = _open(args)
+        station.write_image(store, args.token, build_okt(store, args.pool), args.image)
+        return _out(args, {"image": str(args.image)}, f"OKT image for {args.token} written to {args.image}: "
+                    f"'t10k token load-image' writes it to the token")
     result = asyncio.run(station.write_okt(_open(args), args.token, args.pool))
     return _out(args, {"token": args.token, "status": result.status.name, "message": result.message}, result.message)
 
 
 def _token_status(args: argparse.Namespace) -> int:
     store = _open(args)
-    s = asyncio.run(station.token_status(store, args.token))
+    s = station.read_status_image(store, args.token, args.image) if args.image else \
+        asyncio.run(station.token_status(store, args.token))
     names = {d.csn: d.name for d in store.drives()}
     errors = [{"drive": names.get(e.csn, e.csn.hex()), "csn": e.csn.hex(), "error_code": f"{int(e.error_code):08X}",
                "error": e.error_code.name, "key_id": e.key_id.hex(), "reported": format_timestamp(e.reported_at)}

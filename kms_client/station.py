@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
-from protocol import ClearError, MgmtResult, ReadStatus, TokenStatus
+from protocol import ClearError, MgmtResult, ReadStatus, TokenStatus, WriteEkt, WriteOkt
 
 from .backup import backup_after
 from .builders import build_ekt, build_okt
 from .errors import ReplyNotAuthentic
 from .push import request
 from .store import KmsStore
+
+
+def write_image(store: KmsStore, token: str, message: WriteEkt | WriteOkt, image: object) -> None:
+    """Air gap: the exact authenticated frame the token would have received, to a file (0600),
+    recorded and followed by a backup like any token write."""
+    import os
+
+    from protocol import encode_authenticated
+
+    frame = encode_authenticated(message, secret=store.token_secret(token), counter=store.next_token_counter(token))
+    fd = os.open(str(image), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(frame)
+    kind = "EKT" if isinstance(message, WriteEkt) else "OKT"
+    with store.transaction():
+        store.audit(f"write_{kind.lower()}", {"token": token, "image": str(image)})
+    backup_after(store, f"{kind} image written for {token}")
+
+
+def read_status_image(store: KmsStore, token: str, image: object) -> TokenStatus:
+    """Air gap, the way back: a token's saved status, checked against its secret."""
+    from pathlib import Path
+
+    from protocol import AuthenticationError, DecodeError, decode
+
+    try:
+        frame = decode(Path(str(image)).read_bytes())
+        frame.verify(store.token_secret(token))
+    except (OSError, DecodeError, AuthenticationError) as exc:
+        raise ReplyNotAuthentic(f"{image} is not a status image of token {token}: {exc}") from None
+    if not isinstance(frame.message, TokenStatus):
+        raise ReplyNotAuthentic(f"{image} holds {type(frame.message).__name__}, not a token status")
+    return frame.message
 
 
 async def _send(store: KmsStore, token: str, message: object, timeout_s: float) -> object:

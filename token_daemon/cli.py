@@ -25,6 +25,13 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
     run.add_argument("--mgmt-port", type=int, default=TOKEN_MGMT_PORT)
     run.add_argument("--capture", type=Path, help="write everything sent and received to this pcap (no root needed)")
     run.set_defaults(func=_run)
+    for name, func, help in (("load-image", _load_image, "air gap: write a token from an image made at the KMS"),
+                             ("save-image", _save_image, "air gap: save the token's status for the KMS to read")):
+        p = tsub.add_parser(name, help=help)
+        p.add_argument("image", type=Path)
+        p.add_argument("--state", required=True, type=Path, help="the token's non-volatile memory")
+        p.add_argument("--secret-file", required=True, type=Path)
+        p.set_defaults(func=func)
     return tsub
 
 
@@ -64,3 +71,21 @@ def _capture(path: Path | None):  # type: ignore[no-untyped-def]
     from protocol.pcap import CaptureWriter
 
     return CaptureWriter(path)
+
+
+def _load_image(args: argparse.Namespace) -> int:
+    from protocol.timestamps import now_us
+
+    from .airgap import load_image
+
+    result = load_image(args.state, read_secret_file(args.secret_file), args.image, now_us())
+    print(result.message)
+    return 0
+
+
+def _save_image(args: argparse.Namespace) -> int:
+    from .airgap import save_image
+
+    save_image(args.state, read_secret_file(args.secret_file), args.image)
+    print(f"token status saved to {args.image}")
+    return 0

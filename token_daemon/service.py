@@ -106,6 +106,9 @@ class TokenService:
         await self.stop()
 
     async def start(self) -> None:
+        from .airgap import lock_state
+
+        self._bay_lock = lock_state(self.config.state_dir)  # in the bay: no image can be loaded meanwhile
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -155,6 +158,9 @@ class TokenService:
             await self._server.wait_closed()
         if self._transport is not None:
             self._transport.close()
+        if getattr(self, "_bay_lock", None) is not None:
+            self._bay_lock.close()
+            self._bay_lock = None
 
     # --- reset button (physical) ------------------------------------------
 

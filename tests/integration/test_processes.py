@@ -384,3 +384,51 @@ def test_a_day_with_operators_and_roles_through_the_cli(tmp_path: Path) -> None:
             ("KmsAdm", "deactivate_key"), ("alice", "create_operator")} <= by
     run("kms", "logout", session=bob)
     assert "ended" in run("kms", "list", session=bob, check=False).stderr
+
+
+def test_air_gap_token_images_carried_to_the_bay_and_back(tmp_path: Path, daemons: list[Daemon]) -> None:
+    store = ["--store", str(tmp_path / "kms")]
+    made = tmp_path / "cd.json"
+    t10k("drive", "manufacture", "--count", "2", "--out", str(made), "--first-csn", "5700000000000b01")
+    t10k("kms", "init", *store, "--no-roles")
+    for i, csn in enumerate(d["csn"] for d in json.loads(made.read_text())):
+        t10k("kms", "import-drive", *store, "--manufacturing", str(made), "--csn", csn, "--name", f"d{i}")
+    t10k("kms", "add-token", *store, "--name", "tok", "--ip", "127.0.3.40", "--secret-out", str(tmp_path / "s"))
+    token = ["--state", str(tmp_path / "tok"), "--secret-file", str(tmp_path / "s")]
+    # At the KMS bay: the EKT goes to an image, and into the token, with no network in between.
+    t10k("kms", "write-ekt", *store, "--token", "tok", "--drive", "d0", "--drive", "d1", "--use-pckey",
+         "--image", str(tmp_path / "ekt.img"))
+    assert "EKT written" in t10k("token", "load-image", str(tmp_path / "ekt.img"), *token).stdout
+    replayed = t10k("token", "load-image", str(tmp_path / "ekt.img"), *token, check=False)
+    assert replayed.returncode == 1 and "REPLAYED" in replayed.stderr
+    # Carried to the drive bay: the token daemon starts and the drives enrol.
+    bay = Daemon("token", "run", "--ip", "127.0.3.40", *token, "--announce-interval", "0.3")
+    daemons.append(bay)
+    daemons.append(Daemon("drive", "run-many", "--manufacturing", str(made), "--first-ip", "127.0.3.141",
+                          "--state", str(tmp_path / "drives")))
+    ips = ["127.0.3.141", "127.0.3.142"]
+    wait_for(ips, lambda s: s["led"] == "AMBER", "enrolled")
+    in_bay = t10k("token", "load-image", str(tmp_path / "ekt.img"), *token, check=False)
+    assert in_bay.returncode == 1 and "in a bay" in in_bay.stderr
+    # Back to the KMS bay for the OKT, then to the drive bay again.
+    assert bay.stop() == 0
+    key = t10k("kms", "create-key", *store).stdout.strip()
+    t10k("kms", "create-key-set", *store, "KS")
+    t10k("kms", "add-key", *store, "--key-set", "KS", "--key", key)
+    t10k("kms", "create-pool", *store, "P")
+    t10k("kms", "add-drive", *store, "--pool", "P", "--drive", "d0", "--drive", "d1")
+    t10k("kms", "map", *store, "--pool", "P", "--key-set", "KS", "--write-key", key)
+    t10k("kms", "write-okt", *store, "--token", "tok", "--pool", "P", "--image", str(tmp_path / "okt.img"))
+    t10k("token", "load-image", str(tmp_path / "okt.img"), *token)
+    daemons.append(Daemon("token", "run", "--ip", "127.0.3.40", *token, "--announce-interval", "0.3"))
+    wait_for(ips, lambda s: s["led"] == "RED", "armed")
+    # And the token's status carried back to the KMS.
+    daemons.pop(-1).stop()
+    t10k("token", "save-image", str(tmp_path / "status.img"), *token)
+    status = json.loads(t10k("kms", "token-status", *store, "--token", "tok", "--image", str(tmp_path / "status.img"),
+                             "--json").stdout)
+    assert (status["mode"], status["acknowledged"], status["errors"]) == ("OKT", 2, [])
+    forged = tmp_path / "forged.img"
+    forged.write_bytes(bytes(b ^ 1 if i == 30 else b for i, b in enumerate((tmp_path / "status.img").read_bytes())))
+    bad = t10k("kms", "token-status", *store, "--token", "tok", "--image", str(forged), check=False)
+    assert bad.returncode == 1 and "not a status image" in bad.stderr
