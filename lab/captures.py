@@ -50,6 +50,7 @@ async def _arm(lab: Lab) -> bytes:
 
 
 async def ekt_enrolment(workdir: Path, capture: CaptureWriter) -> list[bytes]:
+    """First enrolment: an EKT with 'use PCkey' for four drives."""
     async with Lab(workdir, _plan(), tap=capture) as lab:
         await _enrol(lab)
         await asyncio.sleep(0.2)
@@ -57,6 +58,7 @@ async def ekt_enrolment(workdir: Path, capture: CaptureWriter) -> list[bytes]:
 
 
 async def okt_rekey(workdir: Path, capture: CaptureWriter) -> list[bytes]:
+    """Arm a pool, then rekey it by the seed's Method 1."""
     async with Lab(workdir, _plan(), tap=capture) as lab:
         await _arm(lab)
         await _map_new_key(lab, "KS2", ["KS1"])  # the seed's Method 1
@@ -64,6 +66,7 @@ async def okt_rekey(workdir: Path, capture: CaptureWriter) -> list[bytes]:
 
 
 async def missing_key(workdir: Path, capture: CaptureWriter) -> list[bytes]:
+    """A tape written under a key that leaves the mapping: the missing key error."""
     async with Lab(workdir, _plan(), tap=capture) as lab:
         await _arm(lab)
         Cartridge.create(lab.library, "VOL001")
@@ -87,6 +90,7 @@ async def missing_key(workdir: Path, capture: CaptureWriter) -> list[bytes]:
 
 
 async def reset(workdir: Path, capture: CaptureWriter) -> list[bytes]:
+    """The token's reset button held 3 s: every drive it holds CSNs for is cleared."""
     async with Lab(workdir, _plan(), tap=capture) as lab:
         await _arm(lab)
         await lab.tokens["token-A"].press_reset()  # reset button held 3 s: CLEAR_KEYS
@@ -95,6 +99,7 @@ async def reset(workdir: Path, capture: CaptureWriter) -> list[bytes]:
 
 
 async def demo(workdir: Path, capture: CaptureWriter) -> list[bytes]:
+    """The main demo: enrol, arm, rekey, an outdated token refused."""
     secrets: list[bytes] = []
     report = await run_demo(workdir, tap=capture, on_done=lambda lab: secrets.extend(lab_secrets(lab)))
     assert report.ok
