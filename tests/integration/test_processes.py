@@ -432,3 +432,12 @@ def test_air_gap_token_images_carried_to_the_bay_and_back(tmp_path: Path, daemon
     forged.write_bytes(bytes(b ^ 1 if i == 30 else b for i, b in enumerate((tmp_path / "status.img").read_bytes())))
     bad = t10k("kms", "token-status", *store, "--token", "tok", "--image", str(forged), check=False)
     assert bad.returncode == 1 and "not a status image" in bad.stderr
+
+
+def test_a_trainer_runs_a_scenario_with_its_capture(tmp_path: Path) -> None:
+    result = t10k("lab", "scenario", "scenario-4", "--capture", str(tmp_path / "s4.pcap"))
+    assert "every symptom checked" in result.stdout
+    rows = json.loads(t10k("pcap", "decode", str(tmp_path / "s4.pcap"), "--json", "--type", "ERROR_REPORT").stdout)
+    assert rows and rows[0]["fields"]["error_code"].startswith("0000610A")
+    bad = t10k("lab", "scenario", "scenario-9", check=False)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
