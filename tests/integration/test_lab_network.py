@@ -201,3 +201,15 @@ async def test_verify_pool_answers_the_seeds_pool_of_100_drives_question(lab: La
     assert [(r["drive"], r["problem"]) for r in rows if not r["ok"]] == [("drive-03", "holds no media keys (Need OKT)")]
     lab.kms.apply_mapping(POOL)  # a new timestamp nobody has received
     assert not any(r["ok"] for r in await station.verify_pool(lab.kms, POOL))
+
+
+async def test_redundant_tokens_removing_one_leaves_the_drives_served(lab: Lab) -> None:
+    """The seed's advice: write the OKT twice and keep both tokens in the bay."""
+    key = await enrol_and_arm(lab, tokens=("token-A", "token-B"))
+    a = await station.token_status(lab.kms, "token-A")
+    b = await station.token_status(lab.kms, "token-B")
+    assert a.timestamp == b.timestamp  # the mapping's time, not the time each token was written
+    await lab.remove_token("token-A")
+    lab.power_cycle()
+    statuses = await lab.wait_until(lambda s: s.led is EncryptionLed.RED, "re-armed from token-B")
+    assert {s.write_key_id for s in statuses.values()} == {key}
