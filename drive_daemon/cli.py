@@ -11,13 +11,12 @@ from pathlib import Path
 
 from protocol.constants import LOOPBACK_BROADCAST, VOP_PORT
 from protocol.ids import cli_type, parse_csn
-from protocol.timestamps import format_timestamp
 
 from protocol.sense import SenseProfile
 
 from .manufacturing import find_drive, make_drives, read_manufacturing_file, write_manufacturing_file
 from .service import DriveHost, DriveHostConfig
-from .vop import vop_reset, vop_status
+from .vop import vop_fields, vop_reset, vop_status
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -66,6 +65,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="address the LAN listener binds: the broadcast address, or 0.0.0.0")
     p.add_argument("--library", type=Path, help="directory of cartridges the drives load (default STATE/library)")
     p.add_argument("--capture", type=Path, help="write everything sent and received to this pcap (no root needed)")
+    p.add_argument("--mqtt", help="publish state and alerts to this broker, mqtt://HOST[:PORT] (docs/EVENTS.md)")
+    p.add_argument("--site", default="lab", help="the site name in MQTT topics")
     p.add_argument("--sense-profile", choices=[s.value for s in SenseProfile], default=SenseProfile.T10000.value,
                    help="sense codes: the T10000 firmware's (default) or standard SSC-3 (ASC 74h)")
 
@@ -84,7 +85,13 @@ def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-
             from protocol.pcap import CaptureWriter
 
             capture = CaptureWriter(args.capture)
-        async with DriveHost(config, drives, tap=capture) as host:
+        publisher = None
+        if args.mqtt is not None:
+            from events import EventPublisher
+
+            publisher = EventPublisher(args.mqtt)
+            publisher.start()
+        async with DriveHost(config, drives, tap=capture, events=publisher, site=args.site) as host:
             # SIGHUP is a power cycle of every hosted drive: media keys are lost.
             loop.add_signal_handler(signal.SIGHUP, lambda: [h.power_cycle() for h in host.drives.values()])
             print(f"{len(drives)} drive(s) serving, first at {drives[0][1]}", flush=True)
@@ -92,6 +99,8 @@ def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-
             await host.flush()
         if capture is not None:
             capture.close()
+        if publisher is not None:
+            await publisher.stop()
 
     asyncio.run(main())
     return 0
@@ -117,17 +126,6 @@ def _manufacture(args: argparse.Namespace) -> int:
     write_manufacturing_file(args.out, drives)
     print(f"wrote {len(drives)} drive(s) to {args.out}: CSN {drives[0].csn.hex()} .. {drives[-1].csn.hex()}")
     return 0
-
-
-def vop_fields(s) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    first, second = s.status_fields
-    return {
-        "csn": s.csn.hex(), "led": s.led.name, "status1": first, "status2": second,
-        "encryption": s.encryption_enabled, "need_okt": s.need_okt, "holding_keys": s.holding_keys,
-        "reset": s.reset, "okt_timestamp": s.okt_timestamp, "okt_time": format_timestamp(s.okt_timestamp),
-        "device_key_timestamp": s.device_key_timestamp, "media_keys": s.media_key_count,
-        "write_key_id": s.write_key_id.hex(), "encrypting_model": s.encrypting_model,
-    }
 
 
 def _drive_ip(args: argparse.Namespace) -> str:

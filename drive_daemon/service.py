@@ -14,7 +14,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from protocol import (
     DecodeError,
@@ -43,10 +43,16 @@ from protocol.sense import SenseProfile
 from .drive import Drive, Event, Output
 from .host_server import HostServerProtocol
 from .tape import TapeSession
+
+if TYPE_CHECKING:
+    from events import EventPublisher
 from protocol.manufacturing import ManufacturedDrive
 from .nvram import encode_nvram, load_nvram, write_nvram
 
 log = logging.getLogger("t10k.drive")
+
+#: Drive events published as alerts (everything else is state).
+ALERTS = {"DecryptionFailed", "MissingKeyReported", "KeysCleared", "ClearRefused", "OfferRefused", "PullGaveUp"}
 
 Tap = Callable[[str, str, tuple[str, int], tuple[str, int], bytes], None]
 EventSink = Callable[[bytes, Event], None]
@@ -162,7 +168,25 @@ class HostedDrive:
             log.debug("drive %s: %s", self.csn.hex(), event)
             for sink in self.host.sinks:
                 sink(self.csn, event)
+        if self.host.publisher is not None and (out.persist or out.events):
+            self.publish(out.events)
         self._reschedule()
+
+    def publish(self, events: list[Event]) -> None:
+        """The drive's VOP fields (retained, coalesced) and the events worth an alert."""
+        from events import drive_event, drive_state
+        from protocol.pcap import describe
+
+        from .vop import vop_fields
+
+        publisher, site = self.host.publisher, self.host.site
+        assert publisher is not None
+        publisher.state(drive_state(site, self.csn), lambda: vop_fields(self.drive.vop_status(time.time())) | {
+            "ip": self.ip})
+        for event in events:
+            if type(event).__name__ in ALERTS:
+                publisher.event(drive_event(site, self.csn),
+                                {"type": type(event).__name__, "csn": self.csn.hex(), "ip": self.ip} | describe(event))
 
     async def _write(self, data: bytes) -> None:
         async with self._writes:
@@ -226,8 +250,11 @@ class HostedDrive:
 class DriveHost:
     """Hosts drives in one process; ``async with DriveHost(cfg, [(made, ip), ...])``."""
 
-    def __init__(self, config: DriveHostConfig, drives: list[tuple[ManufacturedDrive, str]], *, tap: Tap | None = None) -> None:
+    def __init__(self, config: DriveHostConfig, drives: list[tuple[ManufacturedDrive, str]], *, tap: Tap | None = None,
+                 events: EventPublisher | None = None, site: str = "lab") -> None:
         self.config = config
+        self.publisher = events
+        self.site = site
         self.counters = Counters()
         self.sinks: list[EventSink] = []
         self._tap = tap
@@ -258,6 +285,9 @@ class DriveHost:
             await self.stop()
             raise
         log.info("drive host: %d drive(s), LAN %s:%d", len(self.drives), self.config.listen_broadcast, self.config.lan_port)
+        if self.publisher is not None:
+            for hosted in self.drives.values():
+                hosted.publish([])
 
     async def stop(self) -> None:
         for hosted in self.drives.values():

@@ -7,6 +7,8 @@ import asyncio
 from protocol import DecodeError, Message, VopResetDrive, VopResult, VopStatus, VopStatusRequest, decode, decode_header, encode
 from protocol.constants import HEADER_SIZE, VOP_PORT
 
+from protocol.timestamps import format_timestamp
+
 from .errors import DriveDaemonError
 
 
@@ -45,3 +47,14 @@ async def vop_reset(ip: str, *, port: int = VOP_PORT, timeout_s: float = 5.0) ->
     if not isinstance(reply, VopResult):
         raise VopError(f"the drive at {ip} answered {type(reply).__name__} to a reset")
     return reply
+
+
+def vop_fields(s) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    first, second = s.status_fields
+    return {
+        "csn": s.csn.hex(), "led": s.led.name, "status1": first, "status2": second,
+        "encryption": s.encryption_enabled, "need_okt": s.need_okt, "holding_keys": s.holding_keys,
+        "reset": s.reset, "okt_timestamp": s.okt_timestamp, "okt_time": format_timestamp(s.okt_timestamp),
+        "device_key_timestamp": s.device_key_timestamp, "media_keys": s.media_key_count,
+        "write_key_id": s.write_key_id.hex(), "encrypting_model": s.encrypting_model,
+    }

@@ -167,6 +167,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = cmd("failover", _failover, "make the standby (--store) the primary from its latest backup")
     p.add_argument("--key-file", type=Path, required=True, help="the backup key")
     p.add_argument("--primary", type=Path, help="the primary's store, if it still runs: final backup first")
+    p = cmd("watch", _watch, "show token alerts and drive state live, from the MQTT broker (docs/EVENTS.md)")
+    p.add_argument("--mqtt", required=True, help="the broker, mqtt://HOST[:PORT]")
+    p.add_argument("--count", type=int, help="stop after this many messages")
+    p.add_argument("--timeout", type=float, help="stop after this many seconds")
     cmd("backup", _backup, "take an encrypted backup now (one is also taken on every token write)")
     p = cmd("restore", _restore, "list backups, or restore one (seed: run_restore_db)")
     p.add_argument("dump_id", nargs="?", help="'list', 'latest' or a dump ID")
@@ -591,3 +595,61 @@ def _verify_pool(args: argparse.Namespace) -> int:
             f"{len(rows)} drive(s) hold it"] + [f"  {r['drive']:<14} {r['ip']:<15} {r['problem']}" for r in differ]
     _out(args, {"pool": args.pool, "okt_timestamp": mapping.timestamp, "drives": rows}, "\n".join(text))
     return 0 if not differ else 1
+
+
+def _watch_line(topic: str, payload: dict[str, object]) -> str:
+    parts = topic.split("/")  # t10k/<site>/<drive|token>/<id>/<state|event>
+    site, kind, ident, what = parts[1], parts[2], parts[3], parts[4]
+    if kind == "token" and what == "event":
+        return (f"ALERT {site} token {ident}: drive {payload.get('csn')} error {payload.get('error_code')} "
+                f"key {payload.get('key_id')}")
+    if kind == "token":
+        return (f"{site} token {ident}: {payload.get('mode')} LED3 {payload.get('led3')} error LED "
+                f"{payload.get('error_led')}, {payload.get('errors')} error(s)")
+    if what == "event":
+        return f"{site} drive {ident} ({payload.get('ip')}): {payload.get('type')}"
+    return (f"{site} drive {ident} ({payload.get('ip')}): LED {payload.get('led')} {payload.get('status1')} "
+            f"{payload.get('status2')} OKT {payload.get('okt_time')}")
+
+
+def _watch(args: argparse.Namespace) -> int:
+    import json as _json
+    import signal
+
+    from events import ALL, parse_mqtt_url
+
+    host, port = parse_mqtt_url(args.mqtt)
+
+    async def main() -> int:
+        import aiomqtt
+
+        seen = 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with aiomqtt.Client(host, port) as client:
+                await client.subscribe(ALL, qos=1)
+
+                async def read() -> None:
+                    nonlocal seen
+                    async for message in client.messages:
+                        payload = _json.loads(message.payload)
+                        topic = str(message.topic)
+                        print(_json.dumps({"topic": topic, "payload": payload}) if args.json
+                              else _watch_line(topic, payload), flush=True)
+                        seen += 1
+                        if args.count is not None and seen >= args.count:
+                            return
+
+                reader = asyncio.ensure_future(read())
+                waiter = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({reader, waiter}, timeout=args.timeout, return_when=asyncio.FIRST_COMPLETED)
+                reader.cancel()
+                waiter.cancel()
+        except aiomqtt.MqttError as exc:
+            raise StoreError(f"cannot watch the broker at {host}:{port}: {exc}") from None
+        return 0
+
+    return asyncio.run(main())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from drive_daemon.service import DriveHost, DriveHostConfig, Tap
+from events import EventPublisher
 from drive_daemon.vop import vop_status
 from kms_client import station
 from kms_client.keyadmin import set_backupkey
@@ -40,10 +41,13 @@ class LabTimeout(Exception):
 
 
 class Lab:
-    def __init__(self, workdir: Path, plan: LabPlan | None = None, *, tap: Tap | None = None) -> None:
+    def __init__(self, workdir: Path, plan: LabPlan | None = None, *, tap: Tap | None = None,
+                 mqtt: str | None = None) -> None:
         self.workdir = workdir
         self.plan = plan or LabPlan()
         self._tap = tap
+        self._mqtt = mqtt
+        self.publisher: EventPublisher | None = None
         self.store: KmsStore | None = None
         self.tokens: dict[str, TokenService] = {}
         self.host: DriveHost | None = None
@@ -79,6 +83,9 @@ class Lab:
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self._mqtt is not None:
+            self.publisher = EventPublisher(self._mqtt)
+            self.publisher.start()
         manufacturing = self.workdir / "manufacturing.json"
         manufacturing.write_text(format_manufacturing(make_drives(self.plan.drive_count)))
         made = parse_manufacturing(manufacturing.read_text())
@@ -95,7 +102,7 @@ class Lab:
             self._secrets[name] = self.store.add_token(name, ip, TOKEN_MGMT_PORT)
             await self.insert_token(name)
         config = DriveHostConfig(self.workdir / "drives", listen_broadcast=self.plan.broadcast, library=self.library)
-        self.host = DriveHost(config, placed, tap=self._tap)
+        self.host = DriveHost(config, placed, tap=self._tap, events=self.publisher)
         await self.host.start()
 
     async def stop(self) -> None:
@@ -106,6 +113,8 @@ class Lab:
             await self.host.stop()
         if self.store is not None:
             self.store.close()
+        if self.publisher is not None:
+            await self.publisher.stop()
 
     # --- tokens in and out of the bay ---------------------------------------
 
@@ -113,7 +122,7 @@ class Lab:
         ip = dict(self.plan.tokens)[name]
         config = TokenConfig(ip, self.workdir / name, self._secrets[name], broadcast=self.plan.broadcast,
                              announce_interval_s=self.plan.announce_interval_s)
-        service = TokenService(config, tap=self._tap)
+        service = TokenService(config, tap=self._tap, events=self.publisher)
         await service.start()
         self.tokens[name] = service
         return service

@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
     run.add_argument("--lan-port", type=int, default=TOKEN_LAN_PORT)
     run.add_argument("--mgmt-port", type=int, default=TOKEN_MGMT_PORT)
     run.add_argument("--capture", type=Path, help="write everything sent and received to this pcap (no root needed)")
+    run.add_argument("--mqtt", help="publish state and alerts to this broker, mqtt://HOST[:PORT] (docs/EVENTS.md)")
+    run.add_argument("--site", default="lab", help="the site name in MQTT topics")
     run.set_defaults(func=_run)
     for name, func, help in (("load-image", _load_image, "air gap: write a token from an image made at the KMS"),
                              ("save-image", _save_image, "air gap: save the token's status for the KMS to read")):
@@ -45,7 +47,8 @@ def _run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         capture = _capture(args.capture)
-        service = TokenService(config, tap=capture)
+        publisher = _publisher(args.mqtt)
+        service = TokenService(config, tap=capture, events=publisher, site=args.site)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -60,6 +63,8 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             if capture is not None:
                 capture.close()
+            if publisher is not None:
+                await publisher.stop()
 
     asyncio.run(main())
     return 0
@@ -89,3 +94,13 @@ def _save_image(args: argparse.Namespace) -> int:
     save_image(args.state, read_secret_file(args.secret_file), args.image)
     print(f"token status saved to {args.image}")
     return 0
+
+
+def _publisher(url: str | None):  # type: ignore[no-untyped-def]
+    if url is None:
+        return None
+    from events import EventPublisher
+
+    publisher = EventPublisher(url)
+    publisher.start()
+    return publisher

@@ -13,7 +13,7 @@ import socket
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from protocol import DecodeError, Transmit, decode, decode_header
 from protocol.constants import (
@@ -27,7 +27,10 @@ from protocol.constants import (
 from protocol.timestamps import now_us
 
 from .memory import MemoryStore
-from .token import Event, ManagementRefused, Output, Token
+from .token import ErrorRecorded, Event, ManagementRefused, Output, Token
+
+if TYPE_CHECKING:
+    from events import EventPublisher
 
 log = logging.getLogger("t10k.token")
 
@@ -78,8 +81,11 @@ class _LanProtocol(asyncio.DatagramProtocol):
 
 
 class TokenService:
-    def __init__(self, config: TokenConfig, *, tap: Tap | None = None) -> None:
+    def __init__(self, config: TokenConfig, *, tap: Tap | None = None, events: EventPublisher | None = None,
+                 site: str = "lab") -> None:
         self.config = config
+        self._publisher = events
+        self._site = site
         self._memory = MemoryStore(config.state_dir)
         self.token = Token(self._memory.load(), config.secret)
         self.counters = Counters()
@@ -136,6 +142,8 @@ class TokenService:
         announcement = self.token.announcement()
         if announcement is not None:  # inserted in the bay: say at once what it holds
             self._send(announcement)
+        if self._publisher is not None:
+            self._publish(Output())
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -194,6 +202,20 @@ class TokenService:
             log.debug("token %s: %s", self.config.ip, event)
             for sink in self._sinks:
                 sink(event)
+        if self._publisher is not None and (out.persist or out.events):
+            self._publish(out)
+
+    def _publish(self, out: Output) -> None:
+        """State (retained, coalesced) and the errors drives report (the alerts)."""
+        from events import token_event, token_state
+        from protocol.pcap import describe
+
+        assert self._publisher is not None
+        self._publisher.state(token_state(self._site, self.config.ip), lambda: describe(self.token.status()))
+        for event in out.events:
+            if isinstance(event, ErrorRecorded):
+                self._publisher.event(token_event(self._site, self.config.ip),
+                                      {"type": "ErrorRecorded", "token": self.config.ip} | describe(event.error))
 
     async def _persist(self) -> None:
         # Snapshot in the loop (consistent), write in a thread (no blocking).
