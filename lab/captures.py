@@ -114,10 +114,12 @@ def _two_tokens() -> LabPlan:
 
 
 async def _token_error(lab: Lab, token: str, csns: set[bytes]) -> None:
-    """Wait until the token holds a key message decryption error from each of these drives."""
+    """Wait until the token holds a key message decryption error (0000610A) from each of these drives."""
+    from protocol.constants import ErrorCode
+
     for _ in range(100):
         status = await station.token_status(lab.kms, token)
-        if {e.csn for e in status.errors} >= csns:
+        if {e.csn for e in status.errors if e.error_code is ErrorCode.KEY_MESSAGE_DECRYPTION} >= csns:
             assert status.error_led.name == "FLASHING_RED"
             return
         await asyncio.sleep(0.05)
@@ -201,6 +203,7 @@ async def scenario_4(workdir: Path, capture: CaptureWriter) -> list[bytes]:
         await _token_error(lab, "token-A", {lab.drive_csns["drive-04"]})
         await _reset_and_reenrol(lab, ["drive-04"])
         await _refresh_okt(lab)
+        assert (await station.token_status(lab.kms, "token-A")).errors == ()  # the next write cleared the error
         return lab_secrets(lab)
 
 
