@@ -80,27 +80,23 @@ def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        capture = None
-        if args.capture is not None:
-            from protocol.pcap import CaptureWriter
+        from events import EventPublisher
+        from protocol.pcap import CaptureWriter
 
-            capture = CaptureWriter(args.capture)
-        publisher = None
-        if args.mqtt is not None:
-            from events import EventPublisher
-
-            publisher = EventPublisher(args.mqtt)
-            publisher.start()
-        async with DriveHost(config, drives, tap=capture, events=publisher, site=args.site) as host:
-            # SIGHUP is a power cycle of every hosted drive: media keys are lost.
-            loop.add_signal_handler(signal.SIGHUP, lambda: [h.power_cycle() for h in host.drives.values()])
-            print(f"{len(drives)} drive(s) serving, first at {drives[0][1]}", flush=True)
-            await stop.wait()
-            await host.flush()
-        if capture is not None:
-            capture.close()
-        if publisher is not None:
-            await publisher.stop()
+        capture = CaptureWriter.optional(args.capture)
+        publisher = EventPublisher.optional(args.mqtt)
+        try:
+            async with DriveHost(config, drives, tap=capture, events=publisher, site=args.site) as host:
+                # SIGHUP is a power cycle of every hosted drive: media keys are lost.
+                loop.add_signal_handler(signal.SIGHUP, lambda: [h.power_cycle() for h in host.drives.values()])
+                print(f"{len(drives)} drive(s) serving, first at {drives[0][1]}", flush=True)
+                await stop.wait()
+                await host.flush()
+        finally:
+            if capture is not None:
+                capture.close()
+            if publisher is not None:
+                await publisher.stop()
 
     asyncio.run(main())
     return 0

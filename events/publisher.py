@@ -56,6 +56,15 @@ class EventPublisher:
 
     # --- lifecycle ----------------------------------------------------------------
 
+    @classmethod
+    def optional(cls, url: str | None) -> EventPublisher | None:
+        """A started publisher for ``--mqtt URL``, or None when no broker was asked for."""
+        if url is None:
+            return None
+        publisher = cls(url)
+        publisher.start()
+        return publisher
+
     async def __aenter__(self) -> EventPublisher:
         self.start()
         return self

@@ -83,9 +83,7 @@ class Lab:
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self._mqtt is not None:
-            self.publisher = EventPublisher(self._mqtt)
-            self.publisher.start()
+        self.publisher = EventPublisher.optional(self._mqtt)
         manufacturing = self.workdir / "manufacturing.json"
         manufacturing.write_text(format_manufacturing(make_drives(self.plan.drive_count)))
         made = parse_manufacturing(manufacturing.read_text())

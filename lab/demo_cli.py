@@ -54,11 +54,9 @@ def _demo(args: argparse.Namespace) -> int:
         raise ValueError(f"--keep {args.keep} must be a new or empty directory")
     started = time.monotonic()
     progress = None if args.json else (lambda step: print(render_step(step), flush=True))
-    capture = None
-    if args.capture is not None:
-        from protocol.pcap import CaptureWriter
+    from protocol.pcap import CaptureWriter
 
-        capture = CaptureWriter(args.capture)
+    capture = CaptureWriter.optional(args.capture)
     try:
         report = asyncio.run(run_demo(workdir, progress=progress, tap=capture))
     except LabTimeout as exc:

@@ -38,6 +38,11 @@ class CaptureWriter:
         self._sent: OrderedDict[bytes, int] = OrderedDict()  # datagrams captured leaving, not yet seen arriving
         self.packets = 0
 
+    @classmethod
+    def optional(cls, path: Path | None) -> CaptureWriter | None:
+        """A writer for ``--capture FILE``, or None when no capture was asked for."""
+        return None if path is None else cls(path)
+
     def __enter__(self) -> CaptureWriter:
         return self
 

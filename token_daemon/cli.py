@@ -46,8 +46,11 @@ def _run(args: argparse.Namespace) -> int:
     )
 
     async def main() -> None:
-        capture = _capture(args.capture)
-        publisher = _publisher(args.mqtt)
+        from events import EventPublisher
+        from protocol.pcap import CaptureWriter
+
+        capture = CaptureWriter.optional(args.capture)
+        publisher = EventPublisher.optional(args.mqtt)
         service = TokenService(config, tap=capture, events=publisher, site=args.site)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -68,14 +71,6 @@ def _run(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
-
-
-def _capture(path: Path | None):  # type: ignore[no-untyped-def]
-    if path is None:
-        return None
-    from protocol.pcap import CaptureWriter
-
-    return CaptureWriter(path)
 
 
 def _load_image(args: argparse.Namespace) -> int:
