@@ -119,8 +119,9 @@ class EventPublisher:
         import aiomqtt
 
         backoff = 0.2
-        will = aiomqtt.Will(self.availability, self._payload({"online": False, "reason": "connection lost"}),
-                            qos=1, retain=True)
+        # The broker publishes the will when it loses us, at a time we cannot know: no "published".
+        will = aiomqtt.Will(self.availability, json.dumps({"online": False, "reason": "connection lost",
+                                                           "daemon": self.daemon}).encode(), qos=1, retain=True)
         while not self._stopping:
             try:
                 # A short timeout and keepalive: a broker that goes away is noticed in seconds.

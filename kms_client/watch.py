@@ -22,10 +22,13 @@ MAX_LISTED = 4
 EVENT_MEMORY = 256
 
 
-def _time(payload: dict[str, Any], received: float) -> str:
+def _time(payload: dict[str, Any], received: float, retained: bool) -> str:
+    """When the daemon published it; else (a last will) when it arrived, or "earlier" for a retained one."""
     published = payload.get("published")
     if isinstance(published, str) and len(published) >= 19:
         return published[:10] + " " + published[11:19] + "Z"
+    if retained:
+        return f"{'(earlier)':<20}"
     return _dt.datetime.fromtimestamp(received, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
@@ -70,14 +73,14 @@ class Watcher:
             entity = f"{kind} {ident}"
             self._members.setdefault((site, daemon), {})[entity] = None
             offline = self._online.get((site, daemon)) is False
-        when = _time(payload, received)
+        when = _time(payload, received, retained)
         if self.as_json:
             return [json.dumps({"time": when, "topic": topic, "payload": payload, "retained": retained,
                                 "offline": offline or (what == "availability" and not payload.get("online"))})]
         if what == "availability":
             return [self._availability_line(when, site, ident, payload)]
         line = f"{when} {_line(site, kind, ident, what, payload)}"
-        return [line + ("  [OFFLINE: its daemon is gone]" if offline else "")]
+        return [line + ("  [daemon offline]" if offline else "")]
 
     def _availability_line(self, when: str, site: str, daemon: str, payload: dict[str, Any]) -> str:
         members = list(self._members.get((site, daemon), {}))
@@ -99,5 +102,5 @@ def _line(site: str, kind: str, ident: str, what: str, p: dict[str, Any]) -> str
                 f"{_count(p.get('errors'), 'error')}")
     if what == "event":
         return f"{site} drive {ident} ({p.get('ip')}): {p.get('type')}"
-    return (f"{site} drive {ident} ({p.get('ip')}): LED {p.get('led')} {p.get('status1')} {p.get('status2')} "
-            f"OKT {p.get('okt_time')}")
+    status = " ".join(str(s) for s in (p.get("status1"), p.get("status2")) if s)
+    return f"{site} drive {ident} ({p.get('ip')}): LED {p.get('led')}{' ' + status if status else ''} OKT {p.get('okt_time')}"
