@@ -6,6 +6,7 @@ Walks ``lab.cli.build_parser()`` itself, so a command added later is checked too
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,25 @@ def test_output_into_a_closed_pipe_stops_quietly() -> None:
     decoder.stdout.close()  # what head does once it has its line
     err = decoder.stderr.read().decode()
     assert decoder.wait(60) == 141 and first and err == ""
+
+
+def test_standby_sync_and_backups_show_progress_on_stderr_only(tmp_path: Path) -> None:
+    store = ["--store", str(tmp_path / "kms")]
+    assert run("kms", "init", *store, "--no-roles").returncode == 0
+    (tmp_path / "backup.key").write_text("ab" * 32)
+    assert run("kms", "set-backupkey", *store, "--key-file", str(tmp_path / "backup.key")).returncode == 0
+    backup = run("kms", "backup", *store, "--json")
+    dump = json.loads(backup.stdout)["dump_id"]
+    assert backup.stderr.startswith(f"backup: encrypting a snapshot of {tmp_path / 'kms'}")
+    assert f"backup: {dump} written" in backup.stderr
+    assert run("kms", "standby", "set", *store, "--dir", str(tmp_path / "standby")).returncode == 0
+    synced = run("kms", "standby", "sync", *store, "--json")
+    assert json.loads(synced.stdout)["copied"] == [dump]
+    assert synced.stderr.splitlines() == [
+        f"standby sync: copying 1 new backup set(s) to {tmp_path / 'standby'}", f"standby sync: copied {dump}"]
+    again = run("kms", "standby", "sync", *store, "--interval", "0.01", "--count", "2")
+    assert again.stdout.strip() == f"0 backup set(s) copied to the standby {tmp_path / 'standby'}"
+    assert again.stderr.splitlines() == [
+        f"standby sync: round 1 of 2: {tmp_path / 'standby'} has every backup set",
+        "standby sync: next round in 0.01 s (Ctrl-C stops)",
+        f"standby sync: round 2 of 2: {tmp_path / 'standby'} has every backup set"]
