@@ -60,6 +60,7 @@ class EventPublisher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stopped = asyncio.Event()  # ends a reconnect backoff at once
         self.connected = False
         self.published = 0
         self.dropped = 0
@@ -103,6 +104,7 @@ class EventPublisher:
         if self._task is None:
             return
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE_S)
@@ -143,7 +145,10 @@ class EventPublisher:
                 self.connected = False
                 if self._stopping:
                     return
-                await asyncio.sleep(backoff)
+                try:
+                    await asyncio.wait_for(self._stopped.wait(), backoff)
+                except asyncio.TimeoutError:
+                    pass
                 backoff = min(5.0, backoff * 2)
 
     async def _pump(self, client: Any) -> None:

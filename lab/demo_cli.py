@@ -108,7 +108,7 @@ def _up(args: argparse.Namespace) -> int:
                 print(f"  {r['site']:<14} {r['drive']:<18} {r['ip']:<15} {r['led']:<6} write key {r['write_key']:<4}"
                       f" {r['keys']} key(s)  OKT {r['okt_time']}")
         if not args.once:
-            print("running; Ctrl-C (or SIGTERM) tears it down", flush=True)
+            print("running; Ctrl-C (or SIGTERM) tears it down", file=sys.stderr if args.json else sys.stdout, flush=True)
             stop = asyncio.Event()
 
             async def wait() -> None:

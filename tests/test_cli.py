@@ -6,6 +6,7 @@ Walks ``lab.cli.build_parser()`` itself, so a command added later is checked too
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import build_parser, main
-from protocol.cli_options import SHARED, shared_name
+from protocol.cli_options import SHARED, Progress, shared_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,3 +165,43 @@ def test_standby_sync_and_backups_show_progress_on_stderr_only(tmp_path: Path) -
         f"standby sync: round 1 of 2: {tmp_path / 'standby'} has every backup set",
         "standby sync: next round in 0.01 s (Ctrl-C stops)",
         f"standby sync: round 2 of 2: {tmp_path / 'standby'} has every backup set"]
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_is_a_line_per_step_or_a_counter_on_a_terminal() -> None:
+    log = _Stream(tty=False)
+    p = Progress("replay", 2, stream=log)
+    p.step("WRITE_EKT to 127.0.0.21:7020")
+    p.step("VOP_STATUS_REQUEST to 127.0.0.101:7030")
+    p.close()
+    assert log.getvalue() == ("replay: [1/2] WRITE_EKT to 127.0.0.21:7020\n"
+                              "replay: [2/2] VOP_STATUS_REQUEST to 127.0.0.101:7030\n")
+    term = _Stream(tty=True)
+    p = Progress("replay", 2, stream=term)
+    p.step("a")
+    p.step("b")
+    p.close()
+    assert term.getvalue() == "\r\x1b[Kreplay: [1/2] a\r\x1b[Kreplay: [2/2] b\n"
+
+
+def test_an_unexpected_failure_is_still_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import lab.pcap_cli
+
+    def broken(path: Path) -> list[object]:
+        raise RuntimeError("the decoder fell over")
+
+    monkeypatch.setattr(lab.pcap_cli, "read_capture", broken)
+    assert main(["pcap", "decode", str(ROOT / "captures" / "reset.pcap")]) == 1
+    assert capsys.readouterr().err == ("t10k: error: unexpected RuntimeError: the decoder fell over "
+                                       "(a bug: -vv shows the traceback)\n")
+    with pytest.raises(RuntimeError):
+        main(["-vv", "pcap", "decode", str(ROOT / "captures" / "reset.pcap")])
