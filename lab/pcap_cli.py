@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     dec.set_defaults(func=_decode)
     rep = psub.add_parser("replay", help="replay a capture's requests against live daemons; compare replies")
     rep.add_argument("file", type=Path)
-    add_ip(rep, "the daemon to send every request to", required=False,
-           purpose="default: the captured destinations")
+    add_ip(rep, "the daemon", required=False,
+           help="send every request to this address (default: each to its captured destination)")
     rep.add_argument("--to", dest="ip", help=argparse.SUPPRESS)  # its name before --ip
     add_broadcast(rep, "also replay LAN broadcasts (KEYS_AVAILABLE, CLEAR_KEYS) to this address", default=None)
     rep.add_argument("--source", default="127.0.0.250", help="local address to replay from (default 127.0.0.250)")

@@ -42,12 +42,12 @@ def add_json(p: argparse.ArgumentParser, help: str = JSON_HELP) -> None:
 
 
 def add_ip(p: argparse.ArgumentParser, what: str, *, required: bool = True, positional: bool = False,
-           default: str | None = None, purpose: str = "") -> None:
+           default: str | None = None, purpose: str = "", help: str | None = None) -> None:
     """``--ip IP``: the address of the daemon ``what`` ("the drive", "the token").
 
     ``positional`` also accepts the address as the first argument, as older releases did
     (hidden from the help; :func:`finish` merges it into ``args.ip``)."""
-    help = f"{what}'s static IPv4 address" + (f" ({purpose})" if purpose else "")
+    help = help or f"{what}'s static IPv4 address" + (f" ({purpose})" if purpose else "")
     if positional:
         p.add_argument("_ip_positional", nargs="?", metavar="IP", help=argparse.SUPPRESS)
         p.set_defaults(_ip_required=required, _ip_parser=p, _ip_what=what)
@@ -64,9 +64,10 @@ def add_broadcast(p: argparse.ArgumentParser, help: str, *, default: str | None 
         p.add_argument(old, dest="broadcast", metavar="ADDR", help=argparse.SUPPRESS)
 
 
-def add_mqtt(p: argparse.ArgumentParser, help: str = "publish state and alerts to this broker (docs/EVENTS.md)",
+def add_mqtt(p: argparse.ArgumentParser, help: str = "publish state and alerts to this broker",
              *, required: bool = False, site: bool = True) -> None:
-    _mark(p.add_argument("--mqtt", metavar="URL", required=required, help=f"{help}: mqtt://HOST[:PORT]"), "--mqtt")
+    _mark(p.add_argument("--mqtt", metavar="URL", required=required,
+                         help=f"{help}, mqtt://HOST[:PORT] (docs/EVENTS.md)"), "--mqtt")
     if site:
         _mark(p.add_argument("--site", metavar="NAME", default="lab", help="the site name in MQTT topics (default lab)"),
               "--site")
