@@ -230,4 +230,8 @@ class Cartridge:
 
 
 def list_library(library: Path) -> list[str]:
+    """The volume serials in a library; a library that does not exist is an error, not an empty list."""
+    if not library.is_dir():
+        what = "is not a directory" if library.exists() else "does not exist"
+        raise CartridgeError(f"library {library} {what} ('t10k tape new --library {library} VOLSER' creates one)")
     return sorted(p.name[: -len(SUFFIX)] for p in library.glob(f"*{SUFFIX}"))

@@ -9,7 +9,8 @@ import json
 import signal
 from pathlib import Path
 
-from protocol.constants import LOOPBACK_BROADCAST, VOP_PORT
+from protocol.cli_options import add_broadcast, add_capture, add_ip, add_json, add_mqtt
+from protocol.constants import VOP_PORT
 from protocol.ids import cli_type, parse_csn
 
 from protocol.sense import SenseProfile
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     dsub = drive.add_subparsers(dest="drive_command", required=True)
 
     run = dsub.add_parser("run", help="run one drive at its static IP until SIGINT/SIGTERM")
-    run.add_argument("--ip", required=True, help="the drive's static IPv4 address")
+    add_ip(run, "the drive")
     run.add_argument("--manufacturing", required=True, type=Path, help="manufacturing file with the CSN and PCkey")
     run.add_argument("--csn", type=cli_type(parse_csn), help="which drive of the file (16 hex digits); optional if it holds one")
     _common(run)
@@ -42,37 +43,37 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     make.add_argument("--out", type=Path, required=True)
     make.add_argument("--first-csn", type=cli_type(parse_csn), help="CSN of the first drive (16 hex digits)")
     make.add_argument("--model", default="T10000A", choices=["T10000A", "T10000B", "T10000A-2G"])
+    add_json(make)
     make.set_defaults(func=_manufacture)
 
     vop = sub.add_parser("vop", help="the Virtual Operator Panel of one drive")
     vsub = vop.add_subparsers(dest="vop_command", required=True)
     status = vsub.add_parser("status", help="show the drive's encryption status fields")
-    status.add_argument("ip", nargs="?", help="the drive's IP (or --ip)")
-    status.add_argument("--ip", dest="ip_option")
+    add_ip(status, "the drive", positional=True)
     status.add_argument("--port", type=int, default=VOP_PORT)
-    status.add_argument("--json", action="store_true")
+    add_json(status)
     status.set_defaults(func=_vop_status)
     reset = vsub.add_parser("reset", help="Reset Drive: clear its device and media keys")
-    reset.add_argument("ip", nargs="?", help="the drive's IP (or --ip)")
-    reset.add_argument("--ip", dest="ip_option")
+    add_ip(reset, "the drive", positional=True)
     reset.add_argument("--port", type=int, default=VOP_PORT)
+    add_json(reset)
     reset.set_defaults(func=_vop_reset)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", required=True, type=Path, help="directory for the drives' non-volatile memory")
-    p.add_argument("--listen-broadcast", default=LOOPBACK_BROADCAST,
-                   help="address the LAN listener binds: the broadcast address, or 0.0.0.0")
+    add_broadcast(p, "the drive LAN's broadcast address, which the LAN listener binds (or 0.0.0.0)",
+                  old_names=("--listen-broadcast",))
     p.add_argument("--library", type=Path, help="directory of cartridges the drives load (default STATE/library)")
-    p.add_argument("--capture", type=Path, help="write everything sent and received to this pcap (no root needed)")
-    p.add_argument("--mqtt", help="publish state and alerts to this broker, mqtt://HOST[:PORT] (docs/EVENTS.md)")
-    p.add_argument("--site", default="lab", help="the site name in MQTT topics")
+    add_capture(p)
+    add_mqtt(p)
     p.add_argument("--sense-profile", choices=[s.value for s in SenseProfile], default=SenseProfile.T10000.value,
                    help="sense codes: the T10000 firmware's (default) or standard SSC-3 (ASC 74h)")
+    add_json(p, "print one JSON line when serving and one when stopped (instead of text)")
 
 
 def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-arg]
-    config = DriveHostConfig(state_dir=args.state, listen_broadcast=args.listen_broadcast, library=args.library,
+    config = DriveHostConfig(state_dir=args.state, listen_broadcast=args.broadcast, library=args.library,
                              sense_profile=SenseProfile(args.sense_profile))
 
     async def main() -> None:
@@ -84,12 +85,17 @@ def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-
         from protocol.pcap import CaptureWriter
 
         capture = CaptureWriter.optional(args.capture)
-        publisher = EventPublisher.optional(args.mqtt)
+        name = f"drive-{drives[0][1]}" if len(drives) == 1 else f"drives-{drives[0][1]}"
+        publisher = EventPublisher.optional(args.mqtt, site=args.site, daemon=name)
         try:
             async with DriveHost(config, drives, tap=capture, events=publisher, site=args.site) as host:
                 # SIGHUP is a power cycle of every hosted drive: media keys are lost.
                 loop.add_signal_handler(signal.SIGHUP, lambda: [h.power_cycle() for h in host.drives.values()])
-                print(f"{len(drives)} drive(s) serving, first at {drives[0][1]}", flush=True)
+                if args.json:
+                    print(json.dumps({"status": "serving", "drives": [{"csn": m.csn.hex(), "ip": ip} for m, ip in drives],
+                                      "state": str(args.state), "broadcast": args.broadcast}), flush=True)
+                else:
+                    print(f"{len(drives)} drive(s) serving, first at {drives[0][1]}", flush=True)
                 await stop.wait()
                 await host.flush()
         finally:
@@ -97,6 +103,11 @@ def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-
                 capture.close()
             if publisher is not None:
                 await publisher.stop()
+        if args.json:
+            c = host.counters
+            print(json.dumps({"status": "stopped", "drives": len(drives), "datagrams_in": c.datagrams_in,
+                              "datagrams_out": c.datagrams_out, "decode_errors": dict(c.decode_errors),
+                              "events": dict(c.events)}), flush=True)
 
     asyncio.run(main())
     return 0
@@ -120,19 +131,16 @@ def _manufacture(args: argparse.Namespace) -> int:
     kwargs = {"first_serial": int.from_bytes(args.first_csn, "big")} if args.first_csn else {}
     drives = make_drives(args.count, model=args.model, **kwargs)
     write_manufacturing_file(args.out, drives)
-    print(f"wrote {len(drives)} drive(s) to {args.out}: CSN {drives[0].csn.hex()} .. {drives[-1].csn.hex()}")
+    if args.json:
+        print(json.dumps({"file": str(args.out), "model": args.model,
+                          "drives": [{"csn": d.csn.hex(), "model": d.model} for d in drives]}, indent=2))
+    else:
+        print(f"wrote {len(drives)} drive(s) to {args.out}: CSN {drives[0].csn.hex()} .. {drives[-1].csn.hex()}")
     return 0
 
 
-def _drive_ip(args: argparse.Namespace) -> str:
-    ip = args.ip or args.ip_option
-    if not ip:
-        raise ValueError("give the drive's IP: t10k vop status IP")
-    return str(ip)
-
-
 def _vop_status(args: argparse.Namespace) -> int:
-    fields = vop_fields(asyncio.run(vop_status(_drive_ip(args), port=args.port)))
+    fields = vop_fields(asyncio.run(vop_status(args.ip, port=args.port)))
     if args.json:
         print(json.dumps(fields, indent=2))
     else:
@@ -143,6 +151,7 @@ def _vop_status(args: argparse.Namespace) -> int:
 
 
 def _vop_reset(args: argparse.Namespace) -> int:
-    result = asyncio.run(vop_reset(_drive_ip(args), port=args.port))
-    print(result.message)
+    result = asyncio.run(vop_reset(args.ip, port=args.port))
+    print(json.dumps({"drive": args.ip, "status": result.status.name, "message": result.message})
+          if args.json else result.message)
     return 0 if result.status == 0 else 1

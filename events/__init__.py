@@ -8,6 +8,7 @@ entity, and reconnects with backoff when the broker goes away.
 from __future__ import annotations
 
 from .publisher import EventPublisher, parse_mqtt_url
-from .topics import ALL, drive_event, drive_state, token_event, token_state
+from .topics import ALL, Topic, daemon_availability, drive_event, drive_state, parse_topic, token_event, token_state
 
-__all__ = ["EventPublisher", "parse_mqtt_url", "ALL", "drive_event", "drive_state", "token_event", "token_state"]
+__all__ = ["EventPublisher", "parse_mqtt_url", "ALL", "Topic", "daemon_availability", "drive_event", "drive_state",
+           "parse_topic", "token_event", "token_state"]

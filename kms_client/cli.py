@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from protocol.cli_options import Progress, add_ip, add_json, add_mqtt
 from protocol.constants import TOKEN_MGMT_PORT
 from protocol.ids import cli_type, parse_csn, parse_hex, parse_key_id
 from protocol.manufacturing import parse_manufacturing
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.add_argument("--store", help="KMS store directory (default $T10K_KMS_STORE or ./kms-store)")
         p.add_argument("--session", default=os.environ.get("T10K_SESSION"),
                        help="session token from 't10k kms login' (default $T10K_SESSION)")
-        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        add_json(p)
         p.set_defaults(func=func)
         return p
 
@@ -70,18 +71,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--manufacturing", required=True, type=Path)
     p.add_argument("--csn", required=True, type=cli_type(parse_csn))
     p.add_argument("--name", required=True, help="the drive's permanent name")
-    p.add_argument("--ip", default="", help="the drive's static IP (for verify-pool)")
+    add_ip(p, "the drive", required=False, default="", purpose="for verify-pool")
 
     p = cmd("set-drive-ip", _set_drive_ip, "record a drive's static IP (for verify-pool)")
     p.add_argument("--drive", required=True)
-    p.add_argument("--ip", required=True)
+    add_ip(p, "the drive")
 
     p = cmd("verify-pool", _verify_pool, "ask every drive of a pool for its OKT timestamp; list those that differ")
     p.add_argument("--pool", required=True)
 
     p = cmd("add-token", _add_token, "register a token at its static IP and write its provisioning secret")
     p.add_argument("--name", required=True)
-    p.add_argument("--ip", required=True)
+    add_ip(p, "the token")
     p.add_argument("--port", type=int, default=TOKEN_MGMT_PORT)
     p.add_argument("--secret-out", required=True, type=Path, help="file to give the token daemon (--secret-file)")
 
@@ -168,7 +169,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--key-file", type=Path, required=True, help="the backup key")
     p.add_argument("--primary", type=Path, help="the primary's store, if it still runs: final backup first")
     p = cmd("watch", _watch, "show token alerts and drive state live, from the MQTT broker (docs/EVENTS.md)")
-    p.add_argument("--mqtt", required=True, help="the broker, mqtt://HOST[:PORT]")
+    add_mqtt(p, "the broker to watch", required=True, site=False)
     p.add_argument("--count", type=int, help="stop after this many messages")
     p.add_argument("--timeout", type=float, help="stop after this many seconds")
     cmd("backup", _backup, "take an encrypted backup now (one is also taken on every token write)")
@@ -396,7 +397,11 @@ def _audit(args: argparse.Namespace) -> int:
 def _backup(args: argparse.Namespace) -> int:
     from .backup import take_backup
 
-    info = take_backup(_open(args), "operator request")
+    store = _open(args)
+    progress = Progress("backup")
+    progress.note(f"encrypting a snapshot of {store.directory} with the backup key")
+    info = take_backup(store, "operator request")
+    progress.done(f"{info.dump_id} written, {info.size} octets")
     return _out(args, info.to_json(), f"backup {info.dump_id} written")
 
 
@@ -416,7 +421,10 @@ def _restore(args: argparse.Namespace) -> int:
         key = parse_db_key(args.key if args.key is not None else args.key_file.read_text())
     except StoreError as exc:
         raise StoreError(f"the backup key: {exc}") from None
+    progress = Progress("restore")
+    progress.note(f"decrypting backup {args.dump_id} from {args.source or directory} into {directory}")
     info = restore(directory, key, args.dump_id, source=args.source)
+    progress.done(f"{info.dump_id} restored")
     return _out(args, info.to_json() | {"restored_into": str(directory)},
                 f"restored {info.dump_id} into {directory} (KMS ID {info.kms_id})")
 
@@ -515,14 +523,33 @@ def _standby(args: argparse.Namespace) -> int:
             raise StoreError("'standby set' needs --dir")
         set_standby(store, args.dir)
         return _out(args, {"standby": str(args.dir)}, f"standby set to {args.dir}")
+    from .backup import SUFFIX, backup_dir
+    from .standby import standby_of
+
+    target = standby_of(store)
+    progress = Progress("standby sync")
+
+    def pending() -> int:
+        have = {p.name for p in backup_dir(target).glob(f"*{SUFFIX}")}
+        return sum(1 for p in backup_dir(store.directory).glob(f"*{SUFFIX}") if p.name not in have)
+
     rounds, copied = 0, []
     while True:
-        copied += sync(store)
         rounds += 1
+        todo = pending()
+        what = f"round {rounds}{'' if args.count is None else f' of {args.count}'}: " if args.interval else ""
+        progress.note(f"{what}copying {todo} new backup set(s) to {target}" if todo
+                      else f"{what}{target} has every backup set")
+        done = sync(store)
+        copied += done
+        if done:
+            progress.note(f"{what}copied {', '.join(done)}")
         if args.interval is None or (args.count is not None and rounds >= args.count):
             break
+        progress.note(f"next round in {args.interval:g} s (Ctrl-C stops)")
         time.sleep(args.interval)
-    return _out(args, {"copied": copied}, f"{len(copied)} backup set(s) copied to the standby")
+    return _out(args, {"standby": str(target), "rounds": rounds, "copied": copied},
+                f"{len(copied)} backup set(s) copied to the standby {target}")
 
 
 def _failover(args: argparse.Namespace) -> int:
@@ -597,33 +624,23 @@ def _verify_pool(args: argparse.Namespace) -> int:
     return 0 if not differ else 1
 
 
-def _watch_line(topic: str, payload: dict[str, object]) -> str:
-    parts = topic.split("/")  # t10k/<site>/<drive|token>/<id>/<state|event>
-    site, kind, ident, what = parts[1], parts[2], parts[3], parts[4]
-    if kind == "token" and what == "event":
-        return (f"ALERT {site} token {ident}: drive {payload.get('csn')} error {payload.get('error_code')} "
-                f"key {payload.get('key_id')}")
-    if kind == "token":
-        return (f"{site} token {ident}: {payload.get('mode')} LED3 {payload.get('led3')} error LED "
-                f"{payload.get('error_led')}, {payload.get('errors')} error(s)")
-    if what == "event":
-        return f"{site} drive {ident} ({payload.get('ip')}): {payload.get('type')}"
-    return (f"{site} drive {ident} ({payload.get('ip')}): LED {payload.get('led')} {payload.get('status1')} "
-            f"{payload.get('status2')} OKT {payload.get('okt_time')}")
-
-
 def _watch(args: argparse.Namespace) -> int:
     import json as _json
     import signal
+    import sys
+    import time
 
     from events import ALL, parse_mqtt_url
 
+    from .watch import Watcher
+
     host, port = parse_mqtt_url(args.mqtt)
+    watcher = Watcher(as_json=args.json)
 
     async def main() -> int:
         import aiomqtt
 
-        seen = 0
+        shown = 0
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -631,16 +648,23 @@ def _watch(args: argparse.Namespace) -> int:
         try:
             async with aiomqtt.Client(host, port) as client:
                 await client.subscribe(ALL, qos=1)
+                print(f"watching {host}:{port} (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
                 async def read() -> None:
-                    nonlocal seen
+                    nonlocal shown
                     async for message in client.messages:
-                        payload = _json.loads(message.payload)
                         topic = str(message.topic)
-                        print(_json.dumps({"topic": topic, "payload": payload}) if args.json
-                              else _watch_line(topic, payload), flush=True)
-                        seen += 1
-                        if args.count is not None and seen >= args.count:
+                        try:
+                            payload = _json.loads(message.payload)  # type: ignore[arg-type]
+                        except ValueError:
+                            print(f"t10k: warning: {topic}: not a JSON payload, skipped", file=sys.stderr)
+                            continue
+                        lines = watcher.feed(topic, payload if isinstance(payload, dict) else {"value": payload},
+                                             retained=bool(message.retain), received=time.time())
+                        for line in lines:
+                            print(line, flush=True)
+                        shown += bool(lines)
+                        if args.count is not None and shown >= args.count:
                             return
 
                 reader = asyncio.ensure_future(read())

@@ -15,8 +15,10 @@ from kms_client.errors import KmsError
 from token_daemon import cli as token_cli
 from token_daemon.errors import TokenDaemonError
 
-from . import demo_cli, pcap_cli
+from protocol.cli_options import add_ip, add_json, finish
 from protocol.constants import TOKEN_MGMT_PORT
+
+from . import demo_cli, pcap_cli
 
 from .netlab import NetLabError
 
@@ -41,10 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _token_status(tsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """``t10k token status IP``: a token's LEDs, contents and errors, over its authenticated channel."""
     p = tsub.add_parser("status", help="read a token's status with its secret (as the KMS does)")
-    p.add_argument("ip")
+    add_ip(p, "the token", positional=True)
     p.add_argument("--secret-file", required=True, type=Path, help="the token's secret (from 't10k kms add-token')")
     p.add_argument("--port", type=int, default=TOKEN_MGMT_PORT)
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=_run_token_status)
 
 
@@ -73,20 +75,63 @@ def _run_token_status(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 on success, 1 with one line on standard error when something fails, 2 for bad arguments."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = finish(parser.parse_args(argv))
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
-        return int(args.func(args) or EXIT_OK)
+        code = int(args.func(args) or EXIT_OK)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError as exc:
+        if not _stdout_closed():
+            return _fail(f"{exc.strerror or exc}")
+        return _reader_went_away()
     except (KmsError, DriveDaemonError, TokenDaemonError, NetLabError, ValueError) as exc:  # CaptureError, TopologyError are ValueErrors
-        print(f"t10k: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _fail(str(exc))
     except OSError as exc:
-        print(f"t10k: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
-        return EXIT_FAILED
+        return _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
     except KeyboardInterrupt:
-        return EXIT_FAILED
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: still one line, unless asked for the traceback
+        if args.verbose >= 2:
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (a bug: -vv shows the traceback)")
+
+
+EXIT_INTERRUPTED, EXIT_PIPE = 130, 141  # as a shell reports SIGINT and SIGPIPE
+
+
+def _fail(message: str) -> int:
+    try:
+        print(f"t10k: error: {message}", file=sys.stderr)
+    except (BrokenPipeError, ValueError):
+        pass
+    return EXIT_FAILED
+
+
+def _stdout_closed() -> bool:
+    """True when nobody reads our standard output any more (``t10k pcap decode X | head``)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _reader_went_away() -> int:
+    """Stop quietly, as command-line tools do when the reader of their output exits: no
+    traceback, no message; standard output goes to /dev/null so the exit flush cannot fail."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE
 
 
 if __name__ == "__main__":

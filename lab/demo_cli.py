@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from protocol.cli_options import add_capture, add_json
+
 from .cluster import LabTimeout
 from .demo import render_step, run_demo
 
@@ -20,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lsub = lab.add_subparsers(dest="lab_command", required=True)
     demo = lsub.add_parser("demo", help="enrol and arm eight drives from two tokens on loopback, then show "
                                         "an outdated token refused")
-    demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_json(demo, "print the report as JSON")
     demo.add_argument("--keep", type=Path, help="keep the lab's files (KMS store, token and drive state) here")
-    demo.add_argument("--capture", type=Path, help="write every datagram and TCP frame to this pcap")
+    add_capture(demo, "write every datagram and TCP frame to this pcap")
     demo.set_defaults(func=_demo)
 
     up = lsub.add_parser("up", help="bring a topology up as separate processes, enrol and arm every site")
@@ -32,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="netns: a namespace per token bay and per drive library on a bridge (root); "
                          "loopback: 127.18.*.* addresses; auto: netns when root")
     up.add_argument("--once", action="store_true", help="arm, print the status, tear down and exit")
-    up.add_argument("--json", action="store_true")
+    add_json(up)
     up.set_defaults(func=_up)
 
     from .captures import SCENARIOS
@@ -40,11 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     scenario = lsub.add_parser("scenario", help="run one of the seed's scenarios on loopback, symptoms checked "
                                                 "(docs/SCENARIOS.md)")
     scenario.add_argument("name", choices=sorted(SCENARIOS))
-    scenario.add_argument("--capture", type=Path, help="also write its traffic to this pcap")
+    add_capture(scenario, "also write its traffic to this pcap")
+    add_json(scenario)
     scenario.set_defaults(func=_scenario)
 
     down = lsub.add_parser("down", help="remove the namespaces and bridge a crashed 'lab up' left behind")
     down.add_argument("topology", type=Path)
+    add_json(down)
     down.set_defaults(func=_down)
 
 
@@ -104,7 +108,7 @@ def _up(args: argparse.Namespace) -> int:
                 print(f"  {r['site']:<14} {r['drive']:<18} {r['ip']:<15} {r['led']:<6} write key {r['write_key']:<4}"
                       f" {r['keys']} key(s)  OKT {r['okt_time']}")
         if not args.once:
-            print("running; Ctrl-C (or SIGTERM) tears it down", flush=True)
+            print("running; Ctrl-C (or SIGTERM) tears it down", file=sys.stderr if args.json else sys.stdout, flush=True)
             stop = asyncio.Event()
 
             async def wait() -> None:
@@ -123,7 +127,8 @@ def _down(args: argparse.Namespace) -> int:
     from .topology import load_topology
 
     NetworkLab(load_topology(args.topology), Path("/nonexistent"), netns=True).network_down()
-    print("namespaces and bridge removed")
+    print(json.dumps({"topology": str(args.topology), "removed": True}) if args.json
+          else "namespaces and bridge removed")
     return 0
 
 
@@ -140,6 +145,11 @@ def _scenario(args: argparse.Namespace) -> int:
         else:
             asyncio.run(SCENARIOS[args.name](Path(work) / "lab", lambda *a: None))  # type: ignore[arg-type]
     doc = (SCENARIOS[args.name].__doc__ or "").strip().splitlines()[0]
+    if args.json:
+        print(json.dumps({"scenario": args.name, "title": doc, "ok": True,
+                          "seconds": round(time.monotonic() - started, 2),
+                          "capture": str(args.capture) if args.capture else None}, indent=2))
+        return 0
     print(f"{args.name}: {doc}\ndone, every symptom checked as it ran, in "
           f"{time.monotonic() - started:.1f} s" + (f"; traffic in {args.capture}" if args.capture else ""))
     return 0

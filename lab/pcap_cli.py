@@ -1,31 +1,42 @@
-"""``t10k pcap decode FILE``: a readable timeline of a capture."""
+"""``t10k pcap decode FILE``: a readable timeline of a capture; ``t10k pcap replay FILE``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from protocol.pcap import CaptureError, describe, read_capture
+from protocol.cli_options import Progress, add_broadcast, add_ip, add_json
+from protocol.constants import MessageType
+from protocol.describe import describe, render
+from protocol.pcap import CaptureError, read_capture
+
+MALFORMED = "MALFORMED"
+TYPES = sorted(t.name for t in MessageType) + [MALFORMED]
+GIVE_UP_AFTER = 3  # requests in a row that a host never answers: it is not there
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pcap = sub.add_parser("pcap", help="decode captures of t10k traffic")
     psub = pcap.add_subparsers(dest="pcap_command", required=True)
-    dec = psub.add_parser("decode", help="print a timeline: who, what, CSN, timestamps, errors")
+    dec = psub.add_parser("decode", help="print a timeline: who, what, and every field's value")
     dec.add_argument("file", type=Path)
-    dec.add_argument("--json", action="store_true", help="one JSON object per frame, in a list")
-    dec.add_argument("--type", action="append", help="only these message types (repeat)")
+    add_json(dec, "one JSON object per frame, in a list")
+    dec.add_argument("--type", action="append", type=str.upper, choices=TYPES, metavar="TYPE",
+                     help=f"only these message types (repeat): {', '.join(TYPES)}")
     dec.set_defaults(func=_decode)
     rep = psub.add_parser("replay", help="replay a capture's requests against live daemons; compare replies")
     rep.add_argument("file", type=Path)
-    rep.add_argument("--to", help="send every request to this IP (default: the captured destinations)")
-    rep.add_argument("--broadcast", help="also replay LAN broadcasts (KEYS_AVAILABLE, CLEAR_KEYS) to this address")
+    add_ip(rep, "the daemon", required=False,
+           help="send every request to this address (default: each to its captured destination)")
+    rep.add_argument("--to", dest="ip", help=argparse.SUPPRESS)  # its name before --ip
+    add_broadcast(rep, "also replay LAN broadcasts (KEYS_AVAILABLE, CLEAR_KEYS) to this address", default=None)
     rep.add_argument("--source", default="127.0.0.250", help="local address to replay from (default 127.0.0.250)")
     rep.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS", help="wait per reply")
     rep.add_argument("--allow-vop-reset", action="store_true",
                      help="also replay VOP Reset Drive (unauthenticated: it really wipes the drives)")
-    rep.add_argument("--json", action="store_true")
+    add_json(rep)
     rep.set_defaults(func=_replay)
 
 
@@ -33,11 +44,11 @@ def _decode(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise CaptureError(f"{args.file} does not exist")
     frames = read_capture(args.file)
-    wanted = {t.upper() for t in args.type} if args.type else None
+    wanted = set(args.type) if args.type else None
     start = frames[0].time if frames else 0.0
     rows = []
     for f in frames:
-        name = f.frame.message.TYPE.name if f.frame else "MALFORMED"
+        name = f.frame.message.TYPE.name if f.frame else MALFORMED
         if wanted and name not in wanted:
             continue
         row = {"t": round(f.time - start, 6), "transport": f.transport, "src": f"{f.src[0]}:{f.src[1]}",
@@ -46,15 +57,21 @@ def _decode(args: argparse.Namespace) -> int:
             row |= {"sequence": f.frame.sequence, "reply": f.frame.is_reply, "authenticated": f.frame.authenticated,
                     "fields": describe(f.frame.message)}
         else:
-            row["error"] = f.error
+            row |= {"error": f.error, "raw": f.raw.hex()}
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     for r in rows:
-        detail = r.get("error") or " ".join(f"{k}={v}" for k, v in r["fields"].items() if not isinstance(v, dict))
+        more: list[str] = []
+        if "fields" in r:
+            detail, more = render(r["fields"], indent=" " * 13)
+        else:
+            detail = f"{r['error']} raw={r['raw']}"
         print(f"{r['t']:10.6f} {r['transport']} {r['src']:>21} -> {r['dst']:<21} {r['message']:<22} {detail}")
-    malformed = sum(1 for r in rows if r["message"] == "MALFORMED")
+        for line in more:
+            print(line)
+    malformed = sum(1 for r in rows if r["message"] == MALFORMED)
     print(f"{len(rows)} frame(s){f', {malformed} malformed' if malformed else ''}")
     return 0
 
@@ -67,14 +84,25 @@ def _replay(args: argparse.Namespace) -> int:
 
     if not args.file.is_file():
         raise CaptureError(f"{args.file} does not exist")
-    results = asyncio.run(replay(args.file, to=args.to, broadcast=args.broadcast, source=args.source,
-                                 timeout_s=args.timeout, allow_vop_reset=args.allow_vop_reset))
+    progress = Progress("replay")
+    try:
+        results = asyncio.run(replay(args.file, to=args.ip, broadcast=args.broadcast, source=args.source,
+                                     timeout_s=args.timeout, allow_vop_reset=args.allow_vop_reset,
+                                     progress=progress, give_up_after=GIVE_UP_AFTER))
+    finally:
+        progress.close()
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=1))
-        return 0
-    for r in results:
-        print(f"{r.index:5d} {r.transport} {r.to:<22} {r.request:<22} {r.verdict:<18} "
-              f"{r.replay_reply or '-'}{'  (' + r.note + ')' if r.note else ''}")
-    counts = collections.Counter(r.verdict for r in results)
-    print(", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "no requests in the capture")
+    else:
+        for r in results:
+            print(f"{r.index:5d} {r.transport} {r.to:<22} {r.request:<22} {r.verdict:<18} "
+                  f"{r.replay_reply or '-'}{'  (' + r.note + ')' if r.note else ''}")
+        counts = collections.Counter(r.verdict for r in results)
+        print(", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "no requests in the capture")
+    asked = [r for r in results if r.verdict not in ("injected", "skipped")]
+    if asked and all(r.verdict == "no reply" for r in asked):
+        where = args.ip or ", ".join(sorted({r.to for r in asked}))
+        print(f"t10k: error: nothing answered at {where}: {len(asked)} request(s), no reply within "
+              f"{args.timeout:g} s each (is the daemon running there?)", file=sys.stderr)
+        return 1
     return 0

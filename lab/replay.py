@@ -14,6 +14,7 @@ import asyncio
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from protocol import Frame, MgmtResult, decode, decode_header
 from protocol.constants import (
@@ -29,6 +30,14 @@ from protocol.constants import (
 )
 from protocol.errors import DecodeError
 from protocol.pcap import CapturedFrame, read_capture
+
+if TYPE_CHECKING:
+    from protocol.cli_options import Progress
+
+
+class ReplayError(ValueError):
+    """Replay cannot go on (nothing answers where the requests go)."""
+
 
 TCP_SERVICES = {TOKEN_MGMT_PORT, VOP_PORT, HOST_PORT}
 UDP_REQUESTS = {TOKEN_LAN_PORT}
@@ -107,44 +116,87 @@ def _udp_exchange(sock: socket.socket, dest: tuple[str, int], data: bytes, timeo
         return None
 
 
+def _action(f: CapturedFrame, broadcast: str | None) -> str | None:
+    """What replay does with a captured frame: exchange (tcp/udp), inject, or nothing (None)."""
+    if f.frame is None:
+        return None
+    if f.transport == "tcp" and f.dst[1] in TCP_SERVICES and not f.frame.is_reply:
+        return "tcp"
+    if f.transport == "udp" and f.dst[1] in UDP_REQUESTS and not f.frame.is_reply:
+        return "udp"
+    if f.transport == "udp" and f.dst[1] == DRIVE_PORT:  # key packages to drives: injected
+        return "inject"
+    if f.transport == "udp" and f.dst[1] == DRIVE_LAN_PORT and broadcast and not f.frame.is_reply:
+        return "broadcast"
+    return None
+
+
+def _announce(action: str, to: str, name: str, timeout_s: float, captured: bool) -> str:
+    if action == "tcp" or (action == "udp" and captured):
+        return f"{name} to {to}, waiting up to {timeout_s:g} s for its reply"
+    return f"{name} to {to} (no reply expected)"
+
+
 async def replay(path: Path, *, to: str | None = None, broadcast: str | None = None, source: str = "127.0.0.250",
-                 timeout_s: float = 1.0, allow_vop_reset: bool = False) -> list[ReplayResult]:
+                 timeout_s: float = 1.0, allow_vop_reset: bool = False, progress: Progress | None = None,
+                 give_up_after: int | None = None) -> list[ReplayResult]:
     """VOP Reset Drive is skipped unless ``allow_vop_reset``: the VOP is unauthenticated (a drive's
-    service port), so replaying it would really wipe drives."""
+    service port), so replaying it would really wipe drives. ``progress`` hears of each request
+    before it is sent (what is awaited, for how long). With ``give_up_after`` N, a host that has
+    left N requests in a row unanswered, and never answered one, stops the replay (ReplayError)."""
     frames = read_capture(path)
     results: list[ReplayResult] = []
+    todo = [(i, f, a) for i, f in enumerate(frames) if (a := _action(f, broadcast)) is not None]
+    if progress is not None:
+        progress.total = len(todo)
+    unanswered: dict[str, int] = {}  # per host: requests unanswered in a row, while it never answered
+    answered: set[str] = set()
+
+    def record(result: ReplayResult, host: str) -> None:
+        results.append(result)
+        if result.verdict in ("injected", "skipped") or host in answered:
+            return
+        if result.verdict != "no reply":
+            answered.add(host)
+            return
+        unanswered[host] = unanswered.get(host, 0) + 1
+        if give_up_after is not None and unanswered[host] >= give_up_after:
+            raise ReplayError(f"nothing answers at {host}: {unanswered[host]} request(s) in a row got no reply "
+                              f"within {timeout_s:g} s (is the daemon running there? is --ip right?)")
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     sock.bind((source, 0))
     try:
-        for i, f in enumerate(frames):
-            if f.frame is None or (f.frame.is_reply and f.dst[1] != DRIVE_PORT):  # packages to drives: injected
-                continue
+        for i, f, action in todo:
+            assert f.frame is not None
             host = to or f.dst[0]
             name = f.frame.message.TYPE.name
+            captured = _captured_reply(frames, i) if action in ("tcp", "udp") else None
+            dest = f"{broadcast if action == 'broadcast' else host}:{f.dst[1]}"
+            if progress is not None:
+                progress.step(_announce(action, dest, name, timeout_s, captured is not None))
             if f.frame.message.TYPE is MessageType.VOP_RESET_DRIVE and not allow_vop_reset:
-                results.append(ReplayResult(i, "tcp", f"{host}:{f.dst[1]}", name, None, None, "skipped",
-                                            "destructive and unauthenticated: --allow-vop-reset to replay it"))
-                continue
-            if f.transport == "tcp" and f.dst[1] in TCP_SERVICES:
+                record(ReplayResult(i, "tcp", dest, name, None, None, "skipped",
+                                    "destructive and unauthenticated: --allow-vop-reset to replay it"), host)
+            elif action == "tcp":
                 replayed = await _tcp_exchange(host, f.dst[1], f.raw, timeout_s)
-                verdict, note = _verdict(_captured_reply(frames, i), replayed)
-                results.append(ReplayResult(i, "tcp", f"{host}:{f.dst[1]}", name,
-                                            _describe_reply(_captured_reply(frames, i)), _describe_reply(replayed),
-                                            verdict, note))
-            elif f.transport == "udp" and f.dst[1] in UDP_REQUESTS:
-                captured = _captured_reply(frames, i)
+                verdict, note = _verdict(captured, replayed)
+                record(ReplayResult(i, "tcp", dest, name, _describe_reply(captured), _describe_reply(replayed),
+                                    verdict, note), host)
+            elif action == "udp":
                 replayed = await asyncio.to_thread(_udp_exchange, sock, (host, f.dst[1]), f.raw,
                                                    timeout_s if captured is not None else 0.05)
                 verdict, note = _verdict(captured, replayed) if captured is not None else ("injected", "")
-                results.append(ReplayResult(i, "udp", f"{host}:{f.dst[1]}", name, _describe_reply(captured),
-                                            _describe_reply(replayed), verdict, note))
-            elif f.transport == "udp" and f.dst[1] == DRIVE_PORT:
+                record(ReplayResult(i, "udp", dest, name, _describe_reply(captured), _describe_reply(replayed),
+                                    verdict, note), host)
+            elif action == "inject":
                 sock.sendto(f.raw, (host, DRIVE_PORT))
-                results.append(ReplayResult(i, "udp", f"{host}:{DRIVE_PORT}", name, None, None, "injected"))
-            elif f.transport == "udp" and f.dst[1] == DRIVE_LAN_PORT and broadcast:
+                record(ReplayResult(i, "udp", dest, name, None, None, "injected"), host)
+            else:
+                assert broadcast is not None
                 sock.sendto(f.raw, (broadcast, DRIVE_LAN_PORT))
-                results.append(ReplayResult(i, "udp", f"{broadcast}:{DRIVE_LAN_PORT}", name, None, None, "injected"))
+                record(ReplayResult(i, "udp", dest, name, None, None, "injected"), host)
     finally:
         sock.close()
     await asyncio.sleep(0.2)  # let the daemons act on what was injected before anyone looks

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .codec import Frame, decode, decode_header
+from .describe import describe  # noqa: F401 - its former home; callers may import it from here
 from .constants import HEADER_SIZE
 from .errors import DecodeError
 
@@ -150,31 +151,3 @@ def _decoded(when: float, transport: str, src: Address, dst: Address, data: byte
         return CapturedFrame(when, transport, src, dst, decode(data), None, data)
     except DecodeError as exc:
         return CapturedFrame(when, transport, src, dst, None, str(exc), data)
-
-
-
-def describe(message: Any) -> dict[str, Any]:
-    """The fields a person wants in a timeline: IDs, CSNs, timestamps, codes; wrapped keys as a size."""
-    import dataclasses
-    import enum
-
-    from .timestamps import format_timestamp
-
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(message):
-        value = getattr(message, f.name)
-        if isinstance(value, enum.Enum):
-            out[f.name] = value.name if not f.name.endswith("code") else f"{int(value):08X} ({value.name})"
-        elif isinstance(value, bool):
-            out[f.name] = value
-        elif isinstance(value, int) and ("timestamp" in f.name or f.name == "reported_at"):
-            out[f.name] = format_timestamp(value)
-        elif isinstance(value, bytes):
-            out[f.name] = value.hex() if len(value) <= 8 else f"<{len(value)} octets>"
-        elif isinstance(value, tuple):
-            out[f.name] = f"{len(value)} item(s)"
-        elif dataclasses.is_dataclass(value):
-            out[f.name] = describe(value) if f.name in ("package", "sense") else type(value).__name__
-        else:
-            out[f.name] = str(value) if not isinstance(value, (int, str)) else value
-    return out

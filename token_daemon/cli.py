@@ -1,13 +1,15 @@
-"""``t10k token ...``: run a token daemon at its static IP."""
+"""``t10k token ...``: run a token daemon at its static IP; air-gap images."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 from pathlib import Path
 
-from protocol.constants import ANNOUNCE_INTERVAL_S, LOOPBACK_BROADCAST, TOKEN_LAN_PORT, TOKEN_MGMT_PORT
+from protocol.cli_options import add_broadcast, add_capture, add_ip, add_json, add_mqtt
+from protocol.constants import ANNOUNCE_INTERVAL_S, TOKEN_LAN_PORT, TOKEN_MGMT_PORT
 
 from .service import TokenConfig, TokenService, read_secret_file
 
@@ -16,16 +18,16 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
     token = sub.add_parser("token", help="run a key token (EKT/OKT) daemon")
     tsub = token.add_subparsers(dest="token_command", required=True)
     run = tsub.add_parser("run", help="run one token at its static IP until SIGINT/SIGTERM")
-    run.add_argument("--ip", required=True, help="the token's static IPv4 address (e.g. 127.0.0.21)")
+    add_ip(run, "the token")
     run.add_argument("--state", required=True, type=Path, help="directory for the token's non-volatile memory")
     run.add_argument("--secret-file", required=True, type=Path, help="token secret from 't10k kms add-token'")
-    run.add_argument("--broadcast", default=LOOPBACK_BROADCAST, help="drive LAN broadcast address")
+    add_broadcast(run, "the drive LAN's broadcast address, where KEYS_AVAILABLE goes")
     run.add_argument("--announce-interval", type=float, default=ANNOUNCE_INTERVAL_S, metavar="SECONDS")
     run.add_argument("--lan-port", type=int, default=TOKEN_LAN_PORT)
     run.add_argument("--mgmt-port", type=int, default=TOKEN_MGMT_PORT)
-    run.add_argument("--capture", type=Path, help="write everything sent and received to this pcap (no root needed)")
-    run.add_argument("--mqtt", help="publish state and alerts to this broker, mqtt://HOST[:PORT] (docs/EVENTS.md)")
-    run.add_argument("--site", default="lab", help="the site name in MQTT topics")
+    add_capture(run)
+    add_mqtt(run)
+    add_json(run, "print one JSON line when serving and one when stopped (instead of text)")
     run.set_defaults(func=_run)
     for name, func, help in (("load-image", _load_image, "air gap: write a token from an image made at the KMS"),
                              ("save-image", _save_image, "air gap: save the token's status for the KMS to read")):
@@ -33,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
         p.add_argument("image", type=Path)
         p.add_argument("--state", required=True, type=Path, help="the token's non-volatile memory")
         p.add_argument("--secret-file", required=True, type=Path)
+        add_json(p)
         p.set_defaults(func=func)
     return tsub
 
@@ -50,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         from protocol.pcap import CaptureWriter
 
         capture = CaptureWriter.optional(args.capture)
-        publisher = EventPublisher.optional(args.mqtt)
+        publisher = EventPublisher.optional(args.mqtt, site=args.site, daemon=f"token-{args.ip}")
         service = TokenService(config, tap=capture, events=publisher, site=args.site)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -61,13 +64,22 @@ def _run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGUSR2, lambda: asyncio.ensure_future(service.wipe()))
         try:
             async with service:
-                print(f"token {args.ip}: serving (state in {args.state})", flush=True)
+                if args.json:
+                    print(json.dumps({"status": "serving", "token": args.ip, "state": str(args.state),
+                                      "broadcast": args.broadcast, "mgmt_port": args.mgmt_port}), flush=True)
+                else:
+                    print(f"token {args.ip}: serving (state in {args.state})", flush=True)
                 await stop.wait()
         finally:
             if capture is not None:
                 capture.close()
             if publisher is not None:
                 await publisher.stop()
+        if args.json:
+            c = service.counters
+            print(json.dumps({"status": "stopped", "token": args.ip, "datagrams_in": c.datagrams_in,
+                              "datagrams_out": c.datagrams_out, "decode_errors": dict(c.decode_errors),
+                              "events": dict(c.events)}), flush=True)
 
     asyncio.run(main())
     return 0
@@ -79,7 +91,8 @@ def _load_image(args: argparse.Namespace) -> int:
     from .airgap import load_image
 
     result = load_image(args.state, read_secret_file(args.secret_file), args.image, now_us())
-    print(result.message)
+    print(json.dumps({"image": str(args.image), "status": result.status.name, "message": result.message})
+          if args.json else result.message)
     return 0
 
 
@@ -87,15 +100,5 @@ def _save_image(args: argparse.Namespace) -> int:
     from .airgap import save_image
 
     save_image(args.state, read_secret_file(args.secret_file), args.image)
-    print(f"token status saved to {args.image}")
+    print(json.dumps({"image": str(args.image), "saved": True}) if args.json else f"token status saved to {args.image}")
     return 0
-
-
-def _publisher(url: str | None):  # type: ignore[no-untyped-def]
-    if url is None:
-        return None
-    from events import EventPublisher
-
-    publisher = EventPublisher(url)
-    publisher.start()
-    return publisher

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -69,10 +71,16 @@ async def mqtt_lab(tmp_path: Path, broker: Broker) -> AsyncIterator[Lab]:
         yield lab
 
 
-async def watch(broker: Broker, seconds: float) -> list[dict[str, object]]:
+async def watch(broker: Broker, seconds: float, subscribed: asyncio.Event | None = None) -> list[dict[str, object]]:
+    """``kms watch --json`` for ``seconds`` once subscribed (it says so on stderr; then ``subscribed`` is set)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "lab.cli", "kms", "watch", "--mqtt", broker.url, "--json", "--timeout", str(seconds),
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    first = await proc.stderr.readline()
+    assert first.startswith(b"watching"), first
+    if subscribed is not None:
+        subscribed.set()
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     return [json.loads(line) for line in out.decode().splitlines()]
@@ -86,8 +94,10 @@ def _states(messages: list[dict[str, object]], kind: str) -> dict[str, dict[str,
 async def test_state_is_retained_and_errors_are_alerts(mqtt_lab: Lab, broker: Broker) -> None:
     await enrol_and_arm(mqtt_lab)
     await asyncio.sleep(1.0)  # coalesced: published within half a second of the last change
-    watcher = asyncio.ensure_future(watch(broker, 3.0))
-    await asyncio.sleep(1.5)  # it has the retained states; now a drive reports a missing key
+    subscribed = asyncio.Event()
+    watcher = asyncio.ensure_future(watch(broker, 3.0, subscribed))
+    await asyncio.wait_for(subscribed.wait(), 30)
+    await asyncio.sleep(0.5)  # it has the retained states; now a drive reports a missing key
     report = p.ErrorReport(mqtt_lab.drive_csns["drive-02"], p.constants.ErrorCode.MISSING_KEY,
                            bytes.fromhex("0a0b0c0d00000063"), 1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
@@ -126,3 +136,86 @@ def test_watch_says_clearly_when_there_is_no_broker() -> None:
     result = subprocess.run([sys.executable, "-m", "lab.cli", "kms", "watch", "--mqtt", "mqtt://127.0.0.1:1",
                              "--timeout", "1"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "cannot watch the broker" in result.stderr
+
+
+# --- availability: the MQTT last will, and what watch makes of it -------------------------
+
+WATCH_TOKEN_IP = "127.0.4.21"
+
+
+def _watch_text(broker: Broker, seconds: float, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lab.cli", "kms", "watch", "--mqtt", broker.url, "--timeout",
+                           str(seconds), *extra], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def _token_daemon(tmp_path: Path, broker: Broker) -> subprocess.Popen[str]:
+    secret = tmp_path / "tok.secret"
+    secret.write_text(os.urandom(32).hex() + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "token", "run", "--ip", WATCH_TOKEN_IP, "--state",
+                             str(tmp_path / "tok"), "--secret-file", str(secret), "--mqtt", broker.url,
+                             "--site", "tokyo", "--json"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    ready = json.loads(proc.stdout.readline())
+    assert ready["status"] == "serving" and ready["token"] == WATCH_TOKEN_IP
+    return proc
+
+
+def _wait_for_line(broker: Broker, needle: str, what: str) -> list[str]:
+    deadline = time.monotonic() + 15
+    while True:
+        lines = _watch_text(broker, 1.0).stdout.splitlines()
+        if any(needle in line for line in lines):
+            return lines
+        assert time.monotonic() < deadline, f"{what}: {lines}"
+
+
+def test_a_daemon_killed_shows_offline_in_watch(tmp_path: Path, broker: Broker) -> None:
+    proc = _token_daemon(tmp_path, broker)
+    try:
+        lines = _wait_for_line(broker, f"token {WATCH_TOKEN_IP}:", "the token's state is published")
+        assert any(f"tokyo daemon token-{WATCH_TOKEN_IP} online" in line for line in lines), lines
+        assert any("no errors" in line for line in lines) and not any("item(s)" in line for line in lines)
+    finally:
+        proc.kill()  # SIGKILL: no goodbye; the broker publishes the daemon's last will
+        proc.wait(10)
+    lines = _wait_for_line(broker, "OFFLINE", "the last will is published")
+    offline = [line for line in lines if "OFFLINE" in line]
+    assert any(f"tokyo daemon token-{WATCH_TOKEN_IP} OFFLINE (connection lost)" in line for line in offline), lines
+    # the retained state of the dead daemon's token is marked, in whatever order the broker sends them
+    state = [line for line in lines if f"token {WATCH_TOKEN_IP}:" in line and "LED3" in line]
+    assert state, lines
+    assert state[0].endswith("[daemon offline]") or any(line.endswith(f": token {WATCH_TOKEN_IP}")
+                                                        for line in offline), lines
+    for line in lines:  # every line starts with the time the daemon published it (a will: none is known)
+        assert (line[:4].isdigit() and line[10] == " " and line[19] == "Z") or line.startswith("(earlier)"), line
+    as_json = [json.loads(line) for line in _watch_text(broker, 1.0, "--json").stdout.splitlines()]
+    availability = [m for m in as_json if m["topic"] == f"t10k/tokyo/daemon/token-{WATCH_TOKEN_IP}/availability"]
+    assert availability and availability[0]["payload"]["online"] is False and availability[0]["offline"] is True
+    assert availability[0]["retained"] is True
+
+
+def test_a_daemon_stopped_says_so(tmp_path: Path, broker: Broker) -> None:
+    proc = _token_daemon(tmp_path, broker)
+    _wait_for_line(broker, f"daemon token-{WATCH_TOKEN_IP} online", "online")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["status"] == "stopped"
+    _wait_for_line(broker, f"daemon token-{WATCH_TOKEN_IP} OFFLINE (stopped)", "a stop is not a crash")
+
+
+async def test_watch_shows_each_state_once(mqtt_lab: Lab, broker: Broker) -> None:
+    await enrol_and_arm(mqtt_lab)
+    await asyncio.sleep(1.0)
+    first = _watch_text(broker, 1.5)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    states = [line for line in lines if " drive " in line and "LED" in line]
+    assert len(states) == 8 and len({line.split(" ", 3)[3] for line in states}) == 8, lines
+    # a mapping applied again without change publishes nothing new for the drives that hold it already
+    published = mqtt_lab.publisher.published if mqtt_lab.publisher else 0
+    for hosted in mqtt_lab.host.drives.values():  # type: ignore[union-attr]
+        hosted.publish([])  # the daemon marks every state dirty: same states
+    await asyncio.sleep(1.0)
+    assert mqtt_lab.publisher is not None and mqtt_lab.publisher.published == published

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -50,14 +51,28 @@ async def test_replay_changes_nothing_protected(lab: Lab, name: str) -> None:
         assert {r.verdict for r in results if r.request == "VOP_STATUS_REQUEST"} == {"same"}
 
 
-def test_replay_cli(tmp_path: Path) -> None:
-    # Nothing listens: every request gets no reply, and the tool still reports cleanly.
+def test_replay_to_a_dead_address_says_what_it_waits_for_and_fails() -> None:
     result = subprocess.run([sys.executable, "-m", "lab.cli", "pcap", "replay", str(ROOT / "captures" / "reset.pcap"),
-                             "--to", "127.0.6.1", "--timeout", "0.05", "--json"], cwd=ROOT, capture_output=True,
+                             "--ip", "127.0.6.1", "--timeout", "0.05", "--json"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
-    assert rows and {r["verdict"] for r in rows} <= {"no reply", "injected"}
+    assert result.returncode == 1 and result.stdout == ""
+    progress = result.stderr.splitlines()
+    assert progress[0].startswith("replay: [1/") and "to 127.0.6.1:7020, waiting up to 0.05 s for its reply" in progress[0]
+    assert progress[-1] == ("t10k: error: nothing answers at 127.0.6.1: 3 request(s) in a row got no reply within "
+                            "0.05 s (is the daemon running there? is --ip right?)")
+
+
+async def test_replay_cli_reports_each_request(lab: Lab) -> None:
+    await enrol_and_arm(lab)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lab.cli", "pcap", "replay", str(ROOT / "captures" / "okt-rekey.pcap"), "--timeout",
+        "0.5", "--json", cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    rows = json.loads(out)
+    steps = [line for line in err.decode().splitlines() if line.startswith("replay: [")]
+    assert rows and len(steps) == len(rows) and steps[-1].startswith(f"replay: [{len(rows)}/{len(rows)}]")
+    assert "refused as replay" in {r["verdict"] for r in rows}
 
 
 async def test_an_allowed_vop_reset_replay_really_wipes(lab: Lab) -> None:
