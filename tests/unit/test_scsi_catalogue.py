@@ -65,7 +65,7 @@ def test_sense_layout() -> None:
     key = bytes.fromhex("0000000100000007")
     s = scsi.SenseData(3, 0x26, 0x05, 0x6109, key, information=1)
     raw = s.build()
-    assert raw.hex() == "f000030000000114" "00000000" "2605" "000000" "6109" "0000000100000007"
+    assert raw.hex() == "f000030000000114" "00000000" "2605" "00000000" "6109" "0000000100000007"
     assert raw[scsi.FSC_OFFSET:scsi.FSC_OFFSET + 2] == b"\x61\x09"
     assert raw[scsi.KEY_ID_OFFSET:scsi.KEY_ID_OFFSET + 8] == key
     assert scsi.SenseData.parse(raw) == s and str(s.seed) == "3/2605/6109"
