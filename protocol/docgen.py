@@ -46,6 +46,8 @@ ROUTES: dict[MessageType, str] = {
     MessageType.VOP_STATUS: "drive → VOP: TCP reply",
     MessageType.VOP_RESET_DRIVE: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
     MessageType.VOP_RESULT: "drive → VOP: TCP reply",
+    MessageType.VOP_LOAD: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
+    MessageType.VOP_UNLOAD: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
     **{t: f"host → drive: TCP to the drive's IP:{HOST_PORT}; answered by HOST_RESULT" for t in (
         MessageType.LOAD, MessageType.UNLOAD, MessageType.REWIND, MessageType.WRITE_BLOCK,
         MessageType.WRITE_FILEMARKS, MessageType.LOCATE, MessageType.SPACE, MessageType.ERASE)},
