@@ -152,3 +152,20 @@ def render_sense_profiles() -> str:
     for c in Condition:
         rows.append(f"| {c.value} | `{t10k[c]}` | `{ssc[c]}` |")
     return "\n".join(rows) + "\n"
+
+
+def render_scsi_sense() -> str:
+    """Each condition's fixed-format sense octets (T10000 profile), from protocol.sense and
+    protocol.scsi: what docs/SCSI.md shows. The key ID octets are zero except for a missing
+    key; INFORMATION (octets 3-6) carries the residue and is not shown."""
+    from .scsi import SenseData
+    from .sense import PROFILES, Condition, SenseProfile
+
+    rows = ["| condition | seed notation | octet 2 | octets 12-13 | octets 18-19 (FSC) | octets 20-27 |",
+            "|---|---|---|---|---|---|"]
+    for c in Condition:
+        sense = PROFILES[SenseProfile.T10000][c]
+        raw = SenseData.of(sense, filemark=c is Condition.FILEMARK, eom=c is Condition.BEGINNING_OF_TAPE).build()
+        key = "the key ID" if c is Condition.MISSING_KEY else "0"
+        rows.append(f"| {c.value} | `{sense}` | `{raw[2]:02x}` | `{raw[12:14].hex()}` | `{raw[18:20].hex()}` | {key} |")
+    return "\n".join(rows) + "\n"
