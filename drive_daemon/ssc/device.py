@@ -87,7 +87,7 @@ class SscDevice:
             if pending and command.OP not in _UA_EXEMPT:
                 raise Check(SenseData.code(SenseKey.UNIT_ATTENTION, pending.pop(0)))
             handler = _HANDLERS[command.OP]
-            data = handler(self, nexus, command, bytes(data_out or b""), now, out)
+            data = handler(self, nexus, command, data_out if data_out is not None else b"", now, out)
             outcome = ScsiOutcome(ScsiStatus.GOOD, data)
         except Check as check:
             outcome = self._check(nexus, check.sense, check.data)
@@ -107,6 +107,12 @@ class SscDevice:
         self._last_sense.clear()
         self._prevent.clear()
         self.block_length, self.buffered_mode = 0, 1
+
+    def power_on(self) -> None:
+        """The drive's power returned: every nexus starts again with 29h/00h; defaults restored."""
+        self.lun_reset(0.0)
+        for pending in self._ua.values():
+            pending[:] = [Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET]
 
     def nexus_lost(self, nexus: str) -> None:
         """The session ended: forget the nexus (a new one starts with a power-on UA)."""

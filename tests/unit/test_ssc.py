@@ -126,6 +126,8 @@ def test_unit_attention_sequence(tmp_path: Path) -> None:
     deck.device.lun_reset(0.0)
     assert _code(scsi.SenseData.parse(deck.ok(scsi.RequestSense()))) == (6, 0x29, 0x03)
     deck.ok(scsi.TestUnitReady())
+    deck.device.power_on()  # the drive's power returned
+    assert _code(deck.check(scsi.TestUnitReady())) == (6, 0x29, 0)
     # a lost nexus starts again with power on
     deck.device.nexus_lost(NEXUS)
     assert _code(deck.check(scsi.TestUnitReady())) == (6, 0x29, 0)
