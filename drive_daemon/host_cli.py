@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable
 from protocol.constants import HOST_PORT, MAX_BLOCK_SIZE
 
 from . import backup as bk
+from .cli import register_tape_loading
 from .cartridge import Cartridge, CartridgeError, RecordKind, list_library
 from .host_client import HostClient
 
@@ -61,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--library", type=Path, required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_tape_list)
+    register_tape_loading(tsub)
 
 
 def _run(args: argparse.Namespace, body: Callable[[HostClient], Awaitable[Any]]) -> Any:

@@ -85,6 +85,8 @@ class MessageType(enum.IntEnum):
     VOP_STATUS = 0x41
     VOP_RESET_DRIVE = 0x42
     VOP_RESULT = 0x43
+    VOP_LOAD = 0x44
+    VOP_UNLOAD = 0x45
     # Host interface (TCP): SSC-like commands and their replies
     LOAD = 0x50
     UNLOAD = 0x51
@@ -216,3 +218,110 @@ RETRY_BASE_S = 0.25
 MAX_PULL_ATTEMPTS = 6
 #: A token re-announces what it holds at this interval.
 ANNOUNCE_INTERVAL_S = 5.0
+
+
+# --- SCSI (SAM/SPC/SSC-3): the drive as a sequential-access LUN over iSCSI -----------
+
+
+class ScsiStatus(enum.IntEnum):
+    """SAM status byte."""
+
+    GOOD = 0x00
+    CHECK_CONDITION = 0x02
+    BUSY = 0x08
+    RESERVATION_CONFLICT = 0x18
+    TASK_SET_FULL = 0x28
+    TASK_ABORTED = 0x40
+
+
+class ScsiOp(enum.IntEnum):
+    """Operation codes of every command the emulated T10000 knows (docs/SCSI.md)."""
+
+    TEST_UNIT_READY = 0x00
+    REWIND = 0x01
+    REQUEST_SENSE = 0x03
+    READ_BLOCK_LIMITS = 0x05
+    READ_6 = 0x08
+    WRITE_6 = 0x0A
+    WRITE_FILEMARKS_6 = 0x10
+    SPACE_6 = 0x11
+    INQUIRY = 0x12
+    MODE_SELECT_6 = 0x15
+    ERASE_6 = 0x19
+    MODE_SENSE_6 = 0x1A
+    LOAD_UNLOAD = 0x1B
+    PREVENT_ALLOW_MEDIUM_REMOVAL = 0x1E
+    LOCATE_10 = 0x2B
+    READ_POSITION = 0x34
+    REPORT_DENSITY_SUPPORT = 0x44
+    LOG_SENSE = 0x4D
+    MODE_SELECT_10 = 0x55
+    MODE_SENSE_10 = 0x5A
+    SPACE_16 = 0x91
+    LOCATE_16 = 0x92
+    REPORT_LUNS = 0xA0
+    SECURITY_PROTOCOL_IN = 0xA2
+    MAINTENANCE_IN = 0xA3
+    SECURITY_PROTOCOL_OUT = 0xB5
+
+
+#: MAINTENANCE IN service action of REPORT SUPPORTED OPERATION CODES (A3h/0Ch).
+SA_REPORT_SUPPORTED_OPCODES = 0x0C
+
+
+class ReadPositionForm(enum.IntEnum):
+    """READ POSITION service actions (SSC-3 7.7)."""
+
+    SHORT = 0x00  # 20 octets, block identifiers
+    SHORT_VENDOR = 0x01
+    LONG = 0x06  # 32 octets
+
+
+class SpaceCode(enum.IntEnum):
+    BLOCKS = 0
+    FILEMARKS = 1
+    SEQUENTIAL_FILEMARKS = 2
+    END_OF_DATA = 3
+
+
+class SenseResponse(enum.IntEnum):
+    """Response code of fixed-format sense data."""
+
+    CURRENT = 0x70
+    DEFERRED = 0x71
+
+
+class Asc(enum.IntEnum):
+    """Additional sense code and qualifier, as ``ASC << 8 | ASCQ`` (SPC-3 Annex D names)."""
+
+    NO_ADDITIONAL_SENSE = 0x0000
+    FILEMARK_DETECTED = 0x0001
+    BEGINNING_OF_PARTITION_MEDIUM_DETECTED = 0x0004
+    END_OF_DATA_DETECTED = 0x0005
+    NOT_READY_BECOMING_READY = 0x0401
+    NOT_READY_INITIALIZING_COMMAND_REQUIRED = 0x0402
+    PARAMETER_LIST_LENGTH_ERROR = 0x1A00
+    INVALID_COMMAND_OPERATION_CODE = 0x2000
+    INVALID_FIELD_IN_CDB = 0x2400
+    LOGICAL_UNIT_NOT_SUPPORTED = 0x2500
+    INVALID_FIELD_IN_PARAMETER_LIST = 0x2600
+    NOT_READY_TO_READY_MEDIUM_MAY_HAVE_CHANGED = 0x2800
+    POWER_ON_RESET_OR_BUS_DEVICE_RESET = 0x2900
+    BUS_DEVICE_RESET_FUNCTION_OCCURRED = 0x2903
+    MODE_PARAMETERS_CHANGED = 0x2A01
+    SAVING_PARAMETERS_NOT_SUPPORTED = 0x3900
+    MEDIUM_NOT_PRESENT = 0x3A00
+    MEDIUM_REMOVAL_PREVENTED = 0x5302
+    LOGICAL_UNIT_ACCESS_NOT_AUTHORIZED = 0x7471
+
+
+#: Our LUN, one per target: LUN 0, a sequential-access device (peripheral device type 01h).
+SCSI_PERIPHERAL_TAPE = 0x01
+#: Densities (REPORT DENSITY SUPPORT, MODE SENSE block descriptor) as mhVTL's T10000 has them.
+DENSITY_T10000A = 0x4A
+DENSITY_T10000B = 0x4B
+#: SECURITY PROTOCOL IN/OUT protocols.
+SECURITY_PROTOCOL_INFO = 0x00
+SECURITY_PROTOCOL_TAPE_ENCRYPTION = 0x20
+#: SSC-3 algorithm code of AES-256-GCM (what our cartridges are written with).
+ALGORITHM_AES256_GCM = 0x00010014
