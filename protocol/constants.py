@@ -216,3 +216,16 @@ RETRY_BASE_S = 0.25
 MAX_PULL_ATTEMPTS = 6
 #: A token re-announces what it holds at this interval.
 ANNOUNCE_INTERVAL_S = 5.0
+
+
+# --- iSCSI (RFC 7143): the names every side uses; the PDU numbers are in protocol/iscsi/ ---
+
+#: TCP port of a drive's iSCSI target (the well-known iSCSI port), at the drive's static IP.
+ISCSI_PORT = 3260
+#: Our initiator's default name.
+ISCSI_INITIATOR_IQN = "iqn.2026-11.org.t10k-lab:host"
+
+
+def drive_iqn(csn: bytes) -> str:
+    """The iSCSI target name of the drive with this CSN (one target per drive, LUN 0)."""
+    return f"iqn.2026-11.org.t10k-lab:t10000.{csn.hex()}"
