@@ -212,7 +212,8 @@ class TargetConnection:
                           data=header[:BHS_SIZE]))
 
     def _malformed(self, exc: IscsiDecodeError) -> None:
-        if self.state is State.LOGIN or (exc.fatal and not exc.header):
+        if self.state is State.LOGIN or exc.iscsi_reason is IscsiReason.HEADER_DIGEST or (exc.fatal and not exc.header):
+            # the header itself cannot be trusted (or the login is broken): no Reject, just close
             self._count(exc.iscsi_reason.name)
             self._close(str(exc))
             return
