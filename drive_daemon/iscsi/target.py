@@ -392,22 +392,21 @@ class TargetConnection:
     # --- SCSI commands and their data ----------------------------------------------------------
 
     def _on_command(self, pdu: ScsiCommand, now: float) -> None:
-        header = self._header(pdu)
         if self.discovery:
-            self._reject(RejectReason.PROTOCOL_ERROR, header, "SCSI_IN_DISCOVERY")
+            self._reject(RejectReason.PROTOCOL_ERROR, self._header(pdu), "SCSI_IN_DISCOVERY")
             return
         if pdu.itt in self._tasks or pdu.itt == RESERVED_TAG:
             self._reject(RejectReason.TASK_IN_PROGRESS if pdu.itt != RESERVED_TAG else RejectReason.INVALID_PDU_FIELD,
-                         header, "DUPLICATE_TAG")
+                         self._header(pdu), "DUPLICATE_TAG")
             return
         if pdu.read and pdu.write:
-            self._reject(RejectReason.COMMAND_NOT_SUPPORTED, header, "BIDIRECTIONAL")
+            self._reject(RejectReason.COMMAND_NOT_SUPPORTED, self._header(pdu), "BIDIRECTIONAL")
             return
         length = pdu.expected_length
         immediate = bytes(pdu.data) if isinstance(pdu.data, memoryview) else pdu.data
         if immediate and (not pdu.write or not self.params.immediate_data or len(immediate) > length
                           or len(immediate) > self.params.first_burst):
-            self._reject(RejectReason.PROTOCOL_ERROR, header, "UNEXPECTED_IMMEDIATE_DATA")
+            self._reject(RejectReason.PROTOCOL_ERROR, self._header(pdu), "UNEXPECTED_IMMEDIATE_DATA")
             self._close("immediate data outside what was negotiated")
             return
         data: bytes | bytearray | None = None
