@@ -51,9 +51,27 @@ async def test_iscsi_ls_and_iscsi_inq_see_a_tape() -> None:
         assert not portal.connections and not portal.errors
 
 
-@pytest.mark.parametrize("digests", [False, True])
-async def test_our_initiator_against_tgt_ssc(tmp_path: Path, digests: bool) -> None:
-    async with running_tgt(tmp_path / "tgt", IP, 3261, size_mb=64) as target:
+async def test_libiscsi_chap_right_and_wrong() -> None:
+    config = IscsiConfig(target_name=TARGET, chap=("backup", "twelve-chars-secret"))
+    async with IscsiPortal(config, MemoryTapeLun(), host=IP) as portal:
+        good = await run("iscsi-inq", f"iscsi://backup%twelve-chars-secret@{IP}/{TARGET}/0")
+        assert "Peripheral Device Type:SEQUENTIAL_ACCESS" in good
+        for url in (f"iscsi://backup%wrong-secret-xxxx@{IP}/{TARGET}/0", f"iscsi://{IP}/{TARGET}/0"):
+            proc = await asyncio.create_subprocess_exec("iscsi-inq", url, stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+            assert proc.returncode != 0 and b"Authentication failure" in out
+        assert portal.errors["LOGIN_AUTHENTICATION_FAILURE"] == 2
+
+
+#: tgt's own defaults (InitialR2T=Yes, MaxRecvDataSegmentLength 8192, bursts of 64/256 KiB): R2T flows
+TGT_DEFAULTS: dict[str, str] = {"HeaderDigest": "None,CRC32C", "DataDigest": "None,CRC32C"}
+
+
+@pytest.mark.parametrize("digests,params", [(False, None), (True, None), (False, TGT_DEFAULTS)],
+                         ids=["tuned", "tuned-digests", "tgt-defaults"])
+async def test_our_initiator_against_tgt_ssc(tmp_path: Path, digests: bool, params: dict[str, str] | None) -> None:
+    async with running_tgt(tmp_path / "tgt", IP, 3261, size_mb=64, params=params) as target:
         assert (target, f"{IP}:3261,1") in await discover(IP, 3261)
         async with IscsiClient(IP, 3261, target=target, digests=digests) as client:
             client.lun = TGT_TAPE_LUN
@@ -63,7 +81,9 @@ async def test_our_initiator_against_tgt_ssc(tmp_path: Path, digests: bool) -> N
             first = await client.execute(bytes(6))
             assert first.status == 2 and first.sense[2] & 0xF == 0x6  # tgt's power-on unit attention
             assert (await client.execute(bytes([0x01, 0, 0, 0, 0, 0]))).status == 0  # REWIND
-            blocks = [bytes([i]) * (65536 + 4096 * i) for i in range(6)]
+            if params is TGT_DEFAULTS:
+                assert client.params.initial_r2t and client.params.target_max_recv == 8192
+            blocks = [bytes([i]) * (65536 + 4096 * i) for i in range(6)] + [bytes(range(256)) * 4096]
             for block in blocks:
                 cdb = bytes([0x0A, 0]) + len(block).to_bytes(3, "big") + b"\0"
                 assert (await client.execute(cdb, data_out=block)).status == 0

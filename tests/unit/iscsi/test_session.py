@@ -382,3 +382,36 @@ def test_data_out_past_its_r2t_is_refused() -> None:
     (reject,) = pdus(pair.send_raw(encode_pdu_bytes(DataOut(final=True, itt=80, ttt=r2t.ttt, data=bytes(20)))))
     assert isinstance(reject, Reject) and decode_bhs(bytes(reject.data)).itt == 80
     assert pair.target.closing and pair.lun.blocks == []
+
+
+@pytest.mark.parametrize("immediate", [True, False])
+def test_unsolicited_data_then_r2t(immediate: bool) -> None:
+    config = IscsiConfig(target_name=TARGET, immediate_data=immediate, initial_r2t=False, first_burst=8192,
+                         max_recv_data_segment=4096, max_burst=65536)
+    pair = Pair(config=config)
+    pair.login()
+    command(pair, TUR)
+    before = len(pair.to_target)
+    block = BLOCK[:100_000]
+    assert command(pair, bytes([0x0A, 0]) + len(block).to_bytes(3, "big") + b"\0", data_out=block).reply.status == 0
+    assert pair.lun.blocks == [block]
+    sent = pdus(b"".join(pair.to_target[before:]))
+    assert isinstance(sent[0], ScsiCommand) and not sent[0].final  # unsolicited Data-Out follows
+    assert len(sent[0].data) == (4096 if immediate else 0)
+    unsolicited = [p for p in sent if isinstance(p, DataOut) and p.ttt == 0xFFFFFFFF]
+    assert sum(len(p.data) for p in unsolicited) == 8192 - len(sent[0].data) and unsolicited[-1].final
+    solicited = [p for p in sent if isinstance(p, DataOut) and p.ttt != 0xFFFFFFFF]
+    assert sum(len(p.data) for p in solicited) == len(block) - 8192
+
+
+def test_immediate_data_filling_the_first_burst_ends_unsolicited_data() -> None:
+    pair = Pair()
+    pair.login()
+    command(pair, TUR)
+    before = len(pair.to_target)
+    block = BLOCK * 4
+    assert command(pair, bytes([0x0A, 0]) + len(block).to_bytes(3, "big") + b"\0", data_out=block).reply.status == 0
+    sent = pdus(b"".join(pair.to_target[before:]))
+    assert sent[0].final and len(sent[0].data) == 262144
+    assert all(p.ttt != 0xFFFFFFFF for p in sent[1:])
+    assert pair.lun.blocks == [block]
