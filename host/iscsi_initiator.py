@@ -51,6 +51,20 @@ from protocol.iscsi import (
 )
 from protocol.iscsi.chap import CHAP_MD5, CHALLENGE_SIZE, check_response
 from protocol.iscsi.constants import CDB_FIELD_SIZE
+from protocol.iscsi.serial import sn_lte
+
+from .iscsi_events import (
+    CommandComplete,
+    Event,
+    LoginComplete,
+    LogoutComplete,
+    NopComplete,
+    Rejected,
+    ScsiReply,
+    TargetMessage,
+    TextComplete,
+    TmfComplete,
+)
 
 #: What our initiator offers; the target's answers decide (see SessionParams).
 INITIATOR_OFFER = {
@@ -68,85 +82,12 @@ INITIATOR_OFFER = {
     "DefaultTime2Retain": "0",
 }
 
-_MAX_WINDOW_AHEAD = 2**31
-
-
-def sn_lte(a: int, b: int) -> bool:
-    """a <= b in 32-bit serial number arithmetic (RFC 1982)."""
-    return a == b or ((b - a) & 0xFFFFFFFF) < _MAX_WINDOW_AHEAD
-
-
-@dataclass(frozen=True)
-class ScsiReply:
-    status: int
-    data: bytes
-    sense: bytes
-    residual: int  # positive: underflow (fewer octets than expected); negative: overflow
-
-
 class Phase(enum.Enum):
     IDLE = "idle"
     LOGIN = "login"
     FULL_FEATURE = "full feature"
     LOGGED_OUT = "logged out"
     FAILED = "failed"
-
-
-# --- events ---------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LoginComplete:
-    params: SessionParams
-    tsih: int
-    target_alias: str = ""
-
-
-@dataclass(frozen=True)
-class CommandComplete:
-    itt: int
-    reply: ScsiReply
-
-
-@dataclass(frozen=True)
-class TextComplete:
-    itt: int
-    pairs: list[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class NopComplete:
-    itt: int
-    data: bytes
-
-
-@dataclass(frozen=True)
-class TmfComplete:
-    itt: int
-    response: int
-
-
-@dataclass(frozen=True)
-class LogoutComplete:
-    itt: int
-    response: int
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """The target rejected one of our PDUs; ``itt`` is that PDU's tag (if it had one)."""
-
-    itt: int
-    reason: int
-
-
-@dataclass(frozen=True)
-class TargetMessage:
-    event: int
-    params: tuple[int, int, int]
-
-
-Event = LoginComplete | CommandComplete | TextComplete | NopComplete | TmfComplete | LogoutComplete | Rejected | \
-    TargetMessage
 
 
 @dataclass
