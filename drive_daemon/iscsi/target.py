@@ -60,6 +60,7 @@ from .lun import (
     INQUIRY,
     INQUIRY_NO_LUN,
     REPORT_LUNS,
+    SENSE_INVALID_FIELD_IN_CDB,
     SENSE_LUN_NOT_SUPPORTED,
     ScsiLun,
     ScsiOutcome,
@@ -365,7 +366,17 @@ class TargetConnection:
         if pdu.read and pdu.write:
             self._reject(RejectReason.COMMAND_NOT_SUPPORTED, self._header(pdu), "BIDIRECTIONAL")
             return
+        if pdu.immediate and len(self._tasks) >= self.config.queue_depth:
+            # immediate commands bypass the CmdSN window: bound them here
+            self._reject(RejectReason.IMMEDIATE_COMMAND_REJECT, self._header(pdu), "TOO_MANY_TASKS")
+            return
         length = pdu.expected_length
+        if pdu.write and length > self.config.max_transfer_bytes:
+            # refused before any buffer is allocated; its unsolicited Data-Out will find no task
+            self._count("TRANSFER_TOO_LARGE")
+            self._respond(Task(pdu, pdu.immediate, 0, None), ScsiOutcome(CHECK_CONDITION,
+                                                                          sense=SENSE_INVALID_FIELD_IN_CDB))
+            return
         immediate = bytes(pdu.data) if isinstance(pdu.data, memoryview) else pdu.data
         if immediate and (not pdu.write or not self.params.immediate_data or len(immediate) > length
                           or len(immediate) > self.params.first_burst):
