@@ -135,10 +135,10 @@ async def test_idle_connection_is_pinged_then_closed() -> None:
         assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
         assert portal.errors["IDLE_TIMEOUT"] == 1
-        async with IscsiClient(IP, target=TARGET, timeout=5) as client:  # an active one is kept
-            for _ in range(4):
-                await client.nop()
-                await asyncio.sleep(0.15)
+        async with IscsiClient(IP, target=TARGET, timeout=5) as client:  # ours answers the pings: it stays
+            await asyncio.sleep(1.0)
+            assert (await client.execute(bytes(6))).status == 2
+        assert portal.errors["IDLE_TIMEOUT"] == 1
 
 
 async def test_backlog_and_many_connections() -> None:
