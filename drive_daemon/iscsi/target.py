@@ -366,6 +366,9 @@ class TargetConnection:
         if pdu.read and pdu.write:
             self._reject(RejectReason.COMMAND_NOT_SUPPORTED, self._header(pdu), "BIDIRECTIONAL")
             return
+        if pdu.ahs:  # an extended CDB (no SSC command needs more than 16 octets)
+            self._reject(RejectReason.COMMAND_NOT_SUPPORTED, self._header(pdu), "EXTENDED_CDB")
+            return
         if pdu.immediate and len(self._tasks) >= self.config.queue_depth:
             # immediate commands bypass the CmdSN window: bound them here
             self._reject(RejectReason.IMMEDIATE_COMMAND_REJECT, self._header(pdu), "TOO_MANY_TASKS")

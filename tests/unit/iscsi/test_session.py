@@ -438,3 +438,13 @@ def test_immediate_commands_are_bounded() -> None:
             cdb=bytes([0x0A, 0, 0, 0, 10, 0]).ljust(16, b"\0")))))
     assert [type(a).__name__ for a in answers] == ["R2T"] * 4 + ["Reject"] * 2
     assert answers[-1].reason == RejectReason.IMMEDIATE_COMMAND_REJECT
+
+
+def test_an_extended_cdb_is_rejected() -> None:
+    pair = Pair()
+    ready(pair)
+    raw = encode_pdu_bytes(ScsiCommand(itt=300, cmdsn=pair.initiator.cmdsn, cdb=bytes(16),
+                                       ahs=bytes([0, 5, 1, 0]) + bytes(4)))
+    (reject,) = pdus(pair.send_raw(raw))
+    assert isinstance(reject, Reject) and reject.reason == RejectReason.COMMAND_NOT_SUPPORTED
+    assert pair.target.errors["EXTENDED_CDB"] == 1 and pair.lun.calls[-1][1] == bytes(6)
