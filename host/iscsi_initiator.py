@@ -98,6 +98,12 @@ class _Task:
     data_out: memoryview | None
     data_in: bytearray = field(default_factory=bytearray)
     received: int = 0
+    first: bytes = b""  # the first Data-In's data: most replies are one PDU, kept without a copy
+
+    def take_data(self) -> bytes:
+        if not self.data_in:
+            return self.first
+        return bytes(memoryview(self.data_in)[:self.received])
 
 
 class InitiatorConnection:
@@ -415,7 +421,7 @@ class InitiatorConnection:
             if len(pdu.data) >= 2:
                 sense = bytes(pdu.data[2:2 + int.from_bytes(pdu.data[:2], "big")])
             residual = pdu.residual if pdu.underflow else -pdu.residual if pdu.overflow else 0
-            self._events.append(CommandComplete(pdu.itt, ScsiReply(pdu.status, bytes(task.data_in[:task.received]),
+            self._events.append(CommandComplete(pdu.itt, ScsiReply(pdu.status, task.take_data(),
                                                                    sense, residual)))
         elif isinstance(pdu, R2T):
             self._window(pdu.expcmdsn, pdu.maxcmdsn)
@@ -470,15 +476,19 @@ class InitiatorConnection:
         end = pdu.offset + len(pdu.data)
         if end > task.expected_in:
             raise IscsiError(f"Data-In past the expected length ({end} > {task.expected_in})")
-        if len(task.data_in) < end:
-            task.data_in.extend(bytes(end - len(task.data_in)))
-        task.data_in[pdu.offset:end] = pdu.data
+        if task.received == 0 and pdu.offset == 0 and not task.first:
+            task.first = bytes(pdu.data)
+        else:
+            if not task.data_in:
+                task.data_in = bytearray(task.expected_in)
+                task.data_in[:len(task.first)] = task.first
+            task.data_in[pdu.offset:end] = pdu.data
         task.received = max(task.received, end)
         if pdu.has_status:
             self._status(pdu)
             del self._tasks[pdu.itt]
             residual = pdu.residual if pdu.underflow else -pdu.residual if pdu.overflow else 0
-            self._events.append(CommandComplete(pdu.itt, ScsiReply(pdu.status, bytes(task.data_in[:task.received]),
+            self._events.append(CommandComplete(pdu.itt, ScsiReply(pdu.status, task.take_data(),
                                                                    b"", residual)))
 
 

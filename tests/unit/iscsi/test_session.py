@@ -448,3 +448,15 @@ def test_an_extended_cdb_is_rejected() -> None:
     (reject,) = pdus(pair.send_raw(raw))
     assert isinstance(reject, Reject) and reject.reason == RejectReason.COMMAND_NOT_SUPPORTED
     assert pair.target.errors["EXTENDED_CDB"] == 1 and pair.lun.calls[-1][1] == bytes(6)
+
+
+def test_the_initiator_reassembles_a_read_of_many_data_in() -> None:
+    pair = Pair(offer={"MaxRecvDataSegmentLength": "4096", "MaxBurstLength": "16384"}, fragment=3000)
+    ready(pair)
+    command(pair, WRITE6, data_out=BLOCK)
+    command(pair, REWIND)
+    reply = command(pair, READ6, expected_in=len(BLOCK)).reply
+    assert (reply.status, reply.data, reply.residual) == (0, BLOCK, 0)
+    command(pair, REWIND)
+    reply = command(pair, bytes([0x08, 0, 0, 0x40, 0, 0]), expected_in=0x4000).reply  # short read: ILI + data
+    assert reply.status == 2 and reply.data == BLOCK[:0x4000]
