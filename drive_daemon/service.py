@@ -1,7 +1,7 @@
 """The drive daemon's asyncio shell: one process hosts one drive or thousands.
 
-Every drive has its own static address: a UDP socket for requests and replies and
-a TCP listener for its Virtual Operator Panel. One broadcast listener per process
+Every drive has its own static address: a UDP socket for requests and replies, a TCP
+listener for its Virtual Operator Panel and an iSCSI target (its SCSI side, one tape LUN). One broadcast listener per process
 hears the drive LAN, decodes each datagram once and hands it to every drive.
 """
 
@@ -34,16 +34,18 @@ from protocol.constants import (
     DRIVE_PORT,
     HEADER_SIZE,
     LOOPBACK_BROADCAST,
-    HOST_PORT,
+    ISCSI_PORT,
     VOP_PORT,
     MessageType,
     VopStatusCode,
+    drive_iqn,
 )
 
 from protocol.sense import SenseProfile
 
 from .drive import Drive, Event, Output
-from .host_server import HostServerProtocol
+from .iscsi import IscsiConfig, IscsiPortal
+from .ssc import SscDevice
 from .tape import TapeCheck, TapeSession
 
 if TYPE_CHECKING:
@@ -72,8 +74,10 @@ class DriveHostConfig:
     #: Directory of cartridges (VOLSER.tape) the drives can load; default STATE/library.
     library: Path | None = None
     sense_profile: SenseProfile = SenseProfile.T10000
-    host_port: int = HOST_PORT
-    host_backlog: int = 16
+    #: The drive's SCSI side: an iSCSI target at (its ip, iscsi_port), one LUN.
+    iscsi_port: int = ISCSI_PORT
+    #: (name, secret) initiators must prove with CHAP; None: no authentication
+    iscsi_chap: tuple[str, str] | None = None
 
     @property
     def library_dir(self) -> Path:
@@ -107,9 +111,10 @@ class HostedDrive:
         self.drive = Drive(made.csn, made.pckey, load_nvram(host.config.state_dir, made.csn, made.pckey),
                            encrypting=made.encrypting)
         self.tape = TapeSession(self.drive, host.config.library_dir, host.config.sense_profile)
+        self.ssc = SscDevice(self.tape, model=made.model)
         self.transport: asyncio.DatagramTransport | None = None
         self.vop_server: asyncio.base_events.Server | None = None
-        self.host_server: asyncio.base_events.Server | None = None
+        self.iscsi: IscsiPortal | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._writes: asyncio.Lock = asyncio.Lock()
         #: A stopped drive (powered off) hears nothing and sends nothing.
@@ -128,20 +133,25 @@ class HostedDrive:
         self.vop_server = await asyncio.start_server(
             self._vop, self.ip, self.host.config.vop_port, backlog=self.host.config.vop_backlog, reuse_address=True
         )
-        self.host_server = await loop.create_server(
-            lambda: HostServerProtocol(self), self.ip, self.host.config.host_port,
-            backlog=self.host.config.host_backlog, reuse_address=True,
+        config = self.host.config
+        self.iscsi = IscsiPortal(
+            IscsiConfig(target_name=drive_iqn(self.csn), port=config.iscsi_port, chap=config.iscsi_chap),
+            self.ssc, host=self.ip, on_output=self._scsi_output,
+            tap=lambda direction, src, dst, data: self.host.tap(direction, "tcp", src, dst, data),
         )
+        await self.iscsi.start()
 
     async def stop(self) -> None:
         self.powered = False
         if self._timer:
             self._timer.cancel()
             self._timer = None
-        for server in (self.vop_server, self.host_server):
-            if server:
-                server.close()
-                await server.wait_closed()
+        if self.iscsi is not None:
+            await self.iscsi.close()
+            self.iscsi = None
+        if self.vop_server:
+            self.vop_server.close()
+            await self.vop_server.wait_closed()
         if self.tape.cartridge is not None:
             self.tape.cartridge.close()
         if self.transport:
@@ -219,6 +229,12 @@ class HostedDrive:
         self.apply(self.drive.power_cycle())
         if self.tape.cartridge is not None:
             self.drive.load_tape()  # the cartridge is still in the drive after power returns
+        self.ssc.power_on()  # every initiator sees a power-on UNIT ATTENTION
+
+    def _scsi_output(self, output: object) -> None:
+        """What a SCSI command made the drive do (a missing key reported to the token...)."""
+        if isinstance(output, Output):
+            self.apply(output)
 
     async def _vop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)

@@ -6,16 +6,11 @@ LUN in service. Tests use small LUNs of their own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from ..ssc.outcome import ScsiOutcome  # one declaration: what a SCSI command returns
 
-@dataclass
-class ScsiOutcome:
-    status: int                           # SAM status byte (ScsiStatus)
-    data_in: bytes | memoryview = b""     # may be longer than the initiator expects: the transport truncates
-    sense: bytes = b""                    # fixed-format sense, only with CHECK CONDITION
-    output: object | None = None          # opaque to the transport: handed to the portal's callback
+__all__ = ["ScsiLun", "ScsiOutcome"]
 
 
 class ScsiLun(Protocol):
