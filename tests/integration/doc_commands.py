@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDIN = Path(__file__).with_name("systemctl_standin.py")
+ARGS_ONLY = Path(__file__).with_name("argsonly")  # its sitecustomize.py, for ```sh slow blocks
 
 SHELL_LANGUAGES = {"sh", "bash", "shell", "console"}
 # What a reader substitutes, written <like this> in a document; anything else in angle brackets fails.
@@ -37,6 +38,7 @@ class Command:
     doc: str
     line: int
     text: str
+    slow: bool = False  # in a ```sh slow block: arguments checked, not run
 
     @property
     def background(self) -> bool:
@@ -56,7 +58,7 @@ def _complete(text: str) -> bool:
     if text.rstrip().endswith("\\"):
         return False
     check = subprocess.run(["bash", "-n", "-c", text], capture_output=True, text=True)
-    return "unexpected end of file" not in check.stderr
+    return "unexpected end of file" not in check.stderr and "delimited by end-of-file" not in check.stderr
 
 
 def extract(path: Path, *, name: str | None = None) -> list[Command]:
@@ -64,14 +66,15 @@ def extract(path: Path, *, name: str | None = None) -> list[Command]:
     name = name or str(path.relative_to(ROOT))
     commands: list[Command] = []
     fence: str | None = None
-    language = ""
+    language, slow = "", False
     pending: list[str] = []
     start = 0
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if fence is None:
-            match = re.match(r"^(`{3,}|~{3,})\s*([\w+-]*)", line)
+            match = re.match(r"^(`{3,}|~{3,})\s*([\w+-]*)\s*(.*)$", line)
             if match:
                 fence, language = match.group(1), match.group(2).lower()
+                slow = match.group(3).strip() == "slow"
             continue
         if line.startswith(fence):
             if pending:
@@ -94,7 +97,7 @@ def extract(path: Path, *, name: str | None = None) -> list[Command]:
         pending.append(line)
         text = "\n".join(pending)
         if _complete(text):
-            commands.append(Command(name, start, text))
+            commands.append(Command(name, start, text, slow))
             pending = []
     if fence is not None:
         raise DocumentError(f"{name}: a ``` block is never closed")
@@ -153,6 +156,8 @@ def render_script(commands: list[Command], *, repo: Path) -> str:
         text = command.text
         for placeholder, value in PLACEHOLDERS.items():
             text = text.replace(placeholder, shlex.quote(value.format(repo=repo)))
+        if command.slow:
+            text = f"export T10K_DOC_ARGS_ONLY=1\n{text}\nunset T10K_DOC_ARGS_ONLY"
         parts.append(f"__step {i}\n{{\n{text}\n}} >\"$__LOGS/{i}.log\" 2>&1 </dev/null\n")
         if command.background:
             parts.append(f"__rc=$?; __PIDS+=($!); echo $! > \"$__LOGS/{i}.pid\"; __ready {i} $!\n")
@@ -221,7 +226,7 @@ def run_document(doc: Path, work: Path) -> DocRun:
         "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": str(work), "LANG": "C.UTF-8", "TERM": "dumb",
         "__M": str(machine), "__LOGS": str(logs), "__SUITE_VENV": sys.prefix, "__READY_S": str(int(READY_TIMEOUT_S)),
-        "T10K_STANDIN_RUN": str(machine / "run"),
+        "T10K_STANDIN_RUN": str(machine / "run"), "PYTHONPATH": str(ARGS_ONLY),
     }
     started = time.monotonic()
     proc = subprocess.Popen(["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "bash", str(script)],

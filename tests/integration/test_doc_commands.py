@@ -31,6 +31,10 @@ The rules a document follows, so that this test can run it:
   (``serving``, ``running``, ``listening`` or ``ready``) within 30 s, as a reader waits for a
   daemon before the next command. Their PIDs are tracked and stopped (SIGTERM, then the PID
   namespace ends) when the document ends.
+- **Slow blocks.** A block whose info string is ``sh slow`` (benchmarks: minutes of CPU) is
+  checked, not run: each of its commands runs with ``T10K_DOC_ARGS_ONLY=1``, under which any
+  Python program parses its arguments with argparse and exits (``argsonly/sitecustomize.py``),
+  so a renamed flag or script still fails. Nothing else may be marked slow.
 - **Placeholders** a reader replaces are written ``<like this>``; only ``<this repository>``
   exists (the test's copy). Any other fails, as would ``[--optional]`` syntax in a command.
 - **Time.** Each command has 180 s, a document 900 s. A failure names the document, the
@@ -80,6 +84,9 @@ for i in 1 2; do
 done
 t10k token run --ip 127.0.0.21 &   # background
 ```
+```sh slow
+bench/x.py --n 1
+```
 ```ini
 NOT=run
 ```
@@ -101,10 +108,12 @@ def test_extraction_follows_the_rules(tmp_path: Path) -> None:
         (5, "t10k a --b \\\n    --c"),
         (7, "for i in 1 2; do\n  echo $i\ndone"),
         (10, "t10k token run --ip 127.0.0.21 &   # background"),
-        (16, "echo hi"),
-        (18, "printf '%s\\n' a \\\nb"),
+        (13, "bench/x.py --n 1"),
+        (19, "echo hi"),
+        (21, "printf '%s\\n' a \\\nb"),
     ]
-    assert [c.background for c in commands] == [False, False, False, True, False, False]
+    assert [c.background for c in commands] == [False, False, False, True, False, False, False]
+    assert [c.slow for c in commands] == [False, False, False, False, True, False, False]
     assert not Command("x", 1, "a && b").background and not Command("x", 1, "a >&2").background
 
 
