@@ -213,6 +213,7 @@ def fresh_copy(work: Path) -> Path:
 
 
 def run_document(doc: Path, work: Path) -> DocRun:
+    assert sys.prefix != sys.base_prefix, "run the suite with the venv make builds (.venv/bin/python -m pytest)"
     commands = extract(doc)
     repo = fresh_copy(work)
     logs, machine, bin_dir = work / "logs", work / "machine", work / "bin"

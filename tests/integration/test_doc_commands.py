@@ -125,3 +125,10 @@ def test_unknown_placeholders_and_open_commands_are_refused(tmp_path: Path) -> N
     doc.write_text("```sh\nfor i in 1 2; do\n```\n")
     with pytest.raises(DocumentError, match=r"bad.md:2: the block ends inside a command"):
         extract(doc, name="bad.md")
+
+
+def test_a_here_document_is_one_command(tmp_path: Path) -> None:
+    doc = tmp_path / "heredoc.md"
+    doc.write_text("```sh\ncat > f.env <<'EOF'\nA=1\nEOF\necho next\n```\n")
+    assert [(c.line, c.text) for c in extract(doc, name="heredoc.md")] == [
+        (2, "cat > f.env <<'EOF'\nA=1\nEOF"), (5, "echo next")]
