@@ -114,7 +114,7 @@ MACHINE = r"""
 ip link set lo up
 ip link add eth0 type veth peer name eth0-peer && ip link set eth0 up && ip link set eth0-peer up
 mount --make-rprivate /
-for dir in /etc /opt /var; do
+for dir in /etc /opt /var /run; do  # /run: the namespaces `ip netns add` names stay ours
     mkdir -p "$__M/upper$dir" "$__M/work$dir"
     mount -t overlay overlay -o "lowerdir=$dir,upperdir=$__M/upper$dir,workdir=$__M/work$dir" "$dir"
 done

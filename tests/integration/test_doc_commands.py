@@ -16,9 +16,10 @@ The rules a document follows, so that this test can run it:
   ``t10k`` the way README.md says: ``. .venv/bin/activate``. Each document must say so itself.
 - **A machine of its own.** (Needs root: CI is root; elsewhere the test skips.) Each
   document runs in private network, mount and PID namespaces: a loopback and an ``eth0`` (as
-  a lab VM has), /etc, /opt and /var copy-on-write, so the documented fixed addresses
-  (127.0.0.21, 198.18.1.21 ...) and paths (/etc/t10k, /var/lib/t10k, /opt/t10k-lab) work as
-  written, whatever else runs on the host, and nothing a document writes there stays.
+  a lab VM has), /etc, /opt, /var and /run copy-on-write (``ip netns`` names included), so
+  the documented fixed addresses (127.0.0.21, 198.18.1.21 ...) and paths (/etc/t10k,
+  /var/lib/t10k, /opt/t10k-lab) work as written, whatever else runs on the host, and nothing
+  a document writes there stays.
 - **Commands for another machine** (a lab VM's ``ip addr add ... dev eth0``, ``systemctl``)
   run on the same private machine: systemd is replaced by ``systemctl_standin.py``, which
   starts the units the document installed the way systemd would (EnvironmentFile,
