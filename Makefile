@@ -1,5 +1,6 @@
 # t10k-lab: `make demo` runs the main job, `make test` runs the whole test suite.
-# Each creates its own virtual environment (.venv) and installs what it needs.
+# Each installs the system packages it needs (scripts/bootstrap: as root it installs them, otherwise
+# it prints the one command to run), creates its own virtual environment (.venv) and installs into it.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,6 +10,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test venv lint clean
 
 $(STAMP): pyproject.toml
+	@scripts/bootstrap demo
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -20,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/t10k lab demo
 
 test: $(STAMP)
+	@scripts/bootstrap test
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -105,8 +105,19 @@ def operator(store: KmsStore, name: str) -> Operator:
     return Operator(row[0], Role(row[1]), bool(row[2]), bool(row[3]))
 
 
+NO_LOGINS = ("this store has no operator logins (made with 't10k kms init --no-roles'): its commands need no "
+             "login and it has no operators to create; for operators and roles make a store without --no-roles "
+             "('t10k kms init --store NEW', then log in as KmsAdm)")
+
+
+def _require_roles(store: KmsStore) -> None:
+    if not roles_enabled(store):
+        raise SessionError(NO_LOGINS)
+
+
 def login(store: KmsStore, name: str, password: str) -> str:
     """A new session token (keep it secret: it acts as the operator until logout or expiry)."""
+    _require_roles(store)
     row = store._conn.execute("SELECT salt, pw_hash, active FROM operators WHERE name=?", (name,)).fetchone()
     if row is None or not hmac.compare_digest(_hash(password, bytes(row[0])), bytes(row[1])):
         with store.transaction():
@@ -125,6 +136,7 @@ def login(store: KmsStore, name: str, password: str) -> str:
 
 def session_operator(store: KmsStore, token: str | None, *, idle_s: float = SESSION_IDLE_S) -> Operator:
     """The operator a session stands for; an expired session is ended (and a backup taken)."""
+    _require_roles(store)
     if not token:
         raise SessionError("log in first: t10k kms login --operator NAME (then export T10K_SESSION=...)")
     key = hashlib.sha256(token.encode()).digest()

@@ -66,7 +66,8 @@ class Daemon:
 
 class NetworkLab:
     def __init__(self, topology: Topology, state_dir: Path, *, netns: bool, announce_interval_s: float = 1.0) -> None:
-        self.topology, self.state_dir, self.netns = topology, state_dir, netns
+        # absolute: the daemons run from the repository's directory, not the caller's
+        self.topology, self.state_dir, self.netns = topology, state_dir.absolute(), netns
         self.announce_interval_s = announce_interval_s
         self.daemons: list[Daemon] = []
         self.kms: KmsStore | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,12 @@ class MemoryStore:
 
     def write(self, new_contents: bytes | None, name: str | None, state: bytes) -> None:
         """Contents first, then the state naming them, then drop the old contents."""
+        # One write at a time: a write whose task was cancelled (a token stopped, then put back
+        # in the bay) still runs in its thread; the next must not share its .tmp files.
+        with _WRITE_LOCK:
+            self._write(new_contents, name, state)
+
+    def _write(self, new_contents: bytes | None, name: str | None, state: bytes) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if new_contents is not None and name is not None:
             _atomic_write(self.state_dir / name, new_contents)
@@ -167,6 +174,9 @@ class MemoryStore:
 
     def save(self, memory: TokenMemory) -> None:
         self.write(*self.snapshot(memory))
+
+
+_WRITE_LOCK = threading.Lock()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

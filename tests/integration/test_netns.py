@@ -12,13 +12,13 @@ import pytest
 
 from drive_daemon.vop import vop_status
 from kms_client import station
-from lab.netlab import NetworkLab, can_use_netns
+from lab.netlab import NetworkLab
 from lab.topology import parse_topology
 from protocol.constants import EncryptionLed, MessageType
 from protocol.pcap import read_capture
+from tests.integration.root import needs_root
 
-pytestmark = [pytest.mark.network,
-              pytest.mark.skipif(not can_use_netns(), reason="network namespaces need root (CI runs as root)")]
+pytestmark = [pytest.mark.network, needs_root]
 
 TOPOLOGY = parse_topology({"name": "two-subnets", "site": [
     {"name": "east", "drives": 2, "tokens": ["east-a"], "write_key": "K1"},

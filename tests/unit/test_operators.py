@@ -103,6 +103,16 @@ def test_logins_sessions_and_inactive_operators(store: KmsStore) -> None:
         operators.session_operator(store, None)
 
 
+def test_a_store_without_roles_says_it_has_no_logins(tmp_path: Path) -> None:
+    """Not "wrong password" then "log in first": a dead end for someone following the README."""
+    plain = KmsStore.create(tmp_path / "plain", dbkey=os.urandom(32), kms_id=b"\x01\x02\x03\x04")
+    with pytest.raises(SessionError, match=r"no operator logins .*--no-roles.*t10k kms init --store NEW"):
+        operators.login(plain, operators.DEFAULT_ADMIN, operators.DEFAULT_PASSWORD)
+    with pytest.raises(SessionError, match="no operator logins"):
+        operators.session_operator(plain, None)
+    assert not any(r.action == "login_failed" for r in plain.audit_records())
+
+
 def test_logout_and_expiry_take_a_backup(store: KmsStore) -> None:
     _as(store, A)
     token = operators.login(store, "KmsAdm", PASSWORDS[A])
