@@ -161,7 +161,7 @@ class NetworkLab:
                 self._start(f"{site.name}-drives", self._prefix(site, "lib"), "drive", "run-many",
                             "--manufacturing", str(cd), "--first-ip", site.drive_ips(self.netns)[0],
                             "--state", str(self.state_dir / "drives" / site.name),
-                            "--listen-broadcast", site.broadcast(self.netns))
+                            "--broadcast", site.broadcast(self.netns))
         except BaseException:
             self.down()
             raise
