@@ -323,3 +323,15 @@ SECURITY_PROTOCOL_INFO = 0x00
 SECURITY_PROTOCOL_TAPE_ENCRYPTION = 0x20
 #: SSC-3 algorithm code of AES-256-GCM (what our cartridges are written with).
 ALGORITHM_AES256_GCM = 0x00010014
+
+# --- iSCSI (RFC 7143): the names every side uses; the PDU numbers are in protocol/iscsi/ ---
+
+#: TCP port of a drive's iSCSI target (the well-known iSCSI port), at the drive's static IP.
+ISCSI_PORT = 3260
+#: Our initiator's default name.
+ISCSI_INITIATOR_IQN = "iqn.2026-11.org.t10k-lab:host"
+
+
+def drive_iqn(csn: bytes) -> str:
+    """The iSCSI target name of the drive with this CSN (one target per drive, LUN 0)."""
+    return f"iqn.2026-11.org.t10k-lab:t10000.{csn.hex()}"
