@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 from drive_daemon import cli as drive_cli
-from drive_daemon import host_cli
+from drive_daemon import tape_cli
 from drive_daemon.errors import DriveDaemonError
+from host import cli as host_cli
+from host.errors import HostError
 from kms_client import cli as kms_cli
 from kms_client.errors import KmsError
 from token_daemon import cli as token_cli
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     _token_status(token_cli.register(sub))
     drive_cli.register(sub)
     host_cli.register(sub)
+    tape_cli.register(sub)
     kms_cli.register(sub)
     demo_cli.register(sub)
     pcap_cli.register(sub)
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         return int(args.func(args) or EXIT_OK)
-    except (KmsError, DriveDaemonError, TokenDaemonError, NetLabError, ValueError) as exc:  # CaptureError, TopologyError are ValueErrors
+    except (KmsError, DriveDaemonError, TokenDaemonError, HostError, NetLabError, ValueError) as exc:  # CaptureError, TopologyError are ValueErrors
         print(f"t10k: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:
