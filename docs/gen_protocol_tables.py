@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from protocol.docgen import render_catalogue, render_sense_profiles
+from protocol.docgen import render_catalogue, render_scsi_sense, render_sense_profiles
 
 HERE = Path(__file__).parent
 GENERATED = [
     (HERE / "PROTOCOL.md", "catalogue", render_catalogue),
     (HERE / "SENSE.md", "sense", render_sense_profiles),
+    (HERE / "SCSI.md", "scsi-sense", render_scsi_sense),
 ]
 
 

@@ -16,7 +16,7 @@ from protocol.sense import SenseProfile
 
 from .manufacturing import find_drive, make_drives, read_manufacturing_file, write_manufacturing_file
 from .service import DriveHost, DriveHostConfig
-from .vop import vop_fields, vop_reset, vop_status
+from .vop import vop_fields, vop_load, vop_reset, vop_status, vop_unload
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -146,3 +146,36 @@ def _vop_reset(args: argparse.Namespace) -> int:
     result = asyncio.run(vop_reset(_drive_ip(args), port=args.port))
     print(result.message)
     return 0 if result.status == 0 else 1
+
+
+def register_tape_loading(tsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``t10k tape load --ip IP VOLSER`` and ``t10k tape unload --ip IP``: the operator at the
+    drive's VOP, until a medium changer exists."""
+    p = tsub.add_parser("load", help="load a cartridge of the drive's library into the drive (the operator, by VOP)")
+    p.add_argument("--ip", required=True, help="the drive's static IP")
+    p.add_argument("--port", type=int, default=VOP_PORT)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("volser", help="the cartridge's volume serial")
+    p.set_defaults(func=_tape_load)
+    p = tsub.add_parser("unload", help="unload the drive's cartridge and take it out (the operator, by VOP)")
+    p.add_argument("--ip", required=True, help="the drive's static IP")
+    p.add_argument("--port", type=int, default=VOP_PORT)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_tape_unload)
+
+
+def _tape_load(args: argparse.Namespace) -> int:
+    return _vop_result(args, asyncio.run(vop_load(args.ip, args.volser, port=args.port)))
+
+
+def _tape_unload(args: argparse.Namespace) -> int:
+    return _vop_result(args, asyncio.run(vop_unload(args.ip, port=args.port)))
+
+
+def _vop_result(args: argparse.Namespace, result) -> int:  # type: ignore[no-untyped-def]
+    ok = result.status == 0
+    if args.json:
+        print(json.dumps({"ok": ok, "status": result.status.name, "message": result.message}, indent=2))
+    else:
+        print(result.message)
+    return 0 if ok else 1

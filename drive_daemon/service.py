@@ -20,8 +20,10 @@ from protocol import (
     DecodeError,
     Frame,
     Transmit,
+    VopLoad,
     VopResetDrive,
     VopResult,
+    VopUnload,
     VopStatusRequest,
     decode,
     decode_header,
@@ -42,7 +44,7 @@ from protocol.sense import SenseProfile
 
 from .drive import Drive, Event, Output
 from .host_server import HostServerProtocol
-from .tape import TapeSession
+from .tape import TapeCheck, TapeSession
 
 if TYPE_CHECKING:
     from events import EventPublisher
@@ -232,6 +234,18 @@ class HostedDrive:
             elif isinstance(msg, VopResetDrive):
                 self.apply(self.drive.vop_reset())
                 reply = VopResult(VopStatusCode.OK, "drive reset: device and media keys cleared")
+            elif isinstance(msg, VopLoad):
+                try:
+                    self.tape.load(msg.volser)
+                    reply = VopResult(VopStatusCode.OK, f"{msg.volser} loaded")
+                except TapeCheck as exc:
+                    reply = VopResult(VopStatusCode.REFUSED, exc.detail)
+            elif isinstance(msg, VopUnload):
+                taken = Output()
+                volser = self.tape.remove(taken)
+                self.apply(taken)  # keys held while it was loaded are committed now
+                reply = (VopResult(VopStatusCode.OK, f"{volser} unloaded") if volser
+                         else VopResult(VopStatusCode.REFUSED, "no cartridge in the drive"))
             else:
                 reply = VopResult(VopStatusCode.BAD_REQUEST, f"{msg.TYPE.name} is not a VOP request")
             out = encode(reply, sequence=request.sequence, reply=True)

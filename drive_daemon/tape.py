@@ -98,10 +98,16 @@ def _appendix() -> dict[tuple[KeyStatus, bool, Medium, Operation], Rule]:
 APPENDIX = _appendix()
 
 
-class _CheckCondition(Exception):
-    def __init__(self, condition: Condition, detail: str = "", key_id: bytes = ZERO_KEY_ID) -> None:
+class TapeCheck(Exception):
+    """A command ends with sense: the condition, a detail for people, the missing key's ID and,
+    for SPACE, the residue (how much of the count was not done)."""
+
+    def __init__(self, condition: Condition, detail: str = "", key_id: bytes = ZERO_KEY_ID, residue: int = 0) -> None:
         super().__init__(detail or condition.value)
-        self.condition, self.detail, self.key_id = condition, detail or condition.value, key_id
+        self.condition, self.detail, self.key_id, self.residue = condition, detail or condition.value, key_id, residue
+
+
+_CheckCondition = TapeCheck
 
 
 class TapeSession:
@@ -113,6 +119,10 @@ class TapeSession:
         self.position = 0
         self._ciphers: dict[bytes, envelope.BlockCipher] = {}
         self._keys_checked: tuple[object, int] = (None, 0)  # (the media key set, records verified)
+        #: A cartridge unloaded by the host but still in the drive (LOAD threads it again).
+        self.unloaded: str | None = None
+        #: Counts loads, so a SCSI device can raise "medium may have changed" (28h/00h).
+        self.load_generation = 0
 
     # --- the drive's view ----------------------------------------------------
 
@@ -209,69 +219,114 @@ class TapeSession:
         return HostResult(HostStatus.CHECK_CONDITION, sense_for(condition, self.profile), key_id, self.position, detail)
 
     def _dispatch(self, req: Message, now: float, out: Output) -> Message:
+        """The old host protocol (TCP 7040), over the plain methods below."""
         if isinstance(req, Load):
-            return self._load(req.volser)
+            self.load(req.volser)
+            return self._good(f"{req.volser} loaded")
         if isinstance(req, ReadPosition):
-            return self._read_position()
+            return self.read_position()
         if isinstance(req, EncryptionStatusRequest):
-            return self._encryption_status()
-        tape = self._tape()
+            return self.encryption_status()
         if isinstance(req, Unload):
-            tape.close()
-            self.cartridge, self.position = None, 0
-            held = self.drive.unload_tape()
-            out.events += held.events
-            return self._good(f"{tape.volser} unloaded")
+            volser = self._tape().volser
+            self.unload(out)
+            return self._good(f"{volser} unloaded")
         if isinstance(req, Rewind):
-            tape.sync()
-            self.position = 0
-            return self._good()
-        if isinstance(req, WriteBlock):
-            return self.write(req.data, now, out)
-        self.drive.last_io = now
-        if isinstance(req, WriteFilemarks):
-            self._check(Operation.WRITE_FILEMARK, self.position, out, now)
-            self._truncate(self.position)
-            for _ in range(req.count):
-                tape.append(RecordKind.FILEMARK, [])
-            self.position += req.count
-            tape.sync()  # filemarks are the host's sync points
-            return self._good()
-        if isinstance(req, Locate):
-            return self._locate(req.block, out, now)
-        if isinstance(req, Space):
-            return self._space(req.unit, req.count, out, now)
-        if isinstance(req, ReadBlock):
+            self.rewind()
+        elif isinstance(req, WriteBlock):
+            self.write(req.data, now, out)
+        elif isinstance(req, WriteFilemarks):
+            self.write_filemarks(req.count, now, out)
+        elif isinstance(req, Locate):
+            self.locate(req.block, now, out)
+        elif isinstance(req, Space):
+            self.space(req.unit, req.count, now, out)
+        elif isinstance(req, ReadBlock):
             return self.read(req.max_length, now, out)
-        if isinstance(req, Erase):
-            if self.drive.encrypting and self.key_status() is KeyStatus.HAVE_MEDIA_KEYS:
-                self._report_unreadable_label(out, now)
-            self._truncate(self.position)
-            tape.sync()
+        elif isinstance(req, Erase):
+            self.erase(now, out)
             return self._good("erased to the end of the tape")
-        raise _CheckCondition(Condition.INVALID_REQUEST, f"{type(req).__name__} is not a host command")
+        else:
+            raise TapeCheck(Condition.INVALID_REQUEST, f"{type(req).__name__} is not a host command")
+        return self._good()
 
-    def _load(self, volser: str) -> Message:
+    # --- plain commands (the SSC device and the old host protocol both call these) -----
+
+    def load(self, volser: str) -> None:
+        """The operator puts a cartridge in and the drive threads it (position: BOT)."""
         if self.cartridge is not None:
-            raise _CheckCondition(Condition.TAPE_LOADED, f"{self.cartridge.volser} is loaded; unload it first")
+            raise TapeCheck(Condition.TAPE_LOADED, f"{self.cartridge.volser} is loaded; unload it first")
         try:
             self.cartridge = Cartridge.load(self.library, volser)
         except UnknownVolume as exc:
-            raise _CheckCondition(Condition.UNKNOWN_VOLUME, str(exc)) from None
+            raise TapeCheck(Condition.UNKNOWN_VOLUME, str(exc)) from None
         except VolumeInUse as exc:
-            raise _CheckCondition(Condition.VOLUME_IN_USE, str(exc)) from None
+            raise TapeCheck(Condition.VOLUME_IN_USE, str(exc)) from None
         except CartridgeError as exc:
-            raise _CheckCondition(Condition.MEDIUM_CORRUPT, str(exc)) from None
+            raise TapeCheck(Condition.MEDIUM_CORRUPT, str(exc)) from None
         self.position = 0
+        self.unloaded = None
+        self.load_generation += 1
         self._keys_checked = (None, 0)
         self.drive.load_tape()
-        return self._good(f"{volser} loaded")
+
+    def unload(self, out: Output, *, keep_in_drive: bool = False) -> str:
+        """Rewind and unload; keys held while the tape was loaded are committed now (Holding Keys).
+        ``keep_in_drive``: the host's UNLOAD, after which LOAD threads the same cartridge again."""
+        tape = self._tape()
+        tape.close()
+        self.cartridge, self.position = None, 0
+        self.unloaded = tape.volser if keep_in_drive else None
+        held = self.drive.unload_tape()
+        out.events += held.events
+        return tape.volser
+
+    def reload(self) -> None:
+        """The host's LOAD: thread the cartridge the host unloaded, or rewind the one loaded."""
+        if self.cartridge is not None:
+            self.rewind()
+        elif self.unloaded is not None:
+            self.load(self.unloaded)
+        else:
+            raise TapeCheck(Condition.NO_TAPE)
+
+    def remove(self, out: Output) -> str | None:
+        """The operator takes the cartridge out, loaded or not; returns its volume serial."""
+        if self.cartridge is not None:
+            return self.unload(out)
+        volser, self.unloaded = self.unloaded, None
+        return volser
+
+    def rewind(self) -> None:
+        self._tape().sync()
+        self.position = 0
+
+    def write_filemarks(self, count: int, now: float, out: Output) -> None:
+        tape = self._tape()
+        self.drive.last_io = now
+        if count == 0:  # SSC: flush the buffer, nothing written
+            tape.sync()
+            return
+        self._check(Operation.WRITE_FILEMARK, self.position, out, now)
+        self._truncate(self.position)
+        for _ in range(count):
+            tape.append(RecordKind.FILEMARK, [])
+        self.position += count
+        tape.sync()  # filemarks are the host's sync points
+
+    def erase(self, now: float, out: Output) -> None:
+        tape = self._tape()
+        self.drive.last_io = now
+        if self.drive.encrypting and self.key_status() is KeyStatus.HAVE_MEDIA_KEYS:
+            self._report_unreadable_label(out, now)
+        self._truncate(self.position)
+        tape.sync()
 
     def _truncate(self, index: int) -> None:
         self._tape().truncate(index)
         self._forget_checks_from(index)
 
-    def write(self, data: bytes | memoryview, now: float, out: Output) -> HostResult:
+    def write(self, data: bytes | memoryview, now: float, out: Output) -> None:
         tape = self._tape()
         if len(data) > MAX_BLOCK_SIZE:
             raise _CheckCondition(Condition.BLOCK_TOO_LARGE, f"block of {len(data)} octets; at most {MAX_BLOCK_SIZE}")
@@ -287,9 +342,15 @@ class TapeSession:
         else:
             tape.append(RecordKind.PLAIN, [data])
         self.position += 1
-        return self._good()
 
     def read(self, max_length: int, now: float, out: Output) -> Message:
+        """The old host protocol's read: a block longer than ``max_length`` is refused."""
+        data = self.read_block(now, out, max_length)
+        return BlockData(data)
+
+    def read_block(self, now: float, out: Output, max_length: int | None = None) -> bytes:
+        """The next block, whole, and the position past it. At a filemark: FILEMARK, the position
+        past it. At end of data: END_OF_DATA. ``max_length``: refuse a longer block, not moving."""
         tape = self._tape()
         self.drive.last_io = now
         if self.position >= len(tape):
@@ -310,24 +371,36 @@ class TapeSession:
                 raise _CheckCondition(Condition.MEDIUM_CORRUPT, str(exc)) from None
         else:
             data = payload
-        if len(data) > max_length:
+        if max_length is not None and len(data) > max_length:
             raise _CheckCondition(Condition.INVALID_REQUEST, f"block of {len(data)} octets exceeds {max_length}")
         self.position += 1
-        return BlockData(data)
+        return data
 
-    def _locate(self, block: int, out: Output, now: float) -> HostResult:
+    def locate(self, block: int, now: float, out: Output) -> None:
+        """To logical object ``block`` (blocks and filemarks count); past the end: END_OF_DATA at EOD."""
         tape = self._tape()
+        self.drive.last_io = now
         target = min(block, len(tape))
         if target > 0:
             self._check(Operation.SPACE_LOCATE, target, out, now)
         self.position = target
         if block > len(tape):
-            raise _CheckCondition(Condition.END_OF_DATA, f"block {block} is past the end of data ({len(tape)})")
-        return self._good()
+            raise _CheckCondition(Condition.END_OF_DATA, f"block {block} is past the end of data ({len(tape)})",
+                                  residue=block - len(tape))
 
-    def _space(self, unit: SpaceUnit, count: int, out: Output, now: float) -> HostResult:
-        """SSC semantics: spacing blocks stops after a filemark; at EOD or BOT, sense says so."""
+    def space_to_end(self, now: float, out: Output) -> None:
+        """SPACE to end of data."""
+        tape = self._tape()
+        self.drive.last_io = now
+        if len(tape):
+            self._check(Operation.SPACE_LOCATE, len(tape), out, now)
+        self.position = len(tape)
+
+    def space(self, unit: SpaceUnit, count: int, now: float, out: Output) -> None:
+        """SSC semantics: spacing blocks stops after a filemark (forward) or before it (backward);
+        at EOD or BOT, sense says so; the residue is the part of the count not done."""
         records = self._tape().records
+        self.drive.last_io = now
         pos, condition = self.position, None
         step = 1 if count > 0 else -1
         remaining = abs(count)
@@ -354,10 +427,9 @@ class TapeSession:
             self._check(Operation.SPACE_LOCATE, pos, out, now)
         self.position = pos
         if condition is not None:
-            raise _CheckCondition(condition)
-        return self._good()
+            raise _CheckCondition(condition, residue=remaining)
 
-    def _read_position(self) -> Position:
+    def read_position(self) -> Position:
         tape = self.cartridge
         if tape is None:
             return Position(False, "", 0, 0, True, False, 0)
@@ -365,7 +437,7 @@ class TapeSession:
         return Position(True, tape.volser, self.position, files, self.position == 0,
                         self.position >= len(tape), len(tape))
 
-    def _encryption_status(self) -> EncryptionStatus:
+    def encryption_status(self) -> EncryptionStatus:
         media = self.drive.media
         mode = EncryptionMode.ENCRYPT if self.drive.encrypting and media is not None else EncryptionMode.OFF
         write_key = media.write_key_id if media is not None else ZERO_KEY_ID

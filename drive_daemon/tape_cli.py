@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .cartridge import Cartridge, CartridgeError, RecordKind, list_library
+from .cli import register_tape_loading
 
 
 def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
     p.add_argument("--library", type=Path, required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_tape_list)
+    register_tape_loading(tsub)
     return tsub
 
 

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
-from protocol import DecodeError, Message, VopResetDrive, VopResult, VopStatus, VopStatusRequest, decode, decode_header, encode
+from protocol import (
+    DecodeError,
+    Message,
+    VopLoad,
+    VopResetDrive,
+    VopResult,
+    VopStatus,
+    VopStatusRequest,
+    VopUnload,
+    decode,
+    decode_header,
+    encode,
+)
 from protocol.constants import HEADER_SIZE, VOP_PORT
 
 from protocol.timestamps import format_timestamp
@@ -46,6 +58,23 @@ async def vop_reset(ip: str, *, port: int = VOP_PORT, timeout_s: float = 5.0) ->
     reply = await _ask(ip, VopResetDrive(), port, timeout_s)
     if not isinstance(reply, VopResult):
         raise VopError(f"the drive at {ip} answered {type(reply).__name__} to a reset")
+    return reply
+
+
+async def vop_load(ip: str, volser: str, *, port: int = VOP_PORT, timeout_s: float = 30.0) -> VopResult:
+    """The operator loads cartridge ``volser`` of the drive's library."""
+    return await _result(ip, VopLoad(volser), port, timeout_s)
+
+
+async def vop_unload(ip: str, *, port: int = VOP_PORT, timeout_s: float = 30.0) -> VopResult:
+    """The operator unloads the drive's cartridge and takes it out."""
+    return await _result(ip, VopUnload(), port, timeout_s)
+
+
+async def _result(ip: str, request: Message, port: int, timeout_s: float) -> VopResult:
+    reply = await _ask(ip, request, port, timeout_s)
+    if not isinstance(reply, VopResult):
+        raise VopError(f"the drive at {ip} answered {type(reply).__name__} to {type(request).__name__}")
     return reply
 
 

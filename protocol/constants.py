@@ -85,6 +85,8 @@ class MessageType(enum.IntEnum):
     VOP_STATUS = 0x41
     VOP_RESET_DRIVE = 0x42
     VOP_RESULT = 0x43
+    VOP_LOAD = 0x44
+    VOP_UNLOAD = 0x45
     # Host interface (TCP): SSC-like commands and their replies
     LOAD = 0x50
     UNLOAD = 0x51

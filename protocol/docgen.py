@@ -46,6 +46,8 @@ ROUTES: dict[MessageType, str] = {
     MessageType.VOP_STATUS: "drive → VOP: TCP reply",
     MessageType.VOP_RESET_DRIVE: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
     MessageType.VOP_RESULT: "drive → VOP: TCP reply",
+    MessageType.VOP_LOAD: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
+    MessageType.VOP_UNLOAD: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
     **{t: f"host → drive: TCP to the drive's IP:{HOST_PORT}; answered by HOST_RESULT" for t in (
         MessageType.LOAD, MessageType.UNLOAD, MessageType.REWIND, MessageType.WRITE_BLOCK,
         MessageType.WRITE_FILEMARKS, MessageType.LOCATE, MessageType.SPACE, MessageType.ERASE)},
@@ -149,4 +151,21 @@ def render_sense_profiles() -> str:
     rows = ["| condition | T10000 (default) | SSC-3 (`--sense-profile ssc`) |", "|---|---|---|"]
     for c in Condition:
         rows.append(f"| {c.value} | `{t10k[c]}` | `{ssc[c]}` |")
+    return "\n".join(rows) + "\n"
+
+
+def render_scsi_sense() -> str:
+    """Each condition's fixed-format sense octets (T10000 profile), from protocol.sense and
+    protocol.scsi: what docs/SCSI.md shows. The key ID octets are zero except for a missing
+    key; INFORMATION (octets 3-6) carries the residue and is not shown."""
+    from .scsi import SenseData
+    from .sense import PROFILES, Condition, SenseProfile
+
+    rows = ["| condition | seed notation | octet 2 | octets 12-13 | octets 18-19 (FSC) | octets 20-27 |",
+            "|---|---|---|---|---|---|"]
+    for c in Condition:
+        sense = PROFILES[SenseProfile.T10000][c]
+        raw = SenseData.of(sense, filemark=c is Condition.FILEMARK, eom=c is Condition.BEGINNING_OF_TAPE).build()
+        key = "the key ID" if c is Condition.MISSING_KEY else "0"
+        rows.append(f"| {c.value} | `{sense}` | `{raw[2]:02x}` | `{raw[12:14].hex()}` | `{raw[18:20].hex()}` | {key} |")
     return "\n".join(rows) + "\n"

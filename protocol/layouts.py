@@ -263,6 +263,8 @@ BODIES: dict[MessageType, Construct] = {
     ),
     MessageType.VOP_RESET_DRIVE: _dc(m.VopResetDrive),
     MessageType.VOP_RESULT: _dc(m.VopResult, "status" / Enum8(VopStatusCode), "message" / Text),
+    MessageType.VOP_LOAD: _dc(m.VopLoad, "volser" / PascalString(Int8ub, "ascii")),
+    MessageType.VOP_UNLOAD: _dc(m.VopUnload),
     MessageType.LOAD: _dc(m.Load, "volser" / PascalString(Int8ub, "ascii")),
     MessageType.UNLOAD: _dc(m.Unload),
     MessageType.REWIND: _dc(m.Rewind),

@@ -394,6 +394,29 @@ class VopResult:
     message: str
 
 
+@dataclass(frozen=True)
+class VopLoad:
+    """The operator puts a cartridge of the library in the drive (until a medium changer exists)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.VOP_LOAD
+    volser: str
+
+    def __post_init__(self) -> None:
+        _volser(self.volser)
+
+
+@dataclass(frozen=True)
+class VopUnload:
+    """The operator unloads and takes out the cartridge, loaded or left in the drive by the host."""
+
+    TYPE: ClassVar[MessageType] = MessageType.VOP_UNLOAD
+
+
+def _volser(volser: str) -> None:
+    if not 1 <= len(volser) <= 16 or not all(c.isalnum() or c in "-_" for c in volser):
+        raise ValueError(f"a volume serial is 1-16 letters, digits, '-' or '_', got {volser!r}")
+
+
 # --- host interface (the "SCSI" side of a drive) ----------------------------
 
 
@@ -405,8 +428,7 @@ class Load:
     volser: str
 
     def __post_init__(self) -> None:
-        if not 1 <= len(self.volser) <= 16 or not all(c.isalnum() or c in "-_" for c in self.volser):
-            raise ValueError(f"a volume serial is 1-16 letters, digits, '-' or '_', got {self.volser!r}")
+        _volser(self.volser)
 
 
 @dataclass(frozen=True)
@@ -553,6 +575,8 @@ Message = Union[
     VopStatus,
     VopResetDrive,
     VopResult,
+    VopLoad,
+    VopUnload,
     Load,
     Unload,
     Rewind,

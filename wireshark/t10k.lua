@@ -5,7 +5,7 @@
 local t10k = Proto("t10k", "t10k-lab T10000 emulator protocol")
 local fields = {}
 
-local E_MessageType = {[1] = "KEYS_AVAILABLE", [2] = "KEY_REQUEST", [3] = "DEVICE_KEY_PACKAGE", [4] = "MEDIA_KEY_PACKAGE", [5] = "NO_PACKAGE", [6] = "KEY_ACK", [7] = "ERROR_REPORT", [8] = "CLEAR_KEYS", [32] = "WRITE_EKT", [33] = "WRITE_OKT", [34] = "READ_STATUS", [35] = "CLEAR_ERROR", [48] = "MGMT_RESULT", [49] = "TOKEN_STATUS", [64] = "VOP_STATUS_REQUEST", [65] = "VOP_STATUS", [66] = "VOP_RESET_DRIVE", [67] = "VOP_RESULT", [80] = "LOAD", [81] = "UNLOAD", [82] = "REWIND", [83] = "WRITE_BLOCK", [84] = "WRITE_FILEMARKS", [85] = "LOCATE", [86] = "SPACE", [87] = "READ_BLOCK", [88] = "ERASE", [89] = "READ_POSITION", [90] = "ENCRYPTION_STATUS_REQUEST", [96] = "HOST_RESULT", [97] = "BLOCK_DATA", [98] = "POSITION", [99] = "ENCRYPTION_STATUS"}
+local E_MessageType = {[1] = "KEYS_AVAILABLE", [2] = "KEY_REQUEST", [3] = "DEVICE_KEY_PACKAGE", [4] = "MEDIA_KEY_PACKAGE", [5] = "NO_PACKAGE", [6] = "KEY_ACK", [7] = "ERROR_REPORT", [8] = "CLEAR_KEYS", [32] = "WRITE_EKT", [33] = "WRITE_OKT", [34] = "READ_STATUS", [35] = "CLEAR_ERROR", [48] = "MGMT_RESULT", [49] = "TOKEN_STATUS", [64] = "VOP_STATUS_REQUEST", [65] = "VOP_STATUS", [66] = "VOP_RESET_DRIVE", [67] = "VOP_RESULT", [68] = "VOP_LOAD", [69] = "VOP_UNLOAD", [80] = "LOAD", [81] = "UNLOAD", [82] = "REWIND", [83] = "WRITE_BLOCK", [84] = "WRITE_FILEMARKS", [85] = "LOCATE", [86] = "SPACE", [87] = "READ_BLOCK", [88] = "ERASE", [89] = "READ_POSITION", [90] = "ENCRYPTION_STATUS_REQUEST", [96] = "HOST_RESULT", [97] = "BLOCK_DATA", [98] = "POSITION", [99] = "ENCRYPTION_STATUS"}
 local E_EncryptionLed = {[1] = "GREEN", [2] = "FLASHING_GREEN", [3] = "AMBER", [4] = "RED", [5] = "FLASHING_RED"}
 local E_EncryptionMode = {[0] = "OFF", [2] = "ENCRYPT"}
 local E_ErrorCode = {[24841] = "MISSING_KEY", [24842] = "KEY_MESSAGE_DECRYPTION"}
@@ -182,9 +182,10 @@ local parse_CsnFilter, parse_WrappedReceipt, parse_WrappedMediaKey, parse_ClearA
 local parse_TokenError, parse_Sense, parse_KEYS_AVAILABLE, parse_KEY_REQUEST, parse_DEVICE_KEY_PACKAGE, parse_MEDIA_KEY_PACKAGE
 local parse_NO_PACKAGE, parse_KEY_ACK, parse_ERROR_REPORT, parse_CLEAR_KEYS, parse_WRITE_EKT, parse_WRITE_OKT
 local parse_READ_STATUS, parse_CLEAR_ERROR, parse_MGMT_RESULT, parse_TOKEN_STATUS, parse_VOP_STATUS_REQUEST, parse_VOP_STATUS
-local parse_VOP_RESET_DRIVE, parse_VOP_RESULT, parse_LOAD, parse_UNLOAD, parse_REWIND, parse_WRITE_BLOCK
-local parse_WRITE_FILEMARKS, parse_LOCATE, parse_SPACE, parse_READ_BLOCK, parse_ERASE, parse_READ_POSITION
-local parse_ENCRYPTION_STATUS_REQUEST, parse_HOST_RESULT, parse_BLOCK_DATA, parse_POSITION, parse_ENCRYPTION_STATUS
+local parse_VOP_RESET_DRIVE, parse_VOP_RESULT, parse_VOP_LOAD, parse_VOP_UNLOAD, parse_LOAD, parse_UNLOAD
+local parse_REWIND, parse_WRITE_BLOCK, parse_WRITE_FILEMARKS, parse_LOCATE, parse_SPACE, parse_READ_BLOCK
+local parse_ERASE, parse_READ_POSITION, parse_ENCRYPTION_STATUS_REQUEST, parse_HOST_RESULT, parse_BLOCK_DATA, parse_POSITION
+local parse_ENCRYPTION_STATUS
 
 parse_CsnFilter = function(tvb, off, tree, limit)
   tree:add(F_hash_count, tvb(off, 1)); off = off + 1
@@ -387,6 +388,15 @@ parse_VOP_RESULT = function(tvb, off, tree, limit)
   return off
 end
 
+parse_VOP_LOAD = function(tvb, off, tree, limit)
+  do local n = tvb(off, 1):uint(); if n > 0 then tree:add(F_volser, tvb(off + 1, n)) end; off = off + 1 + n end
+  return off
+end
+
+parse_VOP_UNLOAD = function(tvb, off, tree, limit)
+  return off
+end
+
 parse_LOAD = function(tvb, off, tree, limit)
   do local n = tvb(off, 1):uint(); if n > 0 then tree:add(F_volser, tvb(off + 1, n)) end; off = off + 1 + n end
   return off
@@ -473,7 +483,7 @@ parse_ENCRYPTION_STATUS = function(tvb, off, tree, limit)
   return off
 end
 
-local BODY = {[1] = parse_KEYS_AVAILABLE, [2] = parse_KEY_REQUEST, [3] = parse_DEVICE_KEY_PACKAGE, [4] = parse_MEDIA_KEY_PACKAGE, [5] = parse_NO_PACKAGE, [6] = parse_KEY_ACK, [7] = parse_ERROR_REPORT, [8] = parse_CLEAR_KEYS, [32] = parse_WRITE_EKT, [33] = parse_WRITE_OKT, [34] = parse_READ_STATUS, [35] = parse_CLEAR_ERROR, [48] = parse_MGMT_RESULT, [49] = parse_TOKEN_STATUS, [64] = parse_VOP_STATUS_REQUEST, [65] = parse_VOP_STATUS, [66] = parse_VOP_RESET_DRIVE, [67] = parse_VOP_RESULT, [80] = parse_LOAD, [81] = parse_UNLOAD, [82] = parse_REWIND, [83] = parse_WRITE_BLOCK, [84] = parse_WRITE_FILEMARKS, [85] = parse_LOCATE, [86] = parse_SPACE, [87] = parse_READ_BLOCK, [88] = parse_ERASE, [89] = parse_READ_POSITION, [90] = parse_ENCRYPTION_STATUS_REQUEST, [96] = parse_HOST_RESULT, [97] = parse_BLOCK_DATA, [98] = parse_POSITION, [99] = parse_ENCRYPTION_STATUS}
+local BODY = {[1] = parse_KEYS_AVAILABLE, [2] = parse_KEY_REQUEST, [3] = parse_DEVICE_KEY_PACKAGE, [4] = parse_MEDIA_KEY_PACKAGE, [5] = parse_NO_PACKAGE, [6] = parse_KEY_ACK, [7] = parse_ERROR_REPORT, [8] = parse_CLEAR_KEYS, [32] = parse_WRITE_EKT, [33] = parse_WRITE_OKT, [34] = parse_READ_STATUS, [35] = parse_CLEAR_ERROR, [48] = parse_MGMT_RESULT, [49] = parse_TOKEN_STATUS, [64] = parse_VOP_STATUS_REQUEST, [65] = parse_VOP_STATUS, [66] = parse_VOP_RESET_DRIVE, [67] = parse_VOP_RESULT, [68] = parse_VOP_LOAD, [69] = parse_VOP_UNLOAD, [80] = parse_LOAD, [81] = parse_UNLOAD, [82] = parse_REWIND, [83] = parse_WRITE_BLOCK, [84] = parse_WRITE_FILEMARKS, [85] = parse_LOCATE, [86] = parse_SPACE, [87] = parse_READ_BLOCK, [88] = parse_ERASE, [89] = parse_READ_POSITION, [90] = parse_ENCRYPTION_STATUS_REQUEST, [96] = parse_HOST_RESULT, [97] = parse_BLOCK_DATA, [98] = parse_POSITION, [99] = parse_ENCRYPTION_STATUS}
 
 
 local function frame_length(tvb, off)

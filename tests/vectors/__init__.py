@@ -69,6 +69,8 @@ def sample_messages() -> dict[MessageType, p.Message]:
         p.VopStatus(CSN, True, EncryptionLed.RED, True, False, False, False, TS, TS - 5, 2, KEY_ID),
         p.VopResetDrive(),
         p.VopResult(VopStatusCode.OK, "drive reset"),
+        p.VopLoad("VOL001"),
+        p.VopUnload(),
         p.Load("VOL001"),
         p.Unload(),
         p.Rewind(),
