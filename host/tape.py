@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Protocol
 from protocol import scsi
 from protocol.constants import (
     SECURITY_PROTOCOL_TAPE_ENCRYPTION,
+    Asc,
     EncryptionMode,
     NextBlockStatus,
     ReadPositionForm,
@@ -60,6 +61,10 @@ def check_condition(command: str, sense_bytes: bytes, data: bytes = b"") -> e.Ch
     if sense.sense_key == SenseKey.NO_SENSE:
         if sense.filemark:
             return e.FilemarkDetected(command, sense, data)
+        if sense.asc_ascq == Asc.END_OF_DATA_DETECTED:  # tgt's SPACE says so with NO SENSE, not BLANK CHECK
+            return e.EndOfData(command, sense, data)
+        if sense.asc_ascq == Asc.BEGINNING_OF_PARTITION_MEDIUM_DETECTED:
+            return e.BeginningOfMedium(command, sense, data)
         if sense.eom:
             return e.EndOfMedium(command, sense, data)
         if sense.ili:

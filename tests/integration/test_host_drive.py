@@ -57,3 +57,17 @@ def test_no_cartridge_is_one_line_not_ready(tmp_path: Path, daemons: list[Daemon
     listed = t10k("host", "list", "--ip", site.ips[1], check=False)
     assert listed.returncode == 1 and "not ready" in listed.stderr and "t10k tape load" in listed.stderr
     assert len(listed.stderr.strip().splitlines()) == 1
+
+
+def test_the_missing_key_capture_over_iscsi(tmp_path: Path) -> None:
+    """The scenario asserts the host saw 3/2605/6109 with the key ID; the capture has the token's side."""
+    from lab.captures import capture_all
+    from protocol.constants import MessageType
+    from protocol.pcap import read_capture
+
+    secrets = capture_all(tmp_path, ["missing-key"])["missing-key"]
+    data = (tmp_path / "missing-key.pcap").read_bytes()
+    assert len(secrets) >= 9 and [s.hex() for s in secrets if s in data] == []
+    frames = [f.frame.message for f in read_capture(tmp_path / "missing-key.pcap") if f.frame]
+    reports = [m for m in frames if m.TYPE is MessageType.ERROR_REPORT]
+    assert reports and int(reports[0].error_code) == 0x6109 and any(reports[0].key_id)  # type: ignore[union-attr]

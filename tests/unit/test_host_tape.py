@@ -60,6 +60,8 @@ class Scripted:
     (SenseData(SenseKey.NO_SENSE, 0, 1, filemark=True, information=10), e.FilemarkDetected),
     (SenseData(SenseKey.NO_SENSE, 0, 0, ili=True, information=-5), e.IncorrectLength),
     (SenseData(SenseKey.NO_SENSE, 0, 2, eom=True), e.EndOfMedium),
+    (SenseData(SenseKey.NO_SENSE, 0, 5), e.EndOfData),  # tgt's SPACE into end of data
+    (SenseData(SenseKey.NO_SENSE, 0, 4, eom=True, information=1), e.BeginningOfMedium),
     (SenseData(0x0D, 0, 2), e.VolumeOverflow),
 ])
 def test_every_check_condition_becomes_its_typed_error(sense: SenseData, cls: type[e.CheckCondition]) -> None:
