@@ -57,9 +57,9 @@ async def through(tape: TapeDrive, blocks: list[bytes], rounds: int, window: int
 
 
 def tgt_half(workdir: Path, blocks: list[bytes], rounds: int, window: int, size_mib: int) -> dict[str, float]:
-    from lab.tgt import TgtTape
+    from lab.tgt import FAST_SESSION, TgtTape
 
-    with TgtTape(workdir / "tgt", TGT_ADDRESS, size_mib=size_mib + 256) as tgt:
+    with TgtTape(workdir / "tgt", TGT_ADDRESS, size_mib=size_mib + 256, session=FAST_SESSION) as tgt:
         async def run() -> dict[str, float]:
             async with open_tape(TGT_ADDRESS, target=tgt.iqn, lun=tgt.lun) as tape:
                 return await through(tape, blocks, rounds, window)
@@ -68,6 +68,7 @@ def tgt_half(workdir: Path, blocks: list[bytes], rounds: int, window: int, size_
 
 def _lab(workdir: str, ready: Any, stop: Any) -> None:
     from drive_daemon.cartridge import Cartridge
+    from drive_daemon.vop import vop_load
     from lab.cluster import Lab, LabPlan
 
     async def main() -> None:
@@ -75,7 +76,7 @@ def _lab(workdir: str, ready: Any, stop: Any) -> None:
         async with Lab(Path(workdir), plan) as lab:
             await lab.arm()
             Cartridge.create(lab.library, VOLSER)
-            await lab.load(lab.drive_names[0], VOLSER)  # the operator loads the cartridge
+            await vop_load(DRIVE_IP, VOLSER)  # the operator loads the cartridge
             ready.send("ready")
             while not stop.is_set():
                 await asyncio.sleep(0.1)
