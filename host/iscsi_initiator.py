@@ -371,8 +371,10 @@ class InitiatorConnection:
         if view is not None and self.params.immediate_data:
             immediate_data = view[:min(self.params.first_burst, self.params.target_max_recv)]
         self._tasks[itt] = _Task(itt, self.cmdsn, expected_in, view)
-        self._queue(ScsiCommand(immediate=immediate, final=view is None or len(immediate_data) == len(view)
-                                or self.params.initial_r2t,
+        # F=0 announces unsolicited Data-Out to follow (only while the first burst is not used up)
+        unsolicited = view is not None and not self.params.initial_r2t and \
+            len(immediate_data) < min(len(view), self.params.first_burst)
+        self._queue(ScsiCommand(immediate=immediate, final=not unsolicited,
                                 read=expected_in > 0, write=view is not None and len(view) > 0,
                                 lun=lun << 48 if lun < 256 else lun, itt=itt, expected_length=length,
                                 cmdsn=self._take_cmdsn(immediate), expstatsn=self.expstatsn,

@@ -120,17 +120,17 @@ class PduReader:
         if self._start == self._end:
             self._start = self._end = 0
         header_end = start + BHS_SIZE + ahs_length
-        header = bytes(buf[start:start + BHS_SIZE])
-        if hd and buf[header_end:header_end + hd] != digest(memoryview(buf)[start:header_end]):
-            raise IscsiDecodeError(IscsiReason.HEADER_DIGEST, "header digest does not match", header=header,
-                                   fatal=True)
-        data_start = header_end + hd
-        data = bytes(buf[data_start:data_start + data_length])
-        if dd:
-            with memoryview(buf) as view:
-                good = view[data_start + padded:data_start + padded + dd] == digest(
-                    view[data_start:data_start + padded])
-            if not good:
+        view = memoryview(buf)
+        header = bytes(view[start:start + BHS_SIZE])
+        try:  # one copy of the data segment out of the receive buffer, no more
+            if hd and view[header_end:header_end + hd] != digest(view[start:header_end]):
+                raise IscsiDecodeError(IscsiReason.HEADER_DIGEST, "header digest does not match", header=header,
+                                       fatal=True)
+            data_start = header_end + hd
+            data = bytes(view[data_start:data_start + data_length])
+            if dd and view[data_start + padded:data_start + padded + dd] != digest(view[data_start:data_start + padded]):
                 raise IscsiDecodeError(IscsiReason.DATA_DIGEST, "data digest does not match", header=header)
-        ahs = bytes(buf[start + BHS_SIZE:header_end])
+            ahs = bytes(view[start + BHS_SIZE:header_end])
+        finally:
+            view.release()  # the buffer must stay resizable
         return decode_bhs(header, data, ahs)

@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from construct import (
-    Bit,
-    BitsInteger,
-    BitStruct,
+    Adapter,
     Bytes,
     Const,
     ConstructError,
-    Flag,
     Int8ub,
     Int16ub,
     Int24ub,
@@ -34,17 +31,43 @@ from .constants import BHS_SIZE, CDB_FIELD_SIZE, RESERVED_TAG, Opcode
 from .errors import IscsiDecodeError, IscsiLocalError, IscsiReason
 
 
+class Bits8(Adapter):  # type: ignore[misc]
+    """One octet of bit fields, most significant first: (name, width); name None is reserved,
+    "1" a bit always set. Flags (width 1) are bools. (Byte-level: BitStruct costs ~10x more.)"""
+
+    def __init__(self, *fields: tuple[str | None, int]) -> None:
+        super().__init__(Int8ub)
+        layout, shift = [], 8
+        for name, width in fields:
+            shift -= width
+            layout.append((name, shift, (1 << width) - 1, width == 1))
+        assert shift == 0, fields
+        self.layout = tuple(layout)
+        self.names = tuple(n for n, *_ in layout if n and n != "1")
+        self.ones = sum(1 << sh for n, sh, _, _ in layout if n == "1")
+
+    def _decode(self, obj: int, context: Any, path: Any) -> dict[str, Any]:
+        return {n: (bool(obj >> sh & 1) if flag else obj >> sh & m) for n, sh, m, flag in self.layout
+                if n and n != "1"}
+
+    def _encode(self, obj: dict[str, Any], context: Any, path: Any) -> int:
+        value = self.ones
+        for name, shift, mask, _ in self.layout:
+            if name and name != "1":
+                value |= (int(obj[name]) & mask) << shift
+        return value
+
+
 def _head(*, immediate: bool) -> Any:
     """Octet 0: reserved bit, the I bit (initiator PDUs only), the opcode."""
-    return "_op" / BitStruct(Padding(1), ("immediate" / Flag) if immediate else Padding(1), "_opcode" / BitsInteger(6))
+    return "_op" / Bits8((None, 1), ("immediate" if immediate else None, 1), ("_opcode", 6))
 
 
 _LENGTHS = ("_ahs_words" / Int8ub, "_data_length" / Int24ub)
-_FINAL = "_f" / BitStruct("final" / Flag, Padding(7))
-_FINAL_ONLY = "_f" / BitStruct(Const(1, Bit), Padding(7))
-_LOGIN_FLAGS = "_f" / BitStruct("transit" / Flag, "cont" / Flag, Padding(2), "csg" / BitsInteger(2),
-                                "nsg" / BitsInteger(2))
-_TEXT_FLAGS = "_f" / BitStruct("final" / Flag, "cont" / Flag, Padding(6))
+_FINAL = "_f" / Bits8(("final", 1), (None, 7))
+_FINAL_ONLY = "_f" / Bits8(("1", 1), (None, 7))
+_LOGIN_FLAGS = "_f" / Bits8(("transit", 1), ("cont", 1), (None, 2), ("csg", 2), ("nsg", 2))
+_TEXT_FLAGS = "_f" / Bits8(("final", 1), ("cont", 1), (None, 6))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +77,8 @@ class Pdu:
     OPCODE: ClassVar[Opcode]
     _BHS: ClassVar[Any]
     _GROUPS: ClassVar[dict[str, tuple[str, ...]]]
+    _PLAIN: ClassVar[tuple[str, ...]]
+    _FAST: ClassVar[Any]
 
     data: bytes | memoryview = b""
 
@@ -63,9 +88,9 @@ class Pdu:
 
 
 def _inner_names(sub: Any) -> tuple[str, ...]:
-    while not hasattr(sub, "subcons"):
+    while not isinstance(sub, Bits8):
         sub = sub.subcon
-    return tuple(s.name for s in sub.subcons if s.name and not s.name.startswith("_"))
+    return tuple(n for n in sub.names if not n.startswith("_"))
 
 
 def _pdu(opcode: Opcode, bhs: Any) -> Any:
@@ -74,6 +99,8 @@ def _pdu(opcode: Opcode, bhs: Any) -> Any:
         cls._BHS = bhs
         cls._GROUPS = {s.name: _inner_names(s) for s in bhs.subcons if s.name and s.name.startswith("_")
                        and s.name not in ("_ahs_words", "_data_length")}
+        cls._FAST = bhs.compile()  # 2-4x faster; a test checks it agrees with ``bhs`` on every vector
+        cls._PLAIN = tuple(s.name for s in bhs.subcons if s.name and not s.name.startswith("_"))
         assert bhs.sizeof() == BHS_SIZE, cls
         PDU_CLASSES[opcode] = cls
         return cls
@@ -110,7 +137,7 @@ class NopIn(Pdu):
 
 @_pdu(Opcode.SCSI_COMMAND, Struct(
     _head(immediate=True),
-    "_f" / BitStruct("final" / Flag, "read" / Flag, "write" / Flag, Padding(2), "attr" / BitsInteger(3)),
+    "_f" / Bits8(("final", 1), ("read", 1), ("write", 1), (None, 2), ("attr", 3)),
     Padding(2), *_LENGTHS, "lun" / Int64ub, "itt" / Int32ub, "expected_length" / Int32ub, "cmdsn" / Int32ub,
     "expstatsn" / Int32ub, "cdb" / Bytes(CDB_FIELD_SIZE)))
 @dataclass(frozen=True, kw_only=True)
@@ -131,8 +158,8 @@ class ScsiCommand(Pdu):
 
 @_pdu(Opcode.SCSI_RESPONSE, Struct(
     _head(immediate=False),
-    "_f" / BitStruct(Const(1, Bit), Padding(2), "bidi_overflow" / Flag, "bidi_underflow" / Flag, "overflow" / Flag,
-                     "underflow" / Flag, Padding(1)),
+    "_f" / Bits8(("1", 1), (None, 2), ("bidi_overflow", 1), ("bidi_underflow", 1), ("overflow", 1),
+                 ("underflow", 1), (None, 1)),
     "response" / Int8ub, "status" / Int8ub, *_LENGTHS, Padding(8), "itt" / Int32ub, "snack_tag" / Int32ub,
     "statsn" / Int32ub, "expcmdsn" / Int32ub, "maxcmdsn" / Int32ub, "expdatasn" / Int32ub,
     "bidi_residual" / Int32ub, "residual" / Int32ub))
@@ -155,7 +182,7 @@ class ScsiResponse(Pdu):
 
 
 @_pdu(Opcode.TMF_REQUEST, Struct(
-    _head(immediate=True), "_f" / BitStruct(Const(1, Bit), "function" / BitsInteger(7)), Padding(2), *_LENGTHS,
+    _head(immediate=True), "_f" / Bits8(("1", 1), ("function", 7)), Padding(2), *_LENGTHS,
     "lun" / Int64ub, "itt" / Int32ub, "referenced_tag" / Int32ub, "cmdsn" / Int32ub, "expstatsn" / Int32ub,
     "refcmdsn" / Int32ub, "expdatasn" / Int32ub, Padding(8)))
 @dataclass(frozen=True, kw_only=True)
@@ -276,8 +303,7 @@ class DataOut(Pdu):
 
 @_pdu(Opcode.DATA_IN, Struct(
     _head(immediate=False),
-    "_f" / BitStruct("final" / Flag, "ack" / Flag, Padding(3), "overflow" / Flag, "underflow" / Flag,
-                     "has_status" / Flag),
+    "_f" / Bits8(("final", 1), ("ack", 1), (None, 3), ("overflow", 1), ("underflow", 1), ("has_status", 1)),
     Padding(1), "status" / Int8ub, *_LENGTHS, "lun" / Int64ub, "itt" / Int32ub, "ttt" / Int32ub,
     "statsn" / Int32ub, "expcmdsn" / Int32ub, "maxcmdsn" / Int32ub, "datasn" / Int32ub, "offset" / Int32ub,
     "residual" / Int32ub))
@@ -301,7 +327,7 @@ class DataIn(Pdu):
 
 
 @_pdu(Opcode.LOGOUT_REQUEST, Struct(
-    _head(immediate=True), "_f" / BitStruct(Const(1, Bit), "reason" / BitsInteger(7)), Padding(2), *_LENGTHS,
+    _head(immediate=True), "_f" / Bits8(("1", 1), ("reason", 7)), Padding(2), *_LENGTHS,
     Padding(8), "itt" / Int32ub, "cid" / Int16ub, Padding(2), "cmdsn" / Int32ub, "expstatsn" / Int32ub, Padding(16)))
 @dataclass(frozen=True, kw_only=True)
 class LogoutRequest(Pdu):
@@ -378,7 +404,7 @@ class Reject(Pdu):
 
 
 @_pdu(Opcode.SNACK_REQUEST, Struct(
-    _head(immediate=False), "_f" / BitStruct(Const(1, Bit), Padding(3), "type" / BitsInteger(4)), Padding(2),
+    _head(immediate=False), "_f" / Bits8(("1", 1), (None, 3), ("type", 4)), Padding(2),
     *_LENGTHS, "lun" / Int64ub, "itt" / Int32ub, "ttt" / Int32ub, Padding(4), "expstatsn" / Int32ub, Padding(8),
     "begrun" / Int32ub, "runlength" / Int32ub))
 @dataclass(frozen=True, kw_only=True)
@@ -404,16 +430,15 @@ def pdu_fields(cls: type[Pdu]) -> set[str]:
 
 def encode_bhs(pdu: Pdu, data_length: int, ahs_length: int = 0) -> bytes:
     """The 48-octet header of ``pdu`` (DataSegmentLength and TotalAHSLength given by framing)."""
-    values: dict[str, Any] = {}
-    for name in pdu_fields(type(pdu)):
-        values[name] = getattr(pdu, name)
-    for group, inner in type(pdu)._GROUPS.items():
-        values[group] = {n: values[n] for n in inner}
+    cls = type(pdu)
+    values: dict[str, Any] = {name: getattr(pdu, name) for name in cls._PLAIN}
+    for group, inner in cls._GROUPS.items():
+        values[group] = {n: getattr(pdu, n) for n in inner}
     values["_op"]["_opcode"] = int(pdu.OPCODE)
     values["_ahs_words"] = ahs_length // 4
     values["_data_length"] = data_length
     try:
-        return type(pdu)._BHS.build(values)
+        return cls._FAST.build(values)
     except (ConstructError, ValueError, TypeError) as exc:
         raise IscsiLocalError(f"cannot encode {type(pdu).__name__}: {exc}") from None
 
@@ -429,7 +454,7 @@ def decode_bhs(header: bytes | memoryview, data: bytes | memoryview = b"", ahs: 
         raise IscsiDecodeError(IscsiReason.UNKNOWN_OPCODE, f"opcode 0x{header[0] & 0x3F:02x}", header=header) from None
     cls = PDU_CLASSES[opcode]
     try:
-        parsed = cls._BHS.parse(header)
+        parsed = cls._FAST.parse(header)
     except ConstructError as exc:
         raise IscsiDecodeError(IscsiReason.BAD_FIELD, f"{cls.__name__}: {exc}", header=header) from None
     values: dict[str, Any] = {}

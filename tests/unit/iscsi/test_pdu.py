@@ -63,6 +63,14 @@ def test_round_trip_through_the_reader_in_fragments(pdu, digests) -> None:
     assert reader.buffered == 0
 
 
+@pytest.mark.parametrize("pdu", SAMPLES, ids=lambda p: type(p).__name__)
+def test_compiled_and_interpreted_structs_agree(pdu) -> None:
+    header = encode_pdu_bytes(pdu)[:48]
+    cls = type(pdu)
+    assert cls._FAST.parse(header) == cls._BHS.parse(header)
+    assert cls._BHS.build(cls._BHS.parse(header)) == header == cls._FAST.build(cls._FAST.parse(header))
+
+
 def test_known_bytes_of_a_scsi_command() -> None:
     cmd = ScsiCommand(itt=5, cmdsn=7, read=True, expected_length=36, cdb=bytes([0x12, 0, 0, 0, 36, 0]).ljust(16, b"\0"))
     wire = encode_pdu_bytes(cmd)
