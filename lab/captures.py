@@ -7,13 +7,14 @@ they captured for every key the lab used. Each scenario returns those keys.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Awaitable, Callable
 
 from drive_daemon.cartridge import Cartridge
 from drive_daemon.vop import vop_load
-from host.errors import MediumError
+from host.errors import MediumError, NotReady
 from host.session import open_tape
 from kms_client import station
 from protocol.constants import EncryptionLed
@@ -81,8 +82,10 @@ async def missing_key(workdir: Path, capture: CaptureWriter) -> list[bytes]:
             await tape.unload()  # the host's UNLOAD: the cartridge stays in the drive
         await _map_new_key(lab, "KS2", [])  # the first key leaves the mapping
         async with open_tape(ip) as tape:
-            await tape.load()
-            await tape.ready()
+            with contextlib.suppress(NotReady):
+                await tape.ready()  # a new session: the power-on unit attention, then NOT READY (unloaded)
+            await tape.load()  # the host's LOAD threads the cartridge again
+            await tape.ready()  # and reports the medium change
             try:
                 await tape.read()
             except MediumError as exc:  # 3/2605/6109 to the host, 00006109 to the token
