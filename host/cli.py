@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -71,7 +72,8 @@ def _chap(args: argparse.Namespace) -> tuple[str, str] | None:
     if args.chap_user is None and args.chap_secret_file is None:
         return None
     if args.chap_user is None or args.chap_secret_file is None:
-        raise bk.BackupError("CHAP needs both --chap-user and --chap-secret-file")
+        print("t10k host: error: CHAP needs both --chap-user and --chap-secret-file", file=sys.stderr)
+        raise SystemExit(2)
     return args.chap_user, args.chap_secret_file.read_text().strip()
 
 

@@ -49,9 +49,9 @@ class TgtTape:
 
     def __init__(self, workdir: Path, address: str = "127.0.0.1", *, port: int = ISCSI_PORT,
                  iqn: str = TGT_IQN, size_mib: int = 4096, barcode: str = "TGT001",
-                 session: dict[str, str] | None = None) -> None:
+                 session: dict[str, str] | None = None, chap: tuple[str, str] | None = None) -> None:
         self.workdir, self.address, self.port, self.iqn = Path(workdir), address, port, iqn
-        self.session = session or {}
+        self.session, self.chap = session or {}, chap
         self.size_mib, self.barcode = size_mib, barcode
         self.image = self.workdir / f"{barcode}.tgt-tape"
         self.lun = TGT_LUN
@@ -85,6 +85,10 @@ class TgtTape:
             for key, value in self.session.items():
                 self._adm("--lld", "iscsi", "--mode", "target", "--op", "update", "--tid", str(_TID),
                           "--name", key, "--value", value)
+            if self.chap is not None:  # initiators must prove this user and secret (CHAP)
+                user, secret = self.chap
+                self._adm("--lld", "iscsi", "--mode", "account", "--op", "new", "--user", user, "--password", secret)
+                self._adm("--lld", "iscsi", "--mode", "account", "--op", "bind", "--tid", str(_TID), "--user", user)
             self._adm("--lld", "iscsi", "--mode", "target", "--op", "bind", "--tid", str(_TID),
                       "--initiator-address", "ALL")
         except TgtError:

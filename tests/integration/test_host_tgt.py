@@ -167,3 +167,17 @@ def test_errors_are_one_line_and_bad_arguments_exit_2(tgt: TgtTape, args: list[s
     result = t10k(*args, check=False)
     assert result.returncode == code and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_chap_against_tgt(tmp_path: Path) -> None:
+    secret = tmp_path / "chap.secret"
+    secret.write_text("a-secret-of-16ch\n")
+    with TgtTape(tmp_path / "tgt", ADDRESS, size_mib=64, chap=("backup", "a-secret-of-16ch")) as tgt:
+        at = ["--ip", ADDRESS, "--target", tgt.iqn, "--lun", str(tgt.lun)]
+        assert json.loads(t10k("host", "list", *at, "--chap-user", "backup", "--chap-secret-file", str(secret),
+                               "--json").stdout) == []
+        refused = t10k("host", "list", *at, check=False)
+        assert refused.returncode == 1 and "cannot log in" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        half = t10k("host", "list", *at, "--chap-user", "backup", check=False)
+        assert half.returncode == 2 and "--chap-secret-file" in half.stderr
