@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import BackupError, EndOfData
-from .tape import MAX_TRANSFER, TapeDrive
+from .limits import DEFAULT_BLOCK_SIZE, MAX_TRANSFER
+from .tape import TapeDrive
 
 HEADER_MAGIC = "t10k-backup"
-DEFAULT_BLOCK_SIZE = 256 * 1024
 HEADER_MAX = 64 * 1024
 
 

@@ -11,13 +11,15 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from protocol.constants import ISCSI_PORT
 
-from . import backup as bk
-from .session import open_tape
-from .tape import MAX_TRANSFER, TapeDrive
+from .limits import DEFAULT_BLOCK_SIZE, MAX_TRANSFER
+
+if TYPE_CHECKING:  # the session, the tape client and the backup format load when a command runs
+    from .backup import TapeFile
+    from .tape import TapeDrive
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -49,8 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         if name == "backup":
             p.add_argument("files", nargs="+", type=Path)
             p.add_argument("--append", action="store_true", help="append after the last file, not from BOT")
-            p.add_argument("--block-size", type=_block_size, default=bk.DEFAULT_BLOCK_SIZE,
-                           help=f"octets per block (default {bk.DEFAULT_BLOCK_SIZE}, at most {MAX_TRANSFER})")
+            p.add_argument("--block-size", type=_block_size, default=DEFAULT_BLOCK_SIZE,
+                           help=f"octets per block (default {DEFAULT_BLOCK_SIZE}, at most {MAX_TRANSFER})")
         if name == "restore":
             p.add_argument("--file", type=int, action="append", help="tape file number (repeat; default all)")
             p.add_argument("--out", type=Path, required=True, help="directory to restore into")
@@ -78,6 +80,8 @@ def _chap(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def _run(args: argparse.Namespace, body: Callable[[TapeDrive], Awaitable[Any]]) -> Any:
+    from .session import open_tape
+
     async def main() -> Any:
         async with open_tape(args.ip, port=args.port, target=args.target, lun=args.lun, chap=_chap(args)) as tape:
             return await body(tape)
@@ -111,6 +115,8 @@ def _unload(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
+    from . import backup as bk
+
     files = _run(args, lambda t: bk.backup(t, args.files, block_size=args.block_size, append=args.append,
                                            progress=args.progress))
     return _print(args, [f.to_json() for f in files],
@@ -118,15 +124,19 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from . import backup as bk
+
     files = _run(args, bk.list_files)
     return _print(args, [f.to_json() for f in files],
                   "\n".join(f"{f.index:>4}  {f.size:>12}  {f.sha256[:16]}  {f.name}" for f in files) or "(no files)")
 
 
 def _restore(args: argparse.Namespace) -> int:
+    from . import backup as bk
+
     args.out.mkdir(parents=True, exist_ok=True)
 
-    async def body(t: TapeDrive) -> list[bk.TapeFile]:
+    async def body(t: TapeDrive) -> list[TapeFile]:
         indexes = args.file if args.file else [f.index for f in await bk.list_files(t)]
         return [await bk.restore(t, i, args.out, progress=args.progress) for i in indexes]
     files = _run(args, body)
@@ -135,6 +145,8 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from . import backup as bk
+
     results = _run(args, lambda t: bk.verify(t, {p.name: p for p in args.sources}))
     _print(args, results, "\n".join(f"{'OK ' if r['ok'] else 'BAD'} file {r['file']}: {r['name']}" for r in results)
            or "(no files)")

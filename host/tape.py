@@ -31,11 +31,10 @@ from protocol.scsi.security import TDE_DATA_ENCRYPTION_STATUS, TDE_NEXT_BLOCK_EN
 
 from . import errors as e
 from .iscsi_client import IscsiClientError
+from .limits import MAX_TRANSFER
 
 TDE = SECURITY_PROTOCOL_TAPE_ENCRYPTION
 
-#: The largest transfer a READ(6)/WRITE(6) can carry (24-bit length), and the T10000's block limit.
-MAX_TRANSFER = 2 * 1024 * 1024
 DEFAULT_WINDOW = 8
 UNIT_ATTENTION_RETRIES = 8
 
