@@ -110,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--block-kib", type=int, default=256)
-    parser.add_argument("--window", type=int, default=8, help="commands in flight")
+    parser.add_argument("--window", type=int, default=16, help="commands in flight (default 16)")
     parser.add_argument("--only", choices=("tgt", "drive"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
