@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -46,7 +47,15 @@ def serve(ready: multiprocessing.synchronize.Event, stop: multiprocessing.synchr
     asyncio.run(main())
 
 
-async def write(port: int, target: str, lun: int, mib: int, digests: bool, depth: int = 1) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def write(port: int, target: str, lun: int, mib: int, digests: bool, depth: int = 1,
+                server_pid: int = 0) -> tuple[float, float, float]:
+    """(MB/s, target CPU s per GiB, initiator CPU s per GiB)."""
     data = bytes(range(256)) * (BLOCK // 256)
     cdb = bytes([0x0A, 0]) + BLOCK.to_bytes(3, "big") + b"\0"
     async with IscsiClient(IP, port, target=target, digests=digests) as client:
@@ -54,7 +63,7 @@ async def write(port: int, target: str, lun: int, mib: int, digests: bool, depth
         await client.execute(bytes(6))
         await client.execute(bytes([0x01, 0, 0, 0, 0, 0]))
         count = mib * 1024 * 1024 // BLOCK
-        start = time.perf_counter()
+        start, cpu, server_cpu = time.perf_counter(), time.process_time(), cpu_seconds(server_pid)
         window: set[asyncio.Task[object]] = set()
         for _ in range(count):  # up to `depth` commands in flight; the target runs them in CmdSN order
             if len(window) >= depth:
@@ -66,14 +75,17 @@ async def write(port: int, target: str, lun: int, mib: int, digests: bool, depth
         for reply in await asyncio.gather(*window):
             if reply.status:
                 raise SystemExit(f"write failed: {reply}")
-        return count * BLOCK / (time.perf_counter() - start) / 1e6
+        gib = count * BLOCK / 2**30
+        return (count * BLOCK / (time.perf_counter() - start) / 1e6,
+                (cpu_seconds(server_pid) - server_cpu) / gib, (time.process_time() - cpu) / gib)
 
 
-async def against_tgt(mib: int, digests: bool, depth: int) -> float:
+async def against_tgt(mib: int, digests: bool, depth: int) -> tuple[float, float, float]:
     from tests.tgt import TGT_TAPE_LUN, running_tgt
+    pids: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
-        async with running_tgt(Path(tmp), IP, 3262, size_mb=mib + 64) as target:
-            return await write(3262, target, TGT_TAPE_LUN, mib, digests, depth)
+        async with running_tgt(Path(tmp), IP, 3262, size_mb=mib + 64, pids=pids) as target:
+            return await write(3262, target, TGT_TAPE_LUN, mib, digests, depth, pids[0])
 
 
 def main() -> None:
@@ -87,13 +99,16 @@ def main() -> None:
     server.start()
     try:
         ready.wait(10)
-        ours = asyncio.run(write(3260, TARGET, 0, args.mib, args.digests, args.depth))
+        ours = asyncio.run(write(3260, TARGET, 0, args.mib, args.digests, args.depth, server.pid or 0))
     finally:
         stop.set()
         server.join(10)
     theirs = asyncio.run(against_tgt(args.mib, args.digests, args.depth))
-    print(f"{args.mib} MiB in 256 KiB WRITE(6), depth {args.depth}, digests {'on' if args.digests else 'off'}: "
-          f"our portal (sink LUN) {ours:.0f} MB/s, tgt SSC {theirs:.0f} MB/s")
+    print(f"{args.mib} MiB in 256 KiB WRITE(6), depth {args.depth}, digests {'on' if args.digests else 'off'}:")
+    for name, (rate, target_cpu, initiator_cpu) in (("our portal, sink LUN", ours), ("tgt, SSC LUN", theirs)):
+        print(f"  {name:22} {rate:6.0f} MB/s   CPU per GiB: target {target_cpu:.2f} s, our initiator "
+              f"{initiator_cpu:.2f} s")
+    print(f"  ratio ours/tgt: {ours[0] / theirs[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,20 @@ from protocol.iscsi import (
 )
 from protocol.iscsi.chap import CHAP_MD5, CHALLENGE_SIZE, check_response
 from protocol.iscsi.constants import CDB_FIELD_SIZE
+from protocol.iscsi.serial import sn_lte
+
+from .iscsi_events import (
+    CommandComplete,
+    Event,
+    LoginComplete,
+    LogoutComplete,
+    NopComplete,
+    Rejected,
+    ScsiReply,
+    TargetMessage,
+    TextComplete,
+    TmfComplete,
+)
 
 #: What our initiator offers; the target's answers decide (see SessionParams).
 INITIATOR_OFFER = {
@@ -68,85 +82,12 @@ INITIATOR_OFFER = {
     "DefaultTime2Retain": "0",
 }
 
-_MAX_WINDOW_AHEAD = 2**31
-
-
-def sn_lte(a: int, b: int) -> bool:
-    """a <= b in 32-bit serial number arithmetic (RFC 1982)."""
-    return a == b or ((b - a) & 0xFFFFFFFF) < _MAX_WINDOW_AHEAD
-
-
-@dataclass(frozen=True)
-class ScsiReply:
-    status: int
-    data: bytes
-    sense: bytes
-    residual: int  # positive: underflow (fewer octets than expected); negative: overflow
-
-
 class Phase(enum.Enum):
     IDLE = "idle"
     LOGIN = "login"
     FULL_FEATURE = "full feature"
     LOGGED_OUT = "logged out"
     FAILED = "failed"
-
-
-# --- events ---------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LoginComplete:
-    params: SessionParams
-    tsih: int
-    target_alias: str = ""
-
-
-@dataclass(frozen=True)
-class CommandComplete:
-    itt: int
-    reply: ScsiReply
-
-
-@dataclass(frozen=True)
-class TextComplete:
-    itt: int
-    pairs: list[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class NopComplete:
-    itt: int
-    data: bytes
-
-
-@dataclass(frozen=True)
-class TmfComplete:
-    itt: int
-    response: int
-
-
-@dataclass(frozen=True)
-class LogoutComplete:
-    itt: int
-    response: int
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """The target rejected one of our PDUs; ``itt`` is that PDU's tag (if it had one)."""
-
-    itt: int
-    reason: int
-
-
-@dataclass(frozen=True)
-class TargetMessage:
-    event: int
-    params: tuple[int, int, int]
-
-
-Event = LoginComplete | CommandComplete | TextComplete | NopComplete | TmfComplete | LogoutComplete | Rejected | \
-    TargetMessage
 
 
 @dataclass
@@ -157,6 +98,12 @@ class _Task:
     data_out: memoryview | None
     data_in: bytearray = field(default_factory=bytearray)
     received: int = 0
+    first: bytes = b""  # the first Data-In's data: most replies are one PDU, kept without a copy
+
+    def take_data(self) -> bytes:
+        if not self.data_in:
+            return self.first
+        return bytes(memoryview(self.data_in)[:self.received])
 
 
 class InitiatorConnection:
@@ -474,7 +421,7 @@ class InitiatorConnection:
             if len(pdu.data) >= 2:
                 sense = bytes(pdu.data[2:2 + int.from_bytes(pdu.data[:2], "big")])
             residual = pdu.residual if pdu.underflow else -pdu.residual if pdu.overflow else 0
-            self._events.append(CommandComplete(pdu.itt, ScsiReply(pdu.status, bytes(task.data_in[:task.received]),
+            self._events.append(CommandComplete(pdu.itt, ScsiReply(pdu.status, task.take_data(),
                                                                    sense, residual)))
         elif isinstance(pdu, R2T):
             self._window(pdu.expcmdsn, pdu.maxcmdsn)
@@ -529,15 +476,19 @@ class InitiatorConnection:
         end = pdu.offset + len(pdu.data)
         if end > task.expected_in:
             raise IscsiError(f"Data-In past the expected length ({end} > {task.expected_in})")
-        if len(task.data_in) < end:
-            task.data_in.extend(bytes(end - len(task.data_in)))
-        task.data_in[pdu.offset:end] = pdu.data
+        if task.received == 0 and pdu.offset == 0 and not task.first:
+            task.first = bytes(pdu.data)
+        else:
+            if not task.data_in:
+                task.data_in = bytearray(task.expected_in)
+                task.data_in[:len(task.first)] = task.first
+            task.data_in[pdu.offset:end] = pdu.data
         task.received = max(task.received, end)
         if pdu.has_status:
             self._status(pdu)
             del self._tasks[pdu.itt]
             residual = pdu.residual if pdu.underflow else -pdu.residual if pdu.overflow else 0
-            self._events.append(CommandComplete(pdu.itt, ScsiReply(pdu.status, bytes(task.data_in[:task.received]),
+            self._events.append(CommandComplete(pdu.itt, ScsiReply(pdu.status, task.take_data(),
                                                                    b"", residual)))
 
 

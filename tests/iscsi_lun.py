@@ -98,3 +98,4 @@ class MemoryTapeLun:
 
     def nexus_lost(self, nexus: str) -> None:
         self.lost.append(nexus)
+        self.fresh.discard(nexus)  # its next command sees a unit attention again (SAM: I_T nexus loss)

@@ -33,8 +33,9 @@ async def _run(*args: str, check: bool = True) -> int:
 
 @contextlib.asynccontextmanager
 async def running_tgt(workdir: Path, ip: str, port: int, *, size_mb: int = 2048,
-                      params: dict[str, str] | None = None) -> AsyncIterator[str]:
-    """tgtd at ip:port with one target (yielded name) whose LUN 1 is a fresh tape image."""
+                      params: dict[str, str] | None = None, pids: list[int] | None = None) -> AsyncIterator[str]:
+    """tgtd at ip:port with one target (yielded name) whose LUN 1 is a fresh tape image;
+    tgtd's PID is appended to ``pids`` when given (benchmarks read its CPU time)."""
     workdir.mkdir(parents=True, exist_ok=True)
     image = workdir / "tape.img"
     await _run("tgtimg", "--op", "new", "--device-type", "tape", "--barcode", "T10K01", "--size", str(size_mb),
@@ -44,6 +45,8 @@ async def running_tgt(workdir: Path, ip: str, port: int, *, size_mb: int = 2048,
     log = open(workdir / "tgtd.log", "wb")
     daemon = await asyncio.create_subprocess_exec("tgtd", "-f", "-C", control, "--iscsi", f"portal={ip}:{port}",
                                                   stdout=log, stderr=log)
+    if pids is not None:
+        pids.append(daemon.pid)
     try:
         for _ in range(100):
             if daemon.returncode is not None:

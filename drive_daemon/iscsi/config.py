@@ -38,6 +38,9 @@ class IscsiConfig:
     backlog: int = 128
     #: the most a connection may have buffered and unanswered (received data plus unsent replies)
     max_buffered_bytes: int = 64 * 1024 * 1024
+    #: the longest write a command may announce (Expected Data Transfer Length); longer ones get
+    #: CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB before any buffer is allocated
+    max_transfer_bytes: int = 64 * 1024 * 1024
 
     def target_keys(self) -> dict[str, str]:
         """Our side of the operational keys (see protocol.iscsi.negotiation)."""

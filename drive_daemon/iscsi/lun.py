@@ -36,6 +36,8 @@ REPORT_LUNS = 0xA0
 
 #: ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED (25h/00h), fixed format.
 SENSE_LUN_NOT_SUPPORTED = bytes([0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x25, 0x00, 0, 0, 0, 0])
+#: ILLEGAL REQUEST, INVALID FIELD IN CDB (24h/00h): a transfer longer than the target accepts.
+SENSE_INVALID_FIELD_IN_CDB = bytes([0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0x00, 0, 0, 0, 0])
 #: Standard INQUIRY data for a LUN that does not exist (peripheral qualifier 011b, type 1Fh).
 INQUIRY_NO_LUN = bytes([0x7F, 0, 0x06, 0x02, 31]) + bytes(31)
 

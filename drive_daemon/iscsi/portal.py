@@ -37,6 +37,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.peer: tuple[str, int] = ("?", 0)
         self.last_heard = portal.clock()
         self._view: memoryview | None = None
+        self.registered = ""  # the nexus this connection's session holds in portal.sessions
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -69,6 +70,9 @@ class _Connection(asyncio.BufferedProtocol):
             log.exception("iSCSI target %s: closing the connection from %s", self.portal.local, self.peer)
             self.portal.errors["INTERNAL_ERROR"] += 1
             self.conn.closing = True
+        if self.conn.nexus and not self.registered and not self.conn.discovery:
+            self.registered = self.conn.nexus
+            self.portal.reinstate(self)
         self.flush()
 
     def flush(self) -> None:
@@ -104,6 +108,8 @@ class _Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.portal.connections.discard(self)
+        if self.registered and self.portal.sessions.get(self.registered) is self:
+            del self.portal.sessions[self.registered]
         self.conn.connection_lost()
         self.transport = None
 
@@ -130,6 +136,8 @@ class IscsiPortal:
         self.config, self.lun, self.host, self.port = config, lun, host, config.port
         self.on_output, self.tap, self.clock = on_output, tap, clock
         self.connections: set[_Connection] = set()
+        #: the logged-in normal sessions by I_T nexus (initiator name and ISID)
+        self.sessions: dict[str, _Connection] = {}
         #: malformed PDUs, refused logins, dropped commands... by reason, over every connection
         self.errors: collections.Counter[str] = collections.Counter()
         self._server: asyncio.Server | None = None
@@ -138,6 +146,18 @@ class IscsiPortal:
     @property
     def local(self) -> tuple[str, int]:
         return (self.host, self.port)
+
+    def reinstate(self, new: _Connection) -> None:
+        """A login completed: the same initiator name and ISID replace an older session
+        (RFC 7143 6.3.5, session reinstatement): the old one's nexus ends first."""
+        nexus = new.conn.nexus
+        old = self.sessions.get(nexus)
+        if old is not None and old is not new:
+            self.errors["SESSION_REINSTATED"] += 1
+            old.conn.connection_lost()
+            if old.transport is not None:
+                old.transport.abort()
+        self.sessions[nexus] = new
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -18,12 +18,10 @@ from __future__ import annotations
 import collections
 import enum
 import itertools
-from dataclasses import dataclass, field
 
 from protocol.iscsi import (
     R2T,
     RESERVED_TAG,
-    DataIn,
     DataOut,
     IscsiDecodeError,
     IscsiReason,
@@ -40,7 +38,6 @@ from protocol.iscsi import (
     Reject,
     RejectReason,
     ScsiCommand,
-    ScsiResponse,
     SessionParams,
     TextRequest,
     TextResponse,
@@ -53,6 +50,7 @@ from protocol.iscsi import (
     encode_text,
 )
 from protocol.iscsi.constants import BHS_SIZE, MAX_TEXT_DATA
+from protocol.iscsi.serial import sn_add, sn_lte
 
 from .config import IscsiConfig
 from .login import LoginDone, TargetLogin
@@ -62,55 +60,21 @@ from .lun import (
     INQUIRY,
     INQUIRY_NO_LUN,
     REPORT_LUNS,
+    SENSE_INVALID_FIELD_IN_CDB,
     SENSE_LUN_NOT_SUPPORTED,
     ScsiLun,
     ScsiOutcome,
     lun_number,
 )
+from .tasks import Burst, Task, reply_pdus
 
-_HALF = 2**31
 _tsih = itertools.count(1)
-
-
-def sn_lte(a: int, b: int) -> bool:
-    """a <= b in 32-bit serial number arithmetic (RFC 1982)."""
-    return a == b or ((b - a) & 0xFFFFFFFF) < _HALF
-
-
-def _plus(a: int, n: int) -> int:
-    return (a + n) & 0xFFFFFFFF
 
 
 class State(enum.Enum):
     LOGIN = "login"
     FULL_FEATURE = "full feature"
     CLOSED = "closed"
-
-
-@dataclass
-class _Burst:
-    offset: int
-    length: int
-    received: int = 0
-    datasn: int = 0
-
-
-@dataclass
-class _Task:
-    pdu: ScsiCommand
-    immediate: bool
-    length: int                         # Expected Data Transfer Length
-    data: bytes | bytearray | None      # data-out collected so far (None: nothing to collect)
-    received: int = 0
-    unsolicited_end: int = 0            # offsets below this come unsolicited (TTT ffffffff)
-    unsolicited_next: int = 0
-    next_r2t_offset: int = 0
-    r2tsn: int = 0
-    bursts: dict[int, _Burst] = field(default_factory=dict)
-
-    @property
-    def ready(self) -> bool:
-        return self.data is None or self.received >= self.length
 
 
 class TargetConnection:
@@ -135,8 +99,8 @@ class TargetConnection:
         self._digests = (False, False)
         self._out: list[bytes | memoryview] = []
         self._outputs: list[object] = []
-        self._tasks: dict[int, _Task] = {}
-        self._order: collections.deque[_Task] = collections.deque()
+        self._tasks: dict[int, Task] = {}
+        self._order: collections.deque[Task] = collections.deque()
         self._held: dict[int, Pdu] = {}       # numbered PDUs that arrived ahead of ExpCmdSN
         self._ttt = itertools.count(1)
         self._ping_ttt: int | None = None
@@ -157,7 +121,7 @@ class TargetConnection:
 
     @property
     def maxcmdsn(self) -> int:
-        return _plus(self.expcmdsn, self.config.queue_depth - 1 - len(self._order))
+        return sn_add(self.expcmdsn, self.config.queue_depth - 1 - len(self._order))
 
     def process(self, now: float) -> None:
         """Handle every complete PDU received so far."""
@@ -283,11 +247,11 @@ class TargetConnection:
         if pdu.cmdsn != self.expcmdsn:
             self._held[pdu.cmdsn] = pdu
             return
-        self.expcmdsn = _plus(self.expcmdsn, 1)
+        self.expcmdsn = sn_add(self.expcmdsn, 1)
         self._execute_pdu(pdu, now)
         while self.expcmdsn in self._held and not self.closing:
             held = self._held.pop(self.expcmdsn)
-            self.expcmdsn = _plus(self.expcmdsn, 1)
+            self.expcmdsn = sn_add(self.expcmdsn, 1)
             self._execute_pdu(held, now)  # type: ignore[arg-type]
 
     def _execute_pdu(self, pdu: ScsiCommand | TextRequest | TmfRequest | LogoutRequest | NopOut, now: float) -> None:
@@ -314,7 +278,7 @@ class TargetConnection:
 
     def _next_statsn(self) -> int:
         sn = self.statsn
-        self.statsn = _plus(sn, 1)
+        self.statsn = sn_add(sn, 1)
         return sn
 
     def _on_text(self, pdu: TextRequest) -> None:
@@ -350,7 +314,7 @@ class TargetConnection:
         self._tasks.clear()
         self._order.clear()
 
-    def _abort(self, task: _Task) -> None:
+    def _abort(self, task: Task) -> None:
         self._tasks.pop(task.pdu.itt, None)
         try:
             self._order.remove(task)
@@ -402,7 +366,20 @@ class TargetConnection:
         if pdu.read and pdu.write:
             self._reject(RejectReason.COMMAND_NOT_SUPPORTED, self._header(pdu), "BIDIRECTIONAL")
             return
+        if pdu.ahs:  # an extended CDB (no SSC command needs more than 16 octets)
+            self._reject(RejectReason.COMMAND_NOT_SUPPORTED, self._header(pdu), "EXTENDED_CDB")
+            return
+        if pdu.immediate and len(self._tasks) >= self.config.queue_depth:
+            # immediate commands bypass the CmdSN window: bound them here
+            self._reject(RejectReason.IMMEDIATE_COMMAND_REJECT, self._header(pdu), "TOO_MANY_TASKS")
+            return
         length = pdu.expected_length
+        if pdu.write and length > self.config.max_transfer_bytes:
+            # refused before any buffer is allocated; its unsolicited Data-Out will find no task
+            self._count("TRANSFER_TOO_LARGE")
+            self._respond(Task(pdu, pdu.immediate, 0, None), ScsiOutcome(CHECK_CONDITION,
+                                                                          sense=SENSE_INVALID_FIELD_IN_CDB))
+            return
         immediate = bytes(pdu.data) if isinstance(pdu.data, memoryview) else pdu.data
         if immediate and (not pdu.write or not self.params.immediate_data or len(immediate) > length
                           or len(immediate) > self.params.first_burst):
@@ -410,7 +387,7 @@ class TargetConnection:
             self._close("immediate data outside what was negotiated")
             return
         data: bytes | bytearray | None = None
-        task = _Task(pdu, pdu.immediate, length, None)
+        task = Task(pdu, pdu.immediate, length, None)
         if pdu.write and length:
             if len(immediate) == length:
                 data = immediate
@@ -429,12 +406,12 @@ class TargetConnection:
         self._issue_r2ts(task)
         self._run(now, task if pdu.immediate else None)
 
-    def _issue_r2ts(self, task: _Task) -> None:
+    def _issue_r2ts(self, task: Task) -> None:
         while task.data is not None and task.next_r2t_offset < task.length and len(task.bursts) < self.params.max_outstanding_r2t:
             offset = task.next_r2t_offset
             length = min(self.params.max_burst, task.length - offset)
             ttt = next(self._ttt) & 0x7FFFFFFF
-            task.bursts[ttt] = _Burst(offset, length)
+            task.bursts[ttt] = Burst(offset, length)
             task.next_r2t_offset += length
             self._send(R2T(lun=task.pdu.lun, itt=task.pdu.itt, ttt=ttt, statsn=self.statsn, expcmdsn=self.expcmdsn,
                            maxcmdsn=self.maxcmdsn, r2tsn=task.r2tsn, offset=offset, length=length))
@@ -471,7 +448,7 @@ class TargetConnection:
         if task.ready:
             self._run(now, task if task.immediate else None)
 
-    def _run(self, now: float, immediate: _Task | None) -> None:
+    def _run(self, now: float, immediate: Task | None) -> None:
         """Execute the immediate task if ready, then every ready task at the head of CmdSN order."""
         if immediate is not None:
             if immediate.ready:
@@ -483,7 +460,7 @@ class TargetConnection:
             self._tasks.pop(task.pdu.itt, None)
             self._complete(task, now)
 
-    def _complete(self, task: _Task, now: float) -> None:
+    def _complete(self, task: Task, now: float) -> None:
         pdu = task.pdu
         if lun_number(pdu.lun) != 0:
             outcome = self._no_such_lun(pdu.cdb)
@@ -501,35 +478,7 @@ class TargetConnection:
             return self.lun.execute(self.nexus, cdb, None, 0.0)
         return ScsiOutcome(CHECK_CONDITION, sense=SENSE_LUN_NOT_SUPPORTED)
 
-    def _respond(self, task: _Task, outcome: ScsiOutcome) -> None:
-        pdu, length = task.pdu, task.length
-        data = memoryview(outcome.data_in).cast("B") if pdu.read else memoryview(b"")
-        overflow = underflow = False
-        residual = 0
-        if pdu.read:
-            if len(data) > length:
-                overflow, residual, data = True, len(data) - length, data[:length]
-            elif len(data) < length:
-                underflow, residual = True, length - len(data)
-        good = outcome.status == GOOD
-        step, burst = self.params.initiator_max_recv, self.params.max_burst
-        offset, datasn = 0, 0
-        while offset < len(data):
-            n = min(step, len(data) - offset, burst - offset % burst)
-            last = offset + n == len(data)
-            with_status = last and good
-            self._send(DataIn(final=last or (offset + n) % burst == 0, has_status=with_status,
-                              overflow=with_status and overflow, underflow=with_status and underflow,
-                              status=outcome.status if with_status else 0, lun=pdu.lun, itt=pdu.itt,
-                              statsn=self._next_statsn() if with_status else 0, expcmdsn=self.expcmdsn,
-                              maxcmdsn=self.maxcmdsn, datasn=datasn, offset=offset,
-                              residual=residual if with_status else 0, data=data[offset:offset + n]))
-            offset += n
-            datasn += 1
-        if len(data) and good:
-            return
-        sense = bytes(outcome.sense)
-        segment = len(sense).to_bytes(2, "big") + sense if sense else b""
-        self._send(ScsiResponse(overflow=overflow, underflow=underflow, response=0, status=outcome.status,
-                                itt=pdu.itt, statsn=self._next_statsn(), expcmdsn=self.expcmdsn,
-                                maxcmdsn=self.maxcmdsn, expdatasn=datasn, residual=residual, data=segment))
+    def _respond(self, task: Task, outcome: ScsiOutcome) -> None:
+        for pdu in reply_pdus(task.pdu, task.length, outcome, self.params, self._next_statsn, self.expcmdsn,
+                              self.maxcmdsn):
+            self._send(pdu)

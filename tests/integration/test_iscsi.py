@@ -135,10 +135,10 @@ async def test_idle_connection_is_pinged_then_closed() -> None:
         assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
         assert portal.errors["IDLE_TIMEOUT"] == 1
-        async with IscsiClient(IP, target=TARGET, timeout=5) as client:  # an active one is kept
-            for _ in range(4):
-                await client.nop()
-                await asyncio.sleep(0.15)
+        async with IscsiClient(IP, target=TARGET, timeout=5) as client:  # ours answers the pings: it stays
+            await asyncio.sleep(1.0)
+            assert (await client.execute(bytes(6))).status == 2
+        assert portal.errors["IDLE_TIMEOUT"] == 1
 
 
 async def test_backlog_and_many_connections() -> None:
@@ -149,3 +149,21 @@ async def test_backlog_and_many_connections() -> None:
         await asyncio.gather(*(c.execute(bytes(6)) for c in clients))
         await asyncio.gather(*(c.__aexit__(None, None, None) for c in clients))
 
+
+
+async def test_same_initiator_and_isid_reinstates_the_session() -> None:
+    lun = MemoryTapeLun()
+    async with IscsiPortal(IscsiConfig(target_name=TARGET), lun, host=IP) as portal:
+        first = IscsiClient(IP, target=TARGET)
+        await first.__aenter__()
+        await first.execute(bytes(6))
+        second = IscsiClient(IP, target=TARGET)
+        second.conn.isid = first.conn.isid  # the same I_T nexus logs in again (after a crash, say)
+        await second._open()
+        assert lun.lost == [f"{second.initiator},i,0x{first.conn.isid.hex()}"]  # the old nexus ended first
+        assert (await second.execute(bytes(6))).status == 2  # a new nexus: its own unit attention
+        with pytest.raises(IscsiClientError):
+            await first.execute(bytes(6))
+        await second.__aexit__(None, None, None)
+        first.close()
+        assert portal.errors["SESSION_REINSTATED"] == 1

@@ -96,3 +96,15 @@ async def test_our_initiator_against_tgt_ssc(tmp_path: Path, digests: bool, para
             # a read longer than the block: CHECK CONDITION with ILI, the data and the residue
             reply = await client.execute(bytes([0x08, 0, 0x01, 0, 0, 0]), expected_in=65536)
             assert reply.status == 2 and reply.sense[2] & 0x80  # the filemark
+
+
+async def test_libiscsi_with_header_digests() -> None:
+    sent: list[bytes] = []
+    config = IscsiConfig(target_name=TARGET, digests="CRC32C")  # libiscsi offers None,CRC32C: we pick CRC32C
+    tap = lambda direction, src, dst, data: sent.append(data) if direction == "out" else None  # noqa: E731
+    async with IscsiPortal(config, MemoryTapeLun(serial="DIGEST01"), host=IP, tap=tap) as portal:
+        assert "Unit Serial Number:[DIGEST01]" in await run("iscsi-inq", "-e", "1", "-c", "128",
+                                                            f"iscsi://{IP}/{TARGET}/0")
+        assert "Lun:0    Type:SEQUENTIAL_ACCESS" in await run("iscsi-ls", "-s", f"iscsi://{IP}")
+        assert not portal.errors
+    assert b"HeaderDigest=CRC32C\0" in b"".join(sent)

@@ -415,3 +415,48 @@ def test_immediate_data_filling_the_first_burst_ends_unsolicited_data() -> None:
     assert sent[0].final and len(sent[0].data) == 262144
     assert all(p.ttt != 0xFFFFFFFF for p in sent[1:])
     assert pair.lun.blocks == [block]
+
+
+def test_a_write_longer_than_the_target_accepts_is_refused_before_buffering() -> None:
+    pair = Pair(config=IscsiConfig(target_name=TARGET, max_transfer_bytes=1 << 20))
+    ready(pair)
+    block = BLOCK * 5  # 1.25 MiB
+    reply = command(pair, bytes([0x0A, 0]) + len(block).to_bytes(3, "big") + b"\0", data_out=block).reply
+    assert reply.status == 2 and reply.sense[2] == 0x05 and reply.sense[12] == 0x24
+    assert pair.target.errors["TRANSFER_TOO_LARGE"] == 1 and pair.lun.blocks == []
+    assert command(pair, TUR).reply.status == 0  # and the session goes on
+
+
+def test_immediate_commands_are_bounded() -> None:
+    config = IscsiConfig(target_name=TARGET, queue_depth=4, initial_r2t=True, immediate_data=False)
+    pair = Pair(config=config)
+    ready(pair)
+    answers = []
+    for itt in range(100, 106):  # writes that wait for data hold their tasks
+        answers += pdus(pair.send_raw(encode_pdu_bytes(ScsiCommand(
+            immediate=True, itt=itt, cmdsn=pair.initiator.cmdsn, write=True, expected_length=10,
+            cdb=bytes([0x0A, 0, 0, 0, 10, 0]).ljust(16, b"\0")))))
+    assert [type(a).__name__ for a in answers] == ["R2T"] * 4 + ["Reject"] * 2
+    assert answers[-1].reason == RejectReason.IMMEDIATE_COMMAND_REJECT
+
+
+def test_an_extended_cdb_is_rejected() -> None:
+    pair = Pair()
+    ready(pair)
+    raw = encode_pdu_bytes(ScsiCommand(itt=300, cmdsn=pair.initiator.cmdsn, cdb=bytes(16),
+                                       ahs=bytes([0, 5, 1, 0]) + bytes(4)))
+    (reject,) = pdus(pair.send_raw(raw))
+    assert isinstance(reject, Reject) and reject.reason == RejectReason.COMMAND_NOT_SUPPORTED
+    assert pair.target.errors["EXTENDED_CDB"] == 1 and pair.lun.calls[-1][1] == bytes(6)
+
+
+def test_the_initiator_reassembles_a_read_of_many_data_in() -> None:
+    pair = Pair(offer={"MaxRecvDataSegmentLength": "4096", "MaxBurstLength": "16384"}, fragment=3000)
+    ready(pair)
+    command(pair, WRITE6, data_out=BLOCK)
+    command(pair, REWIND)
+    reply = command(pair, READ6, expected_in=len(BLOCK)).reply
+    assert (reply.status, reply.data, reply.residual) == (0, BLOCK, 0)
+    command(pair, REWIND)
+    reply = command(pair, bytes([0x08, 0, 0, 0x40, 0, 0]), expected_in=0x4000).reply  # short read: ILI + data
+    assert reply.status == 2 and reply.data == BLOCK[:0x4000]
