@@ -397,3 +397,4 @@ def test_security_protocol_out_is_refused(deck: ScsiDeck) -> None:
     assert _code(sense) == (SenseKey.ILLEGAL_REQUEST, 0x74, 0x71)
     assert Asc(sense.asc_ascq) is Asc.LOGICAL_UNIT_ACCESS_NOT_AUTHORIZED
     assert deck(scsi.SecurityProtocolOut(0x20, 0x10, 0)).status == ScsiStatus.CHECK_CONDITION
+
