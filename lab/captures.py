@@ -7,12 +7,15 @@ they captured for every key the lab used. Each scenario returns those keys.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Awaitable, Callable
 
 from drive_daemon.cartridge import Cartridge
-from drive_daemon.host_client import CheckCondition, HostClient
+from drive_daemon.vop import vop_load
+from host.errors import MediumError, NotReady
+from host.session import open_tape
 from kms_client import station
 from protocol.constants import EncryptionLed
 from protocol.pcap import CaptureWriter
@@ -68,22 +71,28 @@ async def okt_rekey(workdir: Path, capture: CaptureWriter) -> list[bytes]:
 async def missing_key(workdir: Path, capture: CaptureWriter) -> list[bytes]:
     """A tape written under a key that leaves the mapping: the missing key error."""
     async with Lab(workdir, _plan(), tap=capture) as lab:
-        await _arm(lab)
+        first_key = await _arm(lab)
         Cartridge.create(lab.library, "VOL001")
         ip = lab.drive_ips["drive-01"]
-        async with HostClient(ip) as host:
-            await host.load("VOL001")
-            await host.write(b"written under the first key" * 10)
-            await host.write_filemarks(1)
-            await host.unload()
+        await vop_load(ip, "VOL001")  # the operator loads the cartridge
+        async with open_tape(ip) as tape:
+            await tape.ready()
+            await tape.write(b"written under the first key" * 10)
+            await tape.write_filemarks(1)
+            await tape.unload()  # the host's UNLOAD: the cartridge stays in the drive
         await _map_new_key(lab, "KS2", [])  # the first key leaves the mapping
-        async with HostClient(ip) as host:
-            await host.load("VOL001")
+        async with open_tape(ip) as tape:
+            with contextlib.suppress(NotReady):
+                await tape.ready()  # a new session: the power-on unit attention, then NOT READY (unloaded)
+            await tape.load()  # the host's LOAD threads the cartridge again
+            await tape.ready()  # and reports the medium change
             try:
-                await host.read()
-            except CheckCondition:
-                pass  # 3/2605/6109 to the host, 00006109 to the token
-            await host.unload()
+                await tape.read()
+            except MediumError as exc:  # 3/2605/6109 to the host, 00006109 to the token
+                assert str(exc.sense.seed) == "3/2605/6109" and exc.key_id == first_key, exc
+            else:
+                raise AssertionError("the drive read a block whose key it does not hold")
+            await tape.unload()
         await asyncio.sleep(0.2)
         await station.token_status(lab.kms, "token-A")  # the KMS sees the error
         return lab_secrets(lab)
@@ -258,11 +267,13 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def capture_all(out_dir: Path) -> dict[str, list[bytes]]:
-    """Run every scenario; returns, per capture name, the keys its lab used."""
+def capture_all(out_dir: Path, names: list[str] | None = None) -> dict[str, list[bytes]]:
+    """Run every scenario (or those named); returns, per capture name, the keys its lab used."""
     out_dir.mkdir(parents=True, exist_ok=True)
     secrets = {}
     for name, scenario in SCENARIOS.items():
+        if names is not None and name not in names:
+            continue
         with tempfile.TemporaryDirectory(prefix=f"t10k-{name}-") as work, \
                 CaptureWriter(out_dir / f"{name}.pcap") as capture:
             secrets[name] = asyncio.run(scenario(Path(work) / "lab", capture))

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 from drive_daemon import cli as drive_cli
-from drive_daemon import host_cli
+from drive_daemon import tape_cli
 from drive_daemon.errors import DriveDaemonError
+from host import cli as host_cli
+from host.errors import HostError
 from kms_client import cli as kms_cli
 from kms_client.errors import KmsError
 from token_daemon import cli as token_cli
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _token_status(token_cli.register(sub))
     drive_cli.register(sub)
     host_cli.register(sub)
+    tape_cli.register(sub)
     kms_cli.register(sub)
     demo_cli.register(sub)
     pcap_cli.register(sub)
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if not _stdout_closed():
             return _fail(f"{exc.strerror or exc}")
         return _reader_went_away()
-    except (KmsError, DriveDaemonError, TokenDaemonError, NetLabError, ValueError) as exc:  # CaptureError, TopologyError are ValueErrors
+    except (KmsError, DriveDaemonError, TokenDaemonError, HostError, NetLabError, ValueError) as exc:  # CaptureError, TopologyError are ValueErrors
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))

@@ -19,6 +19,8 @@ from protocol.pcap import MSS, read_capture
 pytestmark = pytest.mark.network
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "captures"
+#: missing-key drives a tape over iSCSI: tests/integration/test_host_drive.py captures it.
+WITHOUT_ISCSI = [name for name in SCENARIOS if name != "missing-key"]
 
 # What each capture must show, by message type (at least this many).
 EXPECTED = {
@@ -26,7 +28,8 @@ EXPECTED = {
              MessageType.DEVICE_KEY_PACKAGE: 8, MessageType.MEDIA_KEY_PACKAGE: 24, MessageType.VOP_STATUS: 8},
     "ekt-enrolment": {MessageType.WRITE_EKT: 1, MessageType.DEVICE_KEY_PACKAGE: 4, MessageType.KEY_ACK: 4},
     "okt-rekey": {MessageType.WRITE_OKT: 2, MessageType.MEDIA_KEY_PACKAGE: 8, MessageType.KEY_ACK: 12},
-    "missing-key": {MessageType.WRITE_BLOCK: 1, MessageType.ERROR_REPORT: 1, MessageType.TOKEN_STATUS: 1},
+    # the host's side is iSCSI now, not in these captures; the scenario checks the sense itself
+    "missing-key": {MessageType.ERROR_REPORT: 1, MessageType.TOKEN_STATUS: 1},
     "reset": {MessageType.CLEAR_KEYS: 1},
     # The synchronisation scenarios: the symptom (a decryption error report, or a refused
     # offer that changes nothing), then the recovery (reset, EKT with the PCkey, Apply, OKT).
@@ -48,10 +51,10 @@ def _counts(path: Path) -> collections.Counter[MessageType]:
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[bytes]]]:
     out = tmp_path_factory.mktemp("captures")
-    return out, capture_all(out)
+    return out, capture_all(out, WITHOUT_ISCSI)
 
 
-@pytest.mark.parametrize("name", list(SCENARIOS))
+@pytest.mark.parametrize("name", WITHOUT_ISCSI)
 def test_a_fresh_capture_shows_the_scenario_and_no_key(fresh: tuple[Path, dict[str, list[bytes]]], name: str) -> None:
     out, secrets = fresh
     data = (out / f"{name}.pcap").read_bytes()
@@ -73,9 +76,7 @@ def test_missing_key_capture_carries_the_seed_codes() -> None:
     frames = [f.frame.message for f in read_capture(REFERENCE / "missing-key.pcap") if f.frame]
     reports = [m for m in frames if m.TYPE is MessageType.ERROR_REPORT]
     assert reports and int(reports[0].error_code) == 0x6109  # type: ignore[union-attr]
-    results = [m for m in frames if m.TYPE is MessageType.HOST_RESULT and m.status == 2]  # type: ignore[union-attr]
-    assert [str(r.sense) for r in results] == ["3/2605/6109"]  # type: ignore[union-attr]
-    assert results[0].key_id == reports[0].key_id  # type: ignore[union-attr]
+    assert any(reports[0].key_id)  # type: ignore[union-attr]
 
 
 def test_tcp_frames_larger_than_a_segment_are_reassembled() -> None:

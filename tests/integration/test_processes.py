@@ -136,38 +136,6 @@ def test_enrol_arm_and_power_cycle_through_the_cli(tmp_path: Path, daemons: list
     assert stale.returncode == 1 and "0 of 3" in stale.stdout
 
 
-def test_backup_list_restore_verify_through_the_cli(tmp_path: Path, daemons: list[Daemon]) -> None:
-    site = armed_by_cli(tmp_path, daemons)
-    t10k("tape", "new", "--library", str(tmp_path / "library"), "BK0001")
-    src = tmp_path / "src"
-    src.mkdir()
-    files = {"small.txt": b"hello tape\n", "big.bin": os.urandom(3 * 256 * 1024 + 12345), "empty": b""}
-    for name, data in files.items():
-        (src / name).write_bytes(data)
-    ip = ["--ip", site.ips[0]]
-    backed = t10k("host", "backup", *ip, "--volume", "BK0001", "--progress", *(str(src / n) for n in files))
-    assert "MB/s" in backed.stderr  # the progress bar
-    listed = json.loads(t10k("host", "list", *ip, "--volume", "BK0001", "--json").stdout)
-    assert [(f["name"], f["size"]) for f in listed] == [(n, len(d)) for n, d in files.items()]
-    t10k("host", "restore", *ip, "--volume", "BK0001", "--out", str(tmp_path / "out"), "--no-progress")
-    assert {n: (tmp_path / "out" / n).read_bytes() for n in files} == files
-    verified = json.loads(t10k("host", "verify", *ip, "--volume", "BK0001", "--json",
-                               *(str(src / n) for n in files)).stdout)
-    assert [v["ok"] for v in verified] == [True, True, True]
-    (src / "small.txt").write_bytes(b"changed since the backup")
-    bad = t10k("host", "verify", *ip, "--volume", "BK0001", str(src / "small.txt"), check=False)
-    assert bad.returncode == 1 and "BAD file 0: small.txt" in bad.stdout
-    appended = json.loads(t10k("host", "backup", *ip, "--volume", "BK0001", "--append", "--json",
-                               str(src / "small.txt")).stdout)
-    assert appended[0]["file"] == 3
-    tape = json.loads(t10k("tape", "list", "--library", str(tmp_path / "library"), "--json").stdout)
-    assert tape[0]["key_ids"] == [site.key] and tape[0]["filemarks"] == 4
-    status = json.loads(t10k("host", "status", *ip, "--json").stdout)
-    assert status["loaded"] is False and status["mode"] == "ENCRYPT"
-    unknown = t10k("host", "list", *ip, "--volume", "NOPE", check=False)
-    assert unknown.returncode == 1 and "no volume NOPE" in unknown.stderr and "Traceback" not in unknown.stderr
-
-
 def test_sighup_power_cycles_a_drive_host(tmp_path: Path, daemons: list[Daemon]) -> None:
     made = tmp_path / "cd.json"
     t10k("drive", "manufacture", "--count", "1", "--out", str(made))
