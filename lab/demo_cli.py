@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     scenario.add_argument("--capture", type=Path, help="also write its traffic to this pcap")
     scenario.set_defaults(func=_scenario)
 
+    from .guest import cli as guest_cli
+
+    guest_cli.register(lsub)
+
     down = lsub.add_parser("down", help="remove the namespaces and bridge a crashed 'lab up' left behind")
     down.add_argument("topology", type=Path)
     down.set_defaults(func=_down)
