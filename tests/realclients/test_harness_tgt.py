@@ -8,6 +8,10 @@ our drive in test_drive_guest.py, where every one of those must pass.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from lab.guest.build import GuestImage
@@ -16,6 +20,7 @@ from tests.realclients.scripts import SEQ_FILES, TAR_ROUND_TRIP, checksums, seq_
 from tests.realclients.tgt import TGT_IQN, TGT_TAPE_LUN, Tgt
 
 pytestmark = pytest.mark.network
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def on_tgt(tgt: Tgt, image: GuestImage, script: str, timeout: float = 90) -> GuestRun:
@@ -87,3 +92,17 @@ grep -v 'btape.c:191[79]' /tmp/btape.out
     assert out.count("10000 blocks re-read correctly.") == 2
     assert "We should be in file 4. I am at file 5. This is NOT correct!!!!" in out
     assert "Append test failed.\n" in out and "Unable to correct the problem." in out
+
+
+def test_t10k_lab_guest_discovers_the_target_and_returns_the_exit_status(tgt: Tgt) -> None:
+    result = subprocess.run([sys.executable, "-m", "lab.cli", "lab", "guest", "--ip", tgt.ip, "--lun",
+                             str(TGT_TAPE_LUN), "--command", "lsscsi; mt status | head -2; exit 3"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.startswith("[0:0:0:0]    tape    IET      VIRTUAL-TAPE     0001  /dev/st0 \n"), result.stdout
+    assert "SCSI 2 tape drive:\nFile number=0, block number=0, partition=0.\n" in result.stdout
+    assert "t10k lab guest: exit status 3 in " in result.stderr
+    wrong = subprocess.run([sys.executable, "-m", "lab.cli", "lab", "guest", "--ip", "127.0.12.9", "--command", "true"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 1 and "t10k: error: no iSCSI target found at 127.0.12.9:3260" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
