@@ -3,10 +3,18 @@ card, the script's output and exit status, and the timeout that stops a stuck gu
 
 from __future__ import annotations
 
+import os
 import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from lab.guest.build import GuestImage
 from lab.guest.runner import run_script
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_guest_has_the_real_tools_and_no_network(guest_image: GuestImage) -> None:
@@ -39,3 +47,29 @@ exit 7
 def test_a_script_that_overruns_is_stopped(guest_image: GuestImage) -> None:
     run = run_script("echo started; sleep 600; echo never", lun=None, image=guest_image, timeout=20)
     assert run.status is None and run.output.strip() == "started"
+
+
+def test_the_interactive_shell_takes_commands_on_the_serial_console(guest_image: GuestImage) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "lab", "guest", "--timeout", "90"], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdin is not None and proc.stdout is not None
+    seen = b""
+    try:
+        deadline = time.monotonic() + 90
+        while b"bash-5.2# " not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 1)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                seen += chunk
+        proc.stdin.write(b"echo shell-$((6*7)); tar --version | head -1; exit\n")
+        proc.stdin.flush()
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    text = (seen + rest).decode(errors="replace").replace("\r", "")
+    assert "/dev/nst0 is the drive." in text and "\nshell-42\ntar (GNU tar) 1.34\n" in text, text[-1500:]
+    assert proc.returncode == 0
