@@ -6,10 +6,11 @@ What these tests assume of the merged tree (issue 9, the scsi-iscsi and scsi-ssc
   (drive IP, ``ISCSI_PORT`` 3260) named ``drive_iqn(csn)``, with the tape on LUN 0;
 - ``t10k tape load --ip IP VOLSER`` loads a cartridge of the drive's library and
   ``t10k tape unload --ip IP`` unloads it (the operator, through the VOP);
-- sense is fixed format (70h) with autosense; the FSC is in bytes FSC (two bytes) and, for
-  a missing key, the key ID in bytes KEY_ID (eight bytes) of the sense data, where
-  docs/SCSI.md documents them: change these two slices if it documents another place;
-- after an autosense the sense is consumed (SPC-4): REQUEST SENSE then says NO SENSE.
+- sense as docs/SCSI.md (scsi-ssc) documents it: fixed format (70h, F0h with a residue) with
+  autosense, the FSC in octets 18-19 and a missing key's ID in octets 20-27; REQUEST SENSE
+  returns the last sense once more (so ``sg_requests`` shows the same octets);
+- SECURITY PROTOCOL IN page 0020h: encryption mode 02, decryption mode 03 (stenc: "mixed"), key
+  instance counter = the write key's ordinal; page 0021h: the next block's status.
 """
 
 from __future__ import annotations
@@ -118,8 +119,18 @@ def sense_bytes(sg_raw_output: str) -> bytes:
     return bytes.fromhex("".join(hexes))
 
 
+def request_sense_bytes(sg_requests_output: str) -> bytes:
+    """The octets ``sg_requests -H`` dumps (lines like ' 00     70 00 03 ...')."""
+    hexes: list[str] = []
+    for line in sg_requests_output.splitlines():
+        m = re.fullmatch(r" [0-9a-f]{2}\s{5}((?:[0-9a-f]{2}\s*)+)", line)
+        if m:
+            hexes += m.group(1).split()
+    return bytes.fromhex("".join(hexes))
+
+
 def assert_sense(raw: bytes, sk: int, asc: int, ascq: int, fsc: int) -> None:
-    assert raw[0] == 0x70, raw.hex()
+    assert raw[0] & 0x7F == 0x70, raw.hex()
     assert (raw[2] & 0x0F, raw[12], raw[13], int.from_bytes(raw[FSC], "big")) == (sk, asc, ascq, fsc), raw.hex()
 
 
@@ -181,8 +192,11 @@ dd if=/dev/nst0 bs=512 count=1 of=/dev/null 2>/dev/null; mt rewind
 stenc -f /dev/nst0 --detail; echo "STENC $?"
 """)).output
     assert "STENC 0" in out, out
-    assert re.search(r"Drive Encryption:\s+on", out), out
-    assert re.search(r"Drive Output:\s+Decrypting", out) and re.search(r"Drive Input:\s+Encrypting", out), out
+    ordinal = int.from_bytes(site.key[4:8], "big")
+    assert re.search(r"Drive Encryption:\s+mixed\nDrive Output:\s+Decrypting\n\s+Unencrypted data outputted\n"
+                     r"Drive Input:\s+Encrypting\n", out), out
+    assert re.search(rf"Key Instance Counter:\s*{ordinal}\n", out) and re.search(r"Encryption Algorithm:\s*1\n", out)
+    assert re.search(r"Volume Encryption:\s+Encrypted and able to decrypt\n", out), out
 
 
 async def test_a_missing_key_gives_3_2605_6109_and_reaches_the_token(site: Site) -> None:
@@ -202,8 +216,10 @@ sg_requests -H /dev/sg0; echo "REQUEST-SENSE $?"
     raw = sense_bytes(out)
     assert_sense(raw, 0x3, 0x26, 0x05, 0x6109)
     assert raw[KEY_ID] == site.key, raw.hex()
-    assert "Sense key: Medium Error" in out and "READ 3" in out  # sg3_utils: SG_LIB_CAT_MEDIUM_HARD
-    assert " 00     70 00 00 " in out.split("READ 3\n", 1)[1] and "REQUEST-SENSE 0" in out
+    assert raw[3:7] == (512).to_bytes(4, "big") and raw[0] == 0xF0  # VALID: nothing of the 512 octets read
+    assert "Sense key: Medium Error" in out and "READ 3" in out  # sg3_utils exit status 3: medium error
+    assert request_sense_bytes(out.split("READ 3\n", 1)[1].split("REQUEST-SENSE", 1)[0]) == raw
+    assert "REQUEST-SENSE 0" in out
     await asyncio.sleep(0.3)
     status = await station.token_status(site.lab.kms, "token-A")
     assert [(e.csn, e.error_code, e.key_id) for e in status.errors] == [(site.csn, ErrorCode.MISSING_KEY, site.key)]
@@ -282,4 +298,4 @@ def test_the_guest_document_runs_as_written(tmp_path: Path) -> None:
         proc.wait(timeout=10)
     assert proc.returncode == 0, out[-3000:] + err[-3000:]
     assert "led                   RED" in out and "d/hello.txt" in out and "File number=" in out
-    assert re.search(r"Drive Encryption:\s+on", out) and "exit status 0" in err
+    assert re.search(r"Drive Encryption:\s+mixed", out) and "exit status 0" in err
