@@ -31,6 +31,8 @@ from .errors import GuestError
 
 HERE = Path(__file__).resolve().parent
 KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
+#: An image of another kernel or builder is removed once unused this long (another checkout may use it).
+STALE_AFTER_S = 24 * 3600
 #: Modules the guest needs (virtio_pci finds the virtio-scsi controller); each loads after its dependencies.
 WANTED_MODULES = ("virtio_pci", "virtio_scsi", "st", "sg")
 #: Guest path -> host path of every real tool (busybox applets of the same name are left out).
@@ -107,8 +109,29 @@ def builder_hash() -> str:
     return h.hexdigest()[:12]
 
 
-def current_kernel_package() -> str:
-    """The kernel image package the cloud metapackage depends on now (e.g. linux-image-6.1.0-56-cloud-amd64)."""
+def current_kernel_package(cache: Path | None = None) -> str:
+    """The kernel image package the cloud metapackage depends on now (e.g. linux-image-6.1.0-56-cloud-amd64).
+
+    apt-cache costs about a second of CPU, so the answer is kept beside the images until the
+    package lists change (apt-get update).
+    """
+    lists = Path("/var/lib/apt/lists")
+    stamp = max((e.stat().st_mtime_ns for e in os.scandir(lists) if "Packages" in e.name), default=0) \
+        if lists.is_dir() else 0
+    memo = (cache or cache_root()) / "kernel-package.json"
+    try:
+        known = json.loads(memo.read_text())
+        if known["lists"] == stamp:
+            return str(known["package"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    package = _resolve_kernel_package()
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(json.dumps({"lists": stamp, "package": package}) + "\n")
+    return package
+
+
+def _resolve_kernel_package() -> str:
     out = _run(["apt-cache", "depends", KERNEL_METAPACKAGE], what="apt-cache (is this Debian? run apt-get update)")
     for line in out.splitlines():
         m = re.match(r"\s*Depends:\s*(linux-image-\S+)", line)
@@ -119,11 +142,13 @@ def current_kernel_package() -> str:
 
 def ensure_image(cache: Path | None = None, *, log: object = None) -> GuestImage:
     """The cached image for the current kernel and this builder, built first if missing."""
-    package = current_kernel_package()
+    cache = cache or cache_root()
+    package = current_kernel_package(cache)
     version = package.removeprefix("linux-image-")
-    directory = (cache or cache_root()) / f"{version}-{builder_hash()}"
+    directory = cache / f"{version}-{builder_hash()}"
     image = GuestImage(directory / "vmlinuz", directory / "initrd.img", version, directory)
     if (directory / "manifest.json").exists():
+        os.utime(directory)  # in use: not stale
         return image
     _say(log, f"building the guest image for {version} in {directory} (once)")
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -141,8 +166,9 @@ def ensure_image(cache: Path | None = None, *, log: object = None) -> GuestImage
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for stale in directory.parent.iterdir():  # images of older kernels or builders
-        if stale != directory and re.fullmatch(r".+-[0-9a-f]{12}", stale.name):
+    for stale in directory.parent.iterdir():  # images of older kernels or builders, unused for a day
+        if (stale != directory and re.fullmatch(r".+-[0-9a-f]{12}", stale.name)
+                and time.time() - stale.stat().st_mtime > STALE_AFTER_S):
             shutil.rmtree(stale, ignore_errors=True)
     return image
 
