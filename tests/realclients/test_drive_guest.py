@@ -279,9 +279,13 @@ grep -v 'btape.c:191[79]' /tmp/btape.out
 """, timeout=840)).output
     assert out.startswith("BTAPE 0\n"), out[-4000:]
     assert out.count("=== Test Succeeded. End Write, rewind, and re-read test ===") == 2
-    assert "We should be in file 4. I am at file 4. This is correct!" in out
+    assert out.count("10000 blocks re-read correctly.") == 2 and "Block 20000 re-read correctly." in out
+    assert "We should be in file 3. I am at file 3. This is correct!" in out           # end of medium
+    assert "We should be in file 4. I am at file 4. This is correct!" in out           # the append test
+    assert "Total files=4, blocks=7, bytes = 451,136\nEnd scanning the tape." in out
+    assert "Block re-read correct. Test succeeded!\n=== End Write, backup, and re-read test ===" in out
+    assert "We should be in file 5. I am at file 5. This is correct!\n\n=== End Forward space files test ===" in out
     assert "NOT correct" not in out and "failed" not in out.lower()
-    assert "=== End Append files test ===" in out
 
 
 def test_the_guest_document_runs_as_written(tmp_path: Path) -> None:
