@@ -107,7 +107,7 @@ def _initrd_with(image: GuestImage, script: str, workdir: Path) -> Path:
 def run_script(script: str, *, lun: Lun | None, timeout: float = 120, image: GuestImage | None = None,
                memory_mb: int = DEFAULT_MEMORY_MB, tape_wait: int = 20,
                echo: Callable[[str], None] | None = None) -> GuestRun:
-    """Boot, run ``script`` with busybox sh in the guest, power off; bounded by ``timeout`` seconds."""
+    """Boot, run ``script`` with bash in the guest, power off; bounded by ``timeout`` seconds."""
     image = image or ensure_image()
     nonce = secrets.token_hex(4)
     prefix = f"T10K-GUEST:{nonce}:"
@@ -172,6 +172,9 @@ def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def run_shell(*, lun: Lun | None, timeout: float, image: GuestImage | None = None,
