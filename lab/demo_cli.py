@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_json(scenario)
     scenario.set_defaults(func=_scenario)
 
+    from .guest import cli as guest_cli
+
+    guest_cli.register(lsub)
+
     down = lsub.add_parser("down", help="remove the namespaces and bridge a crashed 'lab up' left behind")
     down.add_argument("topology", type=Path)
     add_json(down)

@@ -1,0 +1,27 @@
+"""Real clients in a QEMU guest: the image is built (or found in the cache) once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from lab.guest.build import GuestImage, ensure_image
+from tests.realclients.tgt import Tgt
+
+TGT_IP = "127.0.12.1"
+
+
+@pytest.fixture(scope="session")
+def guest_image() -> GuestImage:
+    return ensure_image()
+
+
+@pytest.fixture
+def tgt(tmp_path: Path) -> Iterator[Tgt]:
+    target = Tgt(tmp_path, TGT_IP).start()
+    try:
+        yield target
+    finally:
+        target.stop()
