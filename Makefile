@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@scripts/bootstrap test
+	$(BIN)/t10k lab guest --build --json >/dev/null   # the QEMU guest's image (cached; a kernel from Debian)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
