@@ -33,3 +33,15 @@ class TokenRefused(KmsError):
 
 class ReplyNotAuthentic(KmsError):
     """The reply did not verify under the token secret: not our token, or tampered with."""
+
+
+class ReplyLost(TokenUnreachable):
+    """The request was sent but no complete answer came: the token may or may not have acted."""
+
+
+class WrongSecret(ReplyNotAuthentic):
+    """The peer's answer does not verify under this token's secret: it cannot have accepted our request."""
+
+
+class WriteUnsettled(KmsError):
+    """A token write's answer was lost and the token's status could not be read to settle it."""

@@ -12,7 +12,7 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from protocol import envelope
 from protocol.constants import KMS_ID_SIZE, MEDIA_KEY_SIZE, TOKEN_SECRET_SIZE
@@ -81,6 +81,33 @@ class Mapping:
     write_key_id: bytes
     timestamp: int
     key_ids: tuple[bytes, ...]  # write key first
+
+
+@dataclass(frozen=True)
+class NewDeviceKey:
+    key_id: bytes
+    drive: str
+    sealed: bytes  # under the database key, bound to the key ID: never the plain key
+
+
+@dataclass(frozen=True)
+class DeviceKeyChanges:
+    """The device keys an EKT adds to the store once the token has them (empty for an OKT)."""
+
+    timestamp: int = 0
+    next_ordinal: int = 0
+    device_keys: tuple[NewDeviceKey, ...] = ()
+    via_pckey: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {"timestamp": self.timestamp, "next_ordinal": self.next_ordinal, "via_pckey": self.via_pckey,
+                "device_keys": [[k.key_id.hex(), k.drive, k.sealed.hex()] for k in self.device_keys]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeviceKeyChanges:
+        return cls(int(data["timestamp"]), int(data["next_ordinal"]), tuple(
+            NewDeviceKey(bytes.fromhex(k), d, bytes.fromhex(s)) for k, d, s in data["device_keys"]),
+            bool(data["via_pckey"]))
 
 
 @dataclass(frozen=True)
@@ -210,14 +237,20 @@ class KmsStore:
     def kms_id(self) -> bytes:
         return bytes(self._meta("kms_id"))  # type: ignore[arg-type]
 
+    def _reserved(self) -> tuple[int, int]:
+        """(next free ordinal, last timestamp), counting what token writes in flight reserved."""
+        row = self._conn.execute("SELECT MAX(reserved_ordinal), MAX(reserved_timestamp) FROM pending_writes").fetchone()
+        ordinal = max(int(self._meta("next_ordinal")), row[0] or 0)  # type: ignore[arg-type]
+        return ordinal, max(int(self._meta("last_timestamp")), row[1] or 0)  # type: ignore[arg-type]
+
     def _next_key_id(self, conn: sqlite3.Connection) -> bytes:
-        ordinal = int(self._meta("next_ordinal"))  # type: ignore[arg-type]
+        ordinal = self._reserved()[0]
         conn.execute("UPDATE meta SET value=? WHERE name='next_ordinal'", (ordinal + 1,))
         return make_key_id(self.kms_id, ordinal)
 
     def _next_timestamp(self, conn: sqlite3.Connection) -> int:
         """Strictly increasing, so two applies in one microsecond still differ."""
-        ts = max(now_us(), int(self._meta("last_timestamp")) + 1)  # type: ignore[arg-type]
+        ts = max(now_us(), self._reserved()[1] + 1)
         conn.execute("UPDATE meta SET value=? WHERE name='last_timestamp'", (ts,))
         return ts
 
@@ -284,17 +317,37 @@ class KmsStore:
 
     def new_device_keys(self, names: list[str], *, via_pckey: bool) -> tuple[int, list[bytes]]:
         """Create one new device key per drive at one EKT timestamp; returns (timestamp, key IDs)."""
-        with self.transaction() as conn:
-            ts = self._next_timestamp(conn)
-            ids = []
-            for name in names:
-                key_id = self._next_key_id(conn)
-                conn.execute("INSERT INTO device_keys VALUES (?,?,?,?,?)",
-                             (key_id, name, self._seal(os.urandom(32), b"device_key:" + key_id), ts, int(via_pckey)))
-                ids.append(key_id)
-            self.audit("create_device_keys", {"drives": names, "timestamp": ts, "via_pckey": via_pckey,
-                                              "device_key_ids": [k.hex() for k in ids]})
-        return ts, ids
+        _, changes = self.plan_device_keys(names, via_pckey=via_pckey)
+        with self.transaction():
+            self.apply_device_keys(changes)
+        return changes.timestamp, [k.key_id for k in changes.device_keys]
+
+    def plan_device_keys(self, names: list[str], *, via_pckey: bool) -> tuple[dict[bytes, bytes], DeviceKeyChanges]:
+        """New device keys for an EKT, without storing them: (key ID -> key, the sealed rows to store
+        once the token confirms). Their IDs and timestamp follow any write still in flight."""
+        ordinal, last_ts = self._reserved()
+        ts = max(now_us(), last_ts + 1)
+        plain: dict[bytes, bytes] = {}
+        rows = []
+        for i, name in enumerate(names):
+            key_id = make_key_id(self.kms_id, ordinal + i)
+            plain[key_id] = os.urandom(32)
+            rows.append(NewDeviceKey(key_id, name, self._seal(plain[key_id], b"device_key:" + key_id)))
+        return plain, DeviceKeyChanges(ts, ordinal + len(names), tuple(rows), via_pckey)
+
+    def apply_device_keys(self, changes: DeviceKeyChanges) -> None:
+        """Store planned device keys; call inside a transaction."""
+        if not changes.device_keys:
+            return
+        conn = self._conn
+        for k in changes.device_keys:
+            conn.execute("INSERT INTO device_keys VALUES (?,?,?,?,?)",
+                         (k.key_id, k.drive, k.sealed, changes.timestamp, int(changes.via_pckey)))
+        conn.execute("UPDATE meta SET value=MAX(value, ?) WHERE name='next_ordinal'", (changes.next_ordinal,))
+        conn.execute("UPDATE meta SET value=MAX(value, ?) WHERE name='last_timestamp'", (changes.timestamp,))
+        self.audit("create_device_keys", {"drives": [k.drive for k in changes.device_keys],
+                                          "timestamp": changes.timestamp, "via_pckey": changes.via_pckey,
+                                          "device_key_ids": [k.key_id.hex() for k in changes.device_keys]})
 
     # --- media keys and key sets -------------------------------------------
 
@@ -428,12 +481,21 @@ class KmsStore:
     def next_token_counter(self, name: str) -> int:
         """A replay counter above any used before, even after a restore from an old backup."""
         with self.transaction() as conn:
-            row = conn.execute("SELECT counter FROM tokens WHERE name=?", (name,)).fetchone()
-            if row is None:
-                raise NotFound(f"no token named {name!r}")
-            counter = max(row[0] + 1, now_us())
+            counter = self.peek_token_counter(name)
             conn.execute("UPDATE tokens SET counter=? WHERE name=?", (counter, name))
         return counter
+
+    def peek_token_counter(self, name: str) -> int:
+        """The next replay counter, not yet recorded: above the stored one and any write in flight."""
+        row = self._conn.execute("SELECT counter FROM tokens WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no token named {name!r}")
+        pending = self._conn.execute("SELECT MAX(counter) FROM pending_writes WHERE token=?", (name,)).fetchone()[0]
+        return max(row[0] + 1, (pending or 0) + 1, now_us())
+
+    def raise_token_counter(self, name: str, counter: int) -> None:
+        """The token accepted ``counter``: never use it or one below it again. Inside a transaction."""
+        self._conn.execute("UPDATE tokens SET counter=MAX(counter, ?) WHERE name=?", (counter, name))
 
     @staticmethod
     def _require(conn: sqlite3.Connection, table: str, column: str, value: object, what: str) -> None:
