@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--dbkey", type=cli_type(_db_key), help="64 hex characters (default: random, kept in STORE/dbkey)")
     p.add_argument("--no-roles", action="store_true",
                    help="no operator logins (a quick lab): every action is recorded as the OS user")
+    p.add_argument("--force", action="store_true", help="overwrite a database key file left in the directory")
 
     p = cmd("login", _login, "log in as an operator (password on standard input); prints a session token")
     p.add_argument("--operator", required=True)
@@ -230,7 +231,7 @@ def _out(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
 def _init(args: argparse.Namespace) -> int:
     directory = _store_dir(args.store)
     kms_id = args.kms_id or os.urandom(4)
-    store = KmsStore.create(directory, dbkey=args.dbkey or os.urandom(32), kms_id=kms_id)
+    store = KmsStore.create(directory, dbkey=args.dbkey or os.urandom(32), kms_id=kms_id, force=args.force)
     if not args.no_roles:
         operators.enable_roles(store)
     store.close()

@@ -141,7 +141,8 @@ class KmsStore:
     # --- opening ----------------------------------------------------------
 
     @classmethod
-    def create(cls, directory: Path, *, dbkey: bytes, kms_id: bytes, operator: str | None = None) -> KmsStore:
+    def create(cls, directory: Path, *, dbkey: bytes, kms_id: bytes, operator: str | None = None,
+               force: bool = False) -> KmsStore:
         if len(kms_id) != KMS_ID_SIZE:
             raise StoreError(f"a KMS ID is {KMS_ID_SIZE} octets (8 hex characters)")
         directory.mkdir(parents=True, exist_ok=True)
@@ -149,6 +150,9 @@ class KmsStore:
         if path.exists():
             raise StoreError(f"a KMS store already exists in {directory}; use it, or choose another directory")
         keyfile = directory / DBKEY_NAME
+        if keyfile.exists() and not force:
+            raise StoreError(f"{keyfile} exists (a database key, maybe of a lost store): not overwriting it without "
+                             f"--force; or choose another directory")
         fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(dbkey.hex() + "\n")

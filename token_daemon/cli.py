@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
         p.add_argument("image", type=Path)
         p.add_argument("--state", required=True, type=Path, help="the token's non-volatile memory")
         p.add_argument("--secret-file", required=True, type=Path)
+        if name == "save-image":
+            p.add_argument("--force", action="store_true", help="overwrite the image file if it exists")
         p.set_defaults(func=func)
     return tsub
 
@@ -86,7 +88,7 @@ def _load_image(args: argparse.Namespace) -> int:
 def _save_image(args: argparse.Namespace) -> int:
     from .airgap import save_image
 
-    save_image(args.state, read_secret_file(args.secret_file), args.image)
+    save_image(args.state, read_secret_file(args.secret_file), args.image, force=args.force)
     print(f"token status saved to {args.image}")
     return 0
 
