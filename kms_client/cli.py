@@ -19,7 +19,7 @@ from protocol.timestamps import format_timestamp
 
 from . import intents, operators, station, views
 from .files import write_key_file
-from .errors import NotFound, StoreError
+from .errors import NotFound, StoreDamaged, StoreError
 from .store import KmsStore, parse_db_key
 
 
@@ -246,6 +246,9 @@ def _import_drive(args: argparse.Namespace) -> int:
     """One drive at a time, as the seed's limitation 4 says."""
     try:
         drives = parse_manufacturing(args.manufacturing.read_text())
+    except UnicodeDecodeError:
+        raise StoreError(f"manufacturing file {args.manufacturing} is damaged (not text): ask for the drives' "
+                         f"manufacturing data (CD) again") from None
     except OSError as exc:
         raise NotFound(f"cannot read manufacturing file {args.manufacturing}: {exc.strerror}") from None
     except ValueError as exc:
@@ -387,11 +390,24 @@ def _reconcile(args: argparse.Namespace) -> int:
 def _read_key(args: argparse.Namespace, what: str) -> bytes:
     import sys
 
-    text = args.key_file.read_text() if args.key_file else sys.stdin.readline()
+    if args.key_file is None:
+        text, source = sys.stdin.readline(), "standard input"
+    else:
+        text, source = _read_text(args.key_file, what), str(args.key_file)
     try:
         return parse_db_key(text)
     except StoreError as exc:
-        raise StoreError(f"{what}: {exc}") from None
+        raise StoreError(f"{what} from {source}: {exc}") from None
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A small text file the operator named (a key file), or one line saying why not."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise StoreError(f"{path} is not {what}: it is not text") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read {what} from {path}: {exc.strerror or exc}") from None
 
 
 def _set_dbkey(args: argparse.Namespace) -> int:
@@ -448,7 +464,10 @@ def _restore(args: argparse.Namespace) -> int:
 
     directory = _store_dir(args.store)
     if (directory / "kms.sqlite3").exists():
-        _open(args).close()  # an existing KMS: only its Administrator restores over it
+        try:
+            _open(args).close()  # an existing KMS: only its Administrator restores over it
+        except StoreDamaged:
+            pass  # a store that cannot be opened has no logins to ask: the backup key is the authority
     if args.dump_id in (None, "list"):
         found = list_backups(args.source or directory)
         return _out(args, {"backups": [b.to_json() for b in found]}, "\n".join(
@@ -456,9 +475,10 @@ def _restore(args: argparse.Namespace) -> int:
     if args.key is None and args.key_file is None:
         raise StoreError("give the backup key that encrypted that backup: --key-file FILE (or --key HEX)")
     try:
-        key = parse_db_key(args.key if args.key is not None else args.key_file.read_text())
+        key = parse_db_key(args.key if args.key is not None else _read_text(args.key_file, "a backup key"))
     except StoreError as exc:
-        raise StoreError(f"the backup key: {exc}") from None
+        raise StoreError(f"the backup key{'' if args.key_file is None else ' in ' + str(args.key_file)}: {exc}") \
+            from None
     info = restore(directory, key, args.dump_id, source=args.source)
     return _out(args, info.to_json() | {"restored_into": str(directory)},
                 f"restored {info.dump_id} into {directory} (KMS ID {info.kms_id})")
@@ -571,7 +591,7 @@ def _standby(args: argparse.Namespace) -> int:
 def _failover(args: argparse.Namespace) -> int:
     from .standby import failover
 
-    key = parse_db_key(args.key_file.read_text())
+    key = _read_key(args, "the backup key")
     primary = KmsStore.open(args.primary) if args.primary else None
     dump_id = failover(_store_dir(args.store), key, primary=primary)
     return _out(args, {"restored": dump_id}, f"the standby is now a KMS, restored from {dump_id}")

@@ -11,6 +11,10 @@ class StoreError(KmsError):
     """The store cannot be opened or used (missing, wrong database key, corrupt)."""
 
 
+class StoreDamaged(StoreError):
+    """A file of the store (database, its WAL, the database key) is unreadable; restore from a backup."""
+
+
 class NotFound(KmsError):
     """A named entity (drive, key, key set, pool, token) does not exist."""
 

@@ -21,7 +21,7 @@ from protocol.ids import make_key_id
 from protocol.timestamps import now_us
 
 from . import audit, migrations, rules
-from .errors import NotFound, RuleViolation, StoreError
+from .errors import NotFound, RuleViolation, StoreDamaged, StoreError
 
 #: The base schema below is version 1; kms_client/migrations.py takes it to the latest.
 BASE_SCHEMA_VERSION = 1
@@ -171,27 +171,34 @@ class KmsStore:
 
     @classmethod
     def open(cls, directory: Path, *, operator: str | None = None) -> KmsStore:
+        """Open a store; a damaged database, WAL or key file is named, with the way out."""
         path = directory / DB_NAME
         if not path.exists():
             raise StoreError(f"no KMS store in {directory}: run 't10k kms init --store {directory}' first")
+        dbkey = _read_dbkey(directory / DBKEY_NAME, directory)
+        _check_wal(path, directory)
         try:
-            dbkey = parse_db_key((directory / DBKEY_NAME).read_text())
-        except FileNotFoundError:
-            raise StoreError(f"the database key file {directory / DBKEY_NAME} is missing") from None
-        conn = _connect(path)
-        try:
+            conn = _connect(path)
             version = conn.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
             check = conn.execute("SELECT value FROM meta WHERE name='dbkey_check'").fetchone()
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path} is not a KMS store: {exc}") from None
+            raise damaged(path, f"is damaged or not a KMS store ({exc})", directory) from None
+        if problems != ["ok"]:
+            raise damaged(path, f"is damaged ({'; '.join(problems)})", directory)
+        if check is None or not isinstance(check[0], bytes):
+            raise damaged(path, "is not a KMS store (no database key check)", directory)
         if version is None or not BASE_SCHEMA_VERSION <= version[0] <= migrations.LATEST:
             raise StoreError(f"{path} has schema version {version and version[0]}; this build reads "
                              f"{BASE_SCHEMA_VERSION}..{migrations.LATEST}")
         dbkey = _current_dbkey(directory, dbkey, check[0])
         if version[0] < migrations.LATEST:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                migrations.migrate(conn, dbkey, version[0])
+            try:
+                with conn:
+                    conn.execute("BEGIN IMMEDIATE")
+                    migrations.migrate(conn, dbkey, version[0])
+            except sqlite3.DatabaseError as exc:  # its schema and its version disagree
+                raise damaged(path, f"cannot be upgraded from schema version {version[0]} ({exc})", directory) from None
         return cls(conn, dbkey, directory, operator)
 
     def close(self) -> None:
@@ -516,7 +523,7 @@ def _current_dbkey(directory: Path, dbkey: bytes, check: bytes) -> bytes:
     except UnwrapError:
         pending = directory / (DBKEY_NAME + ".new")
         if pending.exists():
-            new = parse_db_key(pending.read_text())
+            new = _read_dbkey(pending, directory)
             try:
                 envelope.unseal(new, check, b"meta:check", "database key check")
             except UnwrapError:
@@ -525,6 +532,41 @@ def _current_dbkey(directory: Path, dbkey: bytes, check: bytes) -> bytes:
                 os.replace(pending, directory / DBKEY_NAME)  # the store was re-encrypted: finish the switch
                 return new
         raise StoreError(f"the database key in {directory / DBKEY_NAME} is not the key of this store") from None
+
+
+def damaged(path: Path, what: str, directory: Path) -> StoreDamaged:
+    """One line: the file, what is wrong, and the way out."""
+    return StoreDamaged(f"{path} {what}: restore the store from a backup: "
+                        f"t10k kms restore latest --store {directory} --key-file BACKUP_KEY_FILE")
+
+
+def _read_dbkey(keyfile: Path, directory: Path) -> bytes:
+    try:
+        return parse_db_key(keyfile.read_text())
+    except FileNotFoundError:
+        raise damaged(keyfile, "(the database key) is missing", directory) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise damaged(keyfile, f"(the database key) cannot be read ({exc})", directory) from None
+    except StoreError as exc:
+        raise damaged(keyfile, f"(the database key) is damaged: it {exc}", directory) from None
+
+
+#: The first four octets of a SQLite write-ahead log (either byte order).
+_WAL_MAGICS = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
+
+
+def _check_wal(path: Path, directory: Path) -> None:
+    """SQLite would silently ignore a WAL it cannot read, and the transactions in it with it."""
+    wal = Path(str(path) + "-wal")
+    try:
+        with open(wal, "rb") as fh:
+            head = fh.read(32)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise damaged(wal, f"(the store's write-ahead log) cannot be read ({exc})", directory) from None
+    if head and (len(head) < 32 or head[:4] not in _WAL_MAGICS):
+        raise damaged(wal, "(the store's write-ahead log) is damaged: the latest changes may be in it", directory)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
