@@ -199,7 +199,7 @@ def _open(args: argparse.Namespace) -> KmsStore:
     if operators.roles_enabled(store):
         who = operators.session_operator(store, args.session)
         operators.authorize(who, args.kms_command)
-    if args.kms_command != "reconcile" and intents.pending(store):
+    if args.kms_command != "reconcile" and any(not w.in_flight for w in intents.pending(store)):
         _report_settled(asyncio.run(station.reconcile(store, timeout_s=5.0)), quiet=False)
     return store
 
@@ -212,6 +212,7 @@ def _report_settled(settled: list[tuple[intents.PendingWrite, bool | None]], *, 
         lines.append(f"{write.describe()}: " + (
             "the token has it; the KMS recorded it" if took else
             "the token does not have it; the KMS dropped it" if took is False else
+            f"in progress in KMS process {write.pid}" if write.in_flight else
             "UNSETTLED: the token's status cannot be read; start the token, then run 't10k kms reconcile'"))
     if not quiet:
         for line in lines:

@@ -18,12 +18,17 @@ device keys, sealed, and what to audit), itself sealed under the database key. T
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from protocol.timestamps import format_timestamp, now_us
 
 from .store import DeviceKeyChanges, KmsStore
+
+
+#: After this long a write is settled even if its process still runs (pushes time out in 30 s).
+IN_FLIGHT_LIMIT_US = 120_000_000
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,20 @@ class PendingWrite:
     started: int
     changes: DeviceKeyChanges
     detail: dict[str, Any]  # what the audit record of the write says
+    pid: int = 0  # the KMS process pushing it
+
+    @property
+    def in_flight(self) -> bool:
+        """Another KMS process on this host is still pushing it (its answer may yet come)."""
+        if self.pid in (0, os.getpid()) or now_us() - self.started > IN_FLIGHT_LIMIT_US:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False  # that process is gone: a crash
+        except PermissionError:
+            pass
+        return True
 
     @property
     def action(self) -> str:
@@ -50,8 +69,9 @@ def _ad(counter: int) -> bytes:
 def record(store: KmsStore, token: str, kind: str, counter: int, changes: DeviceKeyChanges,
            detail: dict[str, Any]) -> PendingWrite:
     """Before the push: the intent, durable, with nothing else changed."""
-    pending = PendingWrite(counter, token, kind, now_us(), changes, detail)
-    sealed = store._seal(json.dumps({"changes": changes.to_json(), "detail": detail}).encode(), _ad(counter))
+    pending = PendingWrite(counter, token, kind, now_us(), changes, detail, os.getpid())
+    sealed = store._seal(json.dumps({"changes": changes.to_json(), "detail": detail, "pid": pending.pid}).encode(),
+                         _ad(counter))
     with store.transaction() as conn:
         conn.execute("INSERT INTO pending_writes VALUES (?,?,?,?,?,?,?)", (
             counter, token, kind, pending.started, changes.next_ordinal, changes.timestamp, sealed))
@@ -65,7 +85,7 @@ def pending(store: KmsStore) -> list[PendingWrite]:
     for counter, token, kind, started, sealed in rows:
         data = json.loads(store._unseal(sealed, _ad(counter), f"pending write {counter}"))
         out.append(PendingWrite(counter, token, kind, started, DeviceKeyChanges.from_json(data["changes"]),
-                                data["detail"]))
+                                data["detail"], int(data.get("pid", 0))))
     return out
 
 

@@ -116,13 +116,17 @@ async def settle(store: KmsStore, write: intents.PendingWrite, *, timeout_s: flo
 
 
 async def reconcile(store: KmsStore, *, timeout_s: float = 10.0) -> list[tuple[intents.PendingWrite, bool | None]]:
-    """Settle every write left pending (a lost answer, a KMS that stopped mid-write)."""
-    return [(w, await settle(store, w, timeout_s=timeout_s)) for w in intents.pending(store)]
+    """Settle every write left pending (a lost answer, a KMS that stopped mid-write); a write
+    another KMS process is still pushing is left to it (None)."""
+    return [(w, None if w.in_flight else await settle(store, w, timeout_s=timeout_s)) for w in intents.pending(store)]
 
 
 async def _settle_leftovers(store: KmsStore, timeout_s: float) -> None:
     """A new write waits for the old ones: its keys would be wrapped under keys not yet settled."""
     for write, took in await reconcile(store, timeout_s=timeout_s):
+        if took is None and write.in_flight:
+            raise WriteUnsettled(f"{write.describe()} is still being pushed by KMS process {write.pid}: "
+                                 f"try again when it has finished")
         if took is None:
             raise WriteUnsettled(f"{write.describe()} is unsettled and the token's status cannot be read: "
                                  f"start that token, then 't10k kms reconcile'")

@@ -8,6 +8,7 @@ every KMS table but the audit trail before and after.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -343,3 +344,27 @@ def test_an_unsettled_write_names_the_command_that_settles_it(kms: Kms) -> None:
     settle = subprocess.run([*T10K, "kms", "reconcile", "--store", str(kms.store.directory), "--json"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert settle.returncode == 0 and '"applied"' in settle.stdout
+
+
+async def test_a_write_another_kms_process_is_pushing_is_left_to_it(kms: Kms) -> None:
+    from kms_client.builders import prepare_ekt
+
+    kms.token.start()
+    pusher = subprocess.Popen(["sleep", "60"])  # stands for a live KMS process mid-push
+    try:
+        prepared = prepare_ekt(kms.store, DRIVES, use_pckey=True)
+        write = intents.record(kms.store, "tok", "EKT", kms.store.peek_token_counter("tok"), prepared.changes,
+                               prepared.detail)
+        with kms.store.transaction() as conn:  # as if that process had recorded it
+            conn.execute("UPDATE pending_writes SET intent_sealed=? WHERE counter=?", (kms.store._seal(
+                json.dumps({"changes": prepared.changes.to_json(), "detail": prepared.detail, "pid": pusher.pid})
+                .encode(), b"pending_write:" + write.counter.to_bytes(8, "big")), write.counter))
+        ((seen, took),) = await station.reconcile(kms.store)
+        assert seen.pid == pusher.pid and seen.in_flight and took is None
+        with pytest.raises(WriteUnsettled, match=f"still being pushed by KMS process {pusher.pid}"):
+            await station.write_ekt(kms.store, "tok", DRIVES, use_pckey=True)
+    finally:
+        pusher.kill()
+        pusher.wait()
+    ((seen, took),) = await station.reconcile(kms.store)  # that process is gone: settled from the token
+    assert took is False and intents.pending(kms.store) == []

@@ -268,7 +268,7 @@ def test_key_administration_and_the_audit_trail_through_the_cli(tmp_path: Path) 
     assert out["resealed"] == 3  # the key, the key check, the audit key
     (tmp_path / "short.key").write_text("abcd")
     bad = t10k("kms", "set-backupkey", *store, "--key-file", str(tmp_path / "short.key"), check=False)
-    assert bad.returncode == 1 and "the backup key: must be 64 hexadecimal characters" in bad.stderr
+    assert bad.returncode == 1 and "the backup key from " in bad.stderr and "short.key: must be 64 hexadecimal characters" in bad.stderr
     (tmp_path / "backup.key").write_text(os.urandom(32).hex())
     t10k("kms", "set-backupkey", *store, "--key-file", str(tmp_path / "backup.key"))
     assert t10k("kms", "view-backupkey", *store).stdout.strip() == (tmp_path / "backup.key").read_text()
