@@ -358,10 +358,11 @@ def _token_status(args: argparse.Namespace) -> int:
               for e in s.errors]
     data = {"token": args.token, "mode": s.mode.name, "led3": s.led3.name, "error_led": s.error_led.name,
             "pool": s.pool, "timestamp": s.timestamp, "time": format_timestamp(s.timestamp), "csns": s.csn_count,
-            "packages_held": s.packages_held, "acknowledged": s.acknowledged, "errors": errors}
+            "packages_held": s.packages_held, "acknowledged": s.acknowledged, "errors": errors,
+            "last_write_counter": s.last_write_counter}
     lines = [f"token {args.token}: {s.mode.name}, LED3 {s.led3.name}, error LED {s.error_led.name}",
              f"  timestamp {format_timestamp(s.timestamp)}, {s.csn_count} CSN(s), {s.packages_held} package(s) held, "
-             f"{s.acknowledged} acknowledged"]
+             f"{s.acknowledged} acknowledged; last write accepted: counter {s.last_write_counter}"]
     lines += [f"  error: drive {e['drive']} code {e['error_code']} ({e['error']}) key ID {e['key_id']}" for e in errors]
     return _out(args, data, "\n".join(lines))
 
