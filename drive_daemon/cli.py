@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     make.add_argument("--first-csn", type=cli_type(parse_csn), help="CSN of the first drive (16 hex digits)")
     make.add_argument("--model", default="T10000A", choices=["T10000A", "T10000B", "T10000A-2G"])
     add_json(make)
+    make.add_argument("--force", action="store_true", help="overwrite --out (and the PCkeys in it) if it exists")
     make.set_defaults(func=_manufacture)
 
     vop = sub.add_parser("vop", help="the Virtual Operator Panel of one drive")
@@ -130,7 +131,7 @@ def _manufacture(args: argparse.Namespace) -> int:
         raise ValueError("--count must be at least 1")
     kwargs = {"first_serial": int.from_bytes(args.first_csn, "big")} if args.first_csn else {}
     drives = make_drives(args.count, model=args.model, **kwargs)
-    write_manufacturing_file(args.out, drives)
+    write_manufacturing_file(args.out, drives, force=args.force)
     if args.json:
         print(json.dumps({"file": str(args.out), "model": args.model,
                           "drives": [{"csn": d.csn.hex(), "model": d.model} for d in drives]}, indent=2))

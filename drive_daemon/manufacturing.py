@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from protocol.manufacturing import ManufacturedDrive, format_manufacturing, make_drives, parse_manufacturing
@@ -11,9 +12,15 @@ from .errors import ManufacturingFileError
 __all__ = ["ManufacturedDrive", "make_drives", "read_manufacturing_file", "write_manufacturing_file", "find_drive"]
 
 
-def write_manufacturing_file(path: Path, drives: list[ManufacturedDrive]) -> None:
-    path.write_text(format_manufacturing(drives))
-    path.chmod(0o600)
+def write_manufacturing_file(path: Path, drives: list[ManufacturedDrive], *, force: bool = False) -> None:
+    """Owner-only; an existing file (its PCkeys!) is replaced only with ``force``."""
+    if not force and os.path.lexists(path):
+        raise ManufacturingFileError(f"{path} exists and holds PCkeys: not overwriting it without --force")
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(format_manufacturing(drives))
+    os.replace(tmp, path)
 
 
 def read_manufacturing_file(path: Path) -> list[ManufacturedDrive]:

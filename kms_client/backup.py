@@ -150,9 +150,12 @@ def restore(store_dir: Path, backup_key: bytes, dump_id: str = "latest", *, sour
         os.fsync(fh.fileno())
     db_path = store_dir / DB_NAME
     if db_path.exists():  # fold the WAL into the old file so no stale WAL meets the new one
-        old = sqlite3.connect(db_path)
-        old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        old.close()
+        try:
+            old = sqlite3.connect(db_path)
+            old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            old.close()
+        except sqlite3.DatabaseError:
+            pass  # a damaged store: it is being replaced whole
     tmp_db = db_path.with_suffix(".restore")
     with open(tmp_db, "wb") as fh:
         fh.write(database)

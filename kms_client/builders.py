@@ -9,6 +9,8 @@ of sync by an undelivered EKT (seed, Scenario 1).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Any
 
 from protocol import (
     ClearAuthorization,
@@ -25,21 +27,31 @@ from protocol.ids import ZERO_KEY_ID
 
 from . import rules
 from .errors import RuleViolation
-from .store import KmsStore, Mapping
+from .store import DeviceKeyChanges, KmsStore, Mapping
 
 #: Device keys per drive that a clear authorisation is made for (newest first).
 CLEAR_HISTORY = 3
 
 
-def _clear_authorizations(store: KmsStore, drive: str, csn: bytes) -> tuple[ClearAuthorization, ...]:
-    return tuple(
-        ClearAuthorization(csn, key_id, envelope.clear_mac(key, csn, key_id))
-        for key_id, key in store.device_keys(drive, CLEAR_HISTORY)
-    )
+def _clear_authorizations(store: KmsStore, drive: str, csn: bytes,
+                          newer: tuple[tuple[bytes, bytes], ...] = ()) -> tuple[ClearAuthorization, ...]:
+    keys = list(newer) + store.device_keys(drive, CLEAR_HISTORY - len(newer))
+    return tuple(ClearAuthorization(csn, key_id, envelope.clear_mac(key, csn, key_id)) for key_id, key in keys)
 
 
-def build_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> WriteEkt:
-    """New device keys for the drives, wrapped under their PCkey or current device key."""
+@dataclass(frozen=True)
+class PreparedWrite:
+    """A token write and what the store gains once the token confirms it; nothing stored yet."""
+
+    kind: str  # "EKT" or "OKT"
+    message: WriteEkt | WriteOkt
+    changes: DeviceKeyChanges
+    detail: dict[str, Any]  # for the audit record
+
+
+def prepare_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> PreparedWrite:
+    """New device keys for the drives, wrapped under their PCkey or current device key; the
+    keys reach the store only when the token confirms (kms_client/intents.py)."""
     drives = [store.drive(n) for n in drive_names]
     if not use_pckey:
         missing = [d.name for d in drives if not d.enabled]
@@ -48,23 +60,40 @@ def build_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> Wr
                 "first device keys are wrapped under the PCkey", f"drive(s) {', '.join(missing)} have no device keys yet",
                 "Write the EKT with 'use PCkey' (--use-pckey) to enrol them.",
             )
-    previous = {d.name: store.device_keys(d.name, 1) for d in drives}
-    timestamp, new_ids = store.new_device_keys(drive_names, via_pckey=use_pckey)
+    new_keys, changes = store.plan_device_keys(drive_names, via_pckey=use_pckey)
+    timestamp = changes.timestamp
     entries = []
-    for d, new_id in zip(drives, new_ids, strict=True):
-        (_, new_key), = [k for k in store.device_keys(d.name, CLEAR_HISTORY) if k[0] == new_id]
+    for d, row in zip(drives, changes.device_keys, strict=True):
+        new_id, new_key = row.key_id, new_keys[row.key_id]
         if use_pckey:
             wrapping, wrapping_id, secret = Wrapping.PCKEY, ZERO_KEY_ID, store.pckey(d.name)
         else:
-            (wrapping_id, secret), = previous[d.name]
+            (wrapping_id, secret), = store.device_keys(d.name, 1)
             wrapping = Wrapping.DEVICE_KEY
         receipt = os.urandom(RECEIPT_SIZE)
         nonce, wrapped = envelope.wrap_device_key(secret, d.csn, timestamp, new_id, new_key, receipt)
         package = DeviceKeyPackage(d.csn, timestamp, new_id, wrapping, wrapping_id, nonce, wrapped)
         # Authorisations under the new key and the two before it: the token can reset the
         # drive whether or not this package (or an earlier one) was ever delivered.
-        entries.append(EktEntry(package, envelope.receipt_hash(receipt), _clear_authorizations(store, d.name, d.csn)))
-    return WriteEkt(timestamp, tuple(entries))
+        auths = _clear_authorizations(store, d.name, d.csn, ((new_id, new_key),))
+        entries.append(EktEntry(package, envelope.receipt_hash(receipt), auths))
+    detail = {"drives": drive_names, "use_pckey": use_pckey, "timestamp": timestamp,
+              "device_key_ids": [k.key_id.hex() for k in changes.device_keys]}
+    return PreparedWrite("EKT", WriteEkt(timestamp, tuple(entries)), changes, detail)
+
+
+def build_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> WriteEkt:
+    """An EKT whose device keys are stored at once: for an image, or a lab that writes the
+    token itself. Over the network, the station stores them only on the token's OK."""
+    prepared = prepare_ekt(store, drive_names, use_pckey=use_pckey)
+    with store.transaction():
+        store.apply_device_keys(prepared.changes)
+    return prepared.message  # type: ignore[return-value]
+
+
+def prepare_okt(store: KmsStore, pool: str) -> PreparedWrite:
+    okt = build_okt(store, pool)
+    return PreparedWrite("OKT", okt, DeviceKeyChanges(), {"pool": pool, "okt_timestamp": okt.okt_timestamp})
 
 
 def build_okt(store: KmsStore, pool: str) -> WriteOkt:

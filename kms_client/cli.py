@@ -18,8 +18,9 @@ from protocol.ids import cli_type, parse_csn, parse_hex, parse_key_id
 from protocol.manufacturing import parse_manufacturing
 from protocol.timestamps import format_timestamp
 
-from . import operators, station
-from .errors import NotFound, StoreError
+from . import intents, operators, station, views
+from .files import write_key_file
+from .errors import NotFound, StoreDamaged, StoreError
 from .store import KmsStore, parse_db_key
 
 
@@ -52,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--dbkey", type=cli_type(_db_key), help="64 hex characters (default: random, kept in STORE/dbkey)")
     p.add_argument("--no-roles", action="store_true",
                    help="no operator logins (a quick lab): every action is recorded as the OS user")
+    p.add_argument("--force", action="store_true", help="overwrite a database key file left in the directory")
 
     p = cmd("login", _login, "log in as an operator (password on standard input); prints a session token")
     p.add_argument("--operator", required=True)
@@ -85,6 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_ip(p, "the token")
     p.add_argument("--port", type=int, default=TOKEN_MGMT_PORT)
     p.add_argument("--secret-out", required=True, type=Path, help="file to give the token daemon (--secret-file)")
+    p.add_argument("--force", action="store_true", help="overwrite --secret-out if it exists")
 
     p = cmd("create-key", _create_key, "generate a media key (its value is never shown)")
     p.add_argument("--description", default="")
@@ -130,17 +133,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--drive", required=True, action="append", help="repeat for several drives")
     p.add_argument("--use-pckey", action="store_true", help="wrap under the PCkey: first enrolment or after a reset")
     p.add_argument("--image", type=Path, help="air gap: write the token image to this file instead of the network")
+    p.add_argument("--force", action="store_true", help="overwrite --image if it exists")
 
     p = cmd("write-okt", _write_okt, "write a pool's media keys to a token (an OKT)")
     p.add_argument("--token", required=True)
     p.add_argument("--pool", required=True)
     p.add_argument("--image", type=Path, help="air gap: write the token image to this file instead of the network")
+    p.add_argument("--force", action="store_true", help="overwrite --image if it exists")
 
     p = cmd("token-status", _token_status, "read a token's status and errors over the network")
     p.add_argument("--token", required=True)
     p.add_argument("--image", type=Path, help="air gap: read a status image saved by 't10k token save-image'")
 
-    cmd("list", _list, "list drives, keys, key sets, pools and tokens")
+    cmd("list", _list, "list drives, tokens, keys, key sets, pools and each pool's mapping")
+    p = cmd("show", _show, "show one drive, token, key, key set or pool whole (a pool: its drives and mapping)")
+    p.add_argument("kind", choices=list(views.KINDS))
+    p.add_argument("name", help="the entity's name (a key: its ID)")
+    p = cmd("reconcile", _reconcile, "settle token writes whose answer was lost, from each token's status")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each token")
 
     p = cmd("set-dbkey", _set_dbkey, "change the database key: every stored key is re-encrypted in one transaction")
     p.add_argument("--key-file", type=Path, help="file holding the 64 hex characters (default: read standard input)")
@@ -152,8 +162,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = cmd("export-keys", _export_keys, "export keys (plaintext values!) to XML, and text, for another KMS")
     p.add_argument("--key", type=cli_type(parse_key_id), action="append", default=[], help="repeat; or --all")
     p.add_argument("--all", action="store_true")
-    p.add_argument("--out", type=Path, required=True, help="the XML file (never overwritten)")
+    p.add_argument("--out", type=Path, required=True, help="the XML file (not overwritten without --force)")
     p.add_argument("--text", type=Path, help="also write the keys as text (the seed's export2text)")
+    p.add_argument("--force", action="store_true", help="overwrite --out and --text if they exist")
     p = cmd("import-keys", _import_keys, "import the keys of another KMS's export")
     p.add_argument("file", type=Path)
     p = cmd("plan", _plan, "plan mappings per year from sites, DR flows, retention and rotation (seed, Chapter 1)")
@@ -183,12 +194,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _open(args: argparse.Namespace) -> KmsStore:
-    """The store, with this command authorised for the session's operator when roles are on."""
+    """The store, with this command authorised for the session's operator when roles are on.
+    A token write a crash left unsettled is settled first, from the token's status."""
     store = KmsStore.open(_store_dir(args.store))
     if operators.roles_enabled(store):
         who = operators.session_operator(store, args.session)
         operators.authorize(who, args.kms_command)
+    if args.kms_command != "reconcile" and any(not w.in_flight for w in intents.pending(store)):
+        _report_settled(asyncio.run(station.reconcile(store, timeout_s=5.0)), quiet=False)
     return store
+
+
+def _report_settled(settled: list[tuple[intents.PendingWrite, bool | None]], *, quiet: bool) -> list[str]:
+    import sys
+
+    lines = []
+    for write, took in settled:
+        lines.append(f"{write.describe()}: " + (
+            "the token has it; the KMS recorded it" if took else
+            "the token does not have it; the KMS dropped it" if took is False else
+            f"in progress in KMS process {write.pid}" if write.in_flight else
+            "UNSETTLED: the token's status cannot be read; start the token, then run 't10k kms reconcile'"))
+    if not quiet:
+        for line in lines:
+            print(f"t10k: note: {line}", file=sys.stderr)
+    return lines
 
 
 def _me(store: KmsStore, args: argparse.Namespace) -> operators.Operator:
@@ -203,7 +233,7 @@ def _out(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
 def _init(args: argparse.Namespace) -> int:
     directory = _store_dir(args.store)
     kms_id = args.kms_id or os.urandom(4)
-    store = KmsStore.create(directory, dbkey=args.dbkey or os.urandom(32), kms_id=kms_id)
+    store = KmsStore.create(directory, dbkey=args.dbkey or os.urandom(32), kms_id=kms_id, force=args.force)
     if not args.no_roles:
         operators.enable_roles(store)
     store.close()
@@ -218,6 +248,9 @@ def _import_drive(args: argparse.Namespace) -> int:
     """One drive at a time, as the seed's limitation 4 says."""
     try:
         drives = parse_manufacturing(args.manufacturing.read_text())
+    except UnicodeDecodeError:
+        raise StoreError(f"manufacturing file {args.manufacturing} is damaged (not text): ask for the drives' "
+                         f"manufacturing data (CD) again") from None
     except OSError as exc:
         raise NotFound(f"cannot read manufacturing file {args.manufacturing}: {exc.strerror}") from None
     except ValueError as exc:
@@ -231,11 +264,12 @@ def _import_drive(args: argparse.Namespace) -> int:
 
 
 def _add_token(args: argparse.Namespace) -> int:
+    from .files import refuse_existing
+
     store = _open(args)
+    refuse_existing(args.secret_out, force=args.force, what="a token secret")
     secret = store.add_token(args.name, args.ip, args.port)
-    fd = os.open(args.secret_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secret.hex() + "\n")
+    write_key_file(args.secret_out, (secret.hex() + "\n").encode(), force=args.force, what="a token secret")
     return _out(args, {"token": args.name, "ip": args.ip, "secret_file": str(args.secret_out)},
                 f"token {args.name} at {args.ip}: give {args.secret_out} to its daemon (--secret-file)")
 
@@ -288,10 +322,13 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _write_ekt(args: argparse.Namespace) -> int:
     if args.image:
-        from .builders import build_ekt
+        from .builders import prepare_ekt
+        from .files import refuse_existing
 
+        refuse_existing(args.image, force=args.force, what="a token image")
         store = _open(args)
-        station.write_image(store, args.token, build_ekt(store, args.drive, use_pckey=args.use_pckey), args.image)
+        station.write_image(store, args.token, prepare_ekt(store, args.drive, use_pckey=args.use_pckey), args.image,
+                            force=args.force)
         return _out(args, {"image": str(args.image)}, f"EKT image for {args.token} written to {args.image}: "
                     f"'t10k token load-image' writes it to the token")
     result = asyncio.run(station.write_ekt(_open(args), args.token, args.drive, use_pckey=args.use_pckey))
@@ -300,10 +337,12 @@ def _write_ekt(args: argparse.Namespace) -> int:
 
 def _write_okt(args: argparse.Namespace) -> int:
     if args.image:
-        from .builders import build_okt
+        from .builders import prepare_okt
+        from .files import refuse_existing
 
+        refuse_existing(args.image, force=args.force, what="a token image")
         store = _open(args)
-        station.write_image(store, args.token, build_okt(store, args.pool), args.image)
+        station.write_image(store, args.token, prepare_okt(store, args.pool), args.image, force=args.force)
         return _out(args, {"image": str(args.image)}, f"OKT image for {args.token} written to {args.image}: "
                     f"'t10k token load-image' writes it to the token")
     result = asyncio.run(station.write_okt(_open(args), args.token, args.pool))
@@ -320,36 +359,58 @@ def _token_status(args: argparse.Namespace) -> int:
               for e in s.errors]
     data = {"token": args.token, "mode": s.mode.name, "led3": s.led3.name, "error_led": s.error_led.name,
             "pool": s.pool, "timestamp": s.timestamp, "time": format_timestamp(s.timestamp), "csns": s.csn_count,
-            "packages_held": s.packages_held, "acknowledged": s.acknowledged, "errors": errors}
+            "packages_held": s.packages_held, "acknowledged": s.acknowledged, "errors": errors,
+            "last_write_counter": s.last_write_counter}
     lines = [f"token {args.token}: {s.mode.name}, LED3 {s.led3.name}, error LED {s.error_led.name}",
              f"  timestamp {format_timestamp(s.timestamp)}, {s.csn_count} CSN(s), {s.packages_held} package(s) held, "
-             f"{s.acknowledged} acknowledged"]
+             f"{s.acknowledged} acknowledged; last write accepted: counter {s.last_write_counter}"]
     lines += [f"  error: drive {e['drive']} code {e['error_code']} ({e['error']}) key ID {e['key_id']}" for e in errors]
     return _out(args, data, "\n".join(lines))
 
 
 def _list(args: argparse.Namespace) -> int:
     store = _open(args)
-    drives = [{"name": d.name, "csn": d.csn.hex(), "model": d.model, "enabled": d.enabled, "pool": d.pool}
-              for d in store.drives()]
-    tokens = [{"name": t.name, "ip": t.ip, "port": t.port} for t in store.tokens()]
-    keys = [k.hex() for k in store.key_ids()]
-    data = {"kms_id": store.kms_id.hex(), "drives": drives, "tokens": tokens, "keys": keys}
-    lines = [f"KMS ID {store.kms_id.hex()}", "drives:"] + [
-        f"  {d['name']:<12} {d['csn']} {d['model']:<10} {'enabled' if d['enabled'] else 'not enabled':<12} "
-        f"pool {d['pool'] or '-'}" for d in drives] + ["tokens:"] + [
-        f"  {t['name']:<12} {t['ip']}:{t['port']}" for t in tokens] + ["keys:"] + [f"  {k}" for k in keys]
-    return _out(args, data, "\n".join(lines))
+    data = views.everything(store)
+    return _out(args, data, views.render_everything(data))
+
+
+def _show(args: argparse.Namespace) -> int:
+    store = _open(args)
+    data = views.one(store, args.kind, args.name)
+    return _out(args, data, views.render_one(args.kind, data))
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    store = _open(args)
+    settled = asyncio.run(station.reconcile(store, timeout_s=args.timeout))
+    lines = _report_settled(settled, quiet=True)
+    rows = [{"token": w.token, "kind": w.kind, "counter": w.counter, "started": format_timestamp(w.started),
+             "outcome": {True: "applied", False: "not applied", None: "unsettled"}[took]} for w, took in settled]
+    _out(args, {"writes": rows}, "\n".join(lines) or "no token write is pending")
+    return 1 if any(took is None for _, took in settled) else 0
 
 
 def _read_key(args: argparse.Namespace, what: str) -> bytes:
     import sys
 
-    text = args.key_file.read_text() if args.key_file else sys.stdin.readline()
+    if args.key_file is None:
+        text, source = sys.stdin.readline(), "standard input"
+    else:
+        text, source = _read_text(args.key_file, what), str(args.key_file)
     try:
         return parse_db_key(text)
     except StoreError as exc:
-        raise StoreError(f"{what}: {exc}") from None
+        raise StoreError(f"{what} from {source}: {exc}") from None
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A small text file the operator named (a key file), or one line saying why not."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise StoreError(f"{path} is not {what}: it is not text") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read {what} from {path}: {exc.strerror or exc}") from None
 
 
 def _set_dbkey(args: argparse.Namespace) -> int:
@@ -410,7 +471,10 @@ def _restore(args: argparse.Namespace) -> int:
 
     directory = _store_dir(args.store)
     if (directory / "kms.sqlite3").exists():
-        _open(args).close()  # an existing KMS: only its Administrator restores over it
+        try:
+            _open(args).close()  # an existing KMS: only its Administrator restores over it
+        except StoreDamaged:
+            pass  # a store that cannot be opened has no logins to ask: the backup key is the authority
     if args.dump_id in (None, "list"):
         found = list_backups(args.source or directory)
         return _out(args, {"backups": [b.to_json() for b in found]}, "\n".join(
@@ -418,9 +482,10 @@ def _restore(args: argparse.Namespace) -> int:
     if args.key is None and args.key_file is None:
         raise StoreError("give the backup key that encrypted that backup: --key-file FILE (or --key HEX)")
     try:
-        key = parse_db_key(args.key if args.key is not None else args.key_file.read_text())
+        key = parse_db_key(args.key if args.key is not None else _read_text(args.key_file, "a backup key"))
     except StoreError as exc:
-        raise StoreError(f"the backup key: {exc}") from None
+        raise StoreError(f"the backup key{'' if args.key_file is None else ' in ' + str(args.key_file)}: {exc}") \
+            from None
     progress = Progress("restore")
     progress.note(f"decrypting backup {args.dump_id} from {args.source or directory} into {directory}")
     info = restore(directory, key, args.dump_id, source=args.source)
@@ -436,7 +501,7 @@ def _export_keys(args: argparse.Namespace) -> int:
 
     store = _open(args)
     keys = store.key_ids() if args.all else args.key
-    count = export_keys(store, keys, args.out, args.text)
+    count = export_keys(store, keys, args.out, args.text, force=args.force)
     print(f"warning: {args.out}: {WARNING}", file=sys.stderr)
     return _out(args, {"exported": count, "file": str(args.out)}, f"{count} key(s) exported to {args.out}")
 
@@ -555,7 +620,7 @@ def _standby(args: argparse.Namespace) -> int:
 def _failover(args: argparse.Namespace) -> int:
     from .standby import failover
 
-    key = parse_db_key(args.key_file.read_text())
+    key = _read_key(args, "the backup key")
     primary = KmsStore.open(args.primary) if args.primary else None
     dump_id = failover(_store_dir(args.store), key, primary=primary)
     return _out(args, {"restored": dump_id}, f"the standby is now a KMS, restored from {dump_id}")

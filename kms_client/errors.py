@@ -11,6 +11,10 @@ class StoreError(KmsError):
     """The store cannot be opened or used (missing, wrong database key, corrupt)."""
 
 
+class StoreDamaged(StoreError):
+    """A file of the store (database, its WAL, the database key) is unreadable; restore from a backup."""
+
+
 class NotFound(KmsError):
     """A named entity (drive, key, key set, pool, token) does not exist."""
 
@@ -33,3 +37,15 @@ class TokenRefused(KmsError):
 
 class ReplyNotAuthentic(KmsError):
     """The reply did not verify under the token secret: not our token, or tampered with."""
+
+
+class ReplyLost(TokenUnreachable):
+    """The request was sent but no complete answer came: the token may or may not have acted."""
+
+
+class WrongSecret(ReplyNotAuthentic):
+    """The peer's answer does not verify under this token's secret: it cannot have accepted our request."""
+
+
+class WriteUnsettled(KmsError):
+    """A token write's answer was lost and the token's status could not be read to settle it."""

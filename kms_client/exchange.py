@@ -1,7 +1,7 @@
 """Key sharing between KMSes (seed, "Key Sharing"): export keys to XML or text, import them.
 
 The export holds key values in plaintext, as the seed's does: it exists to carry keys to
-another KMS. It is written only on request, never over an existing file, readable by its
+another KMS. It is written only on request, never over an existing file without --force, readable by its
 owner only, and recorded in the audit trail. Import refuses a key ID already present
 (key IDs are unique across every KMS) and is all or nothing. Imported files are parsed
 with defusedxml: they come from other organisations.
@@ -9,7 +9,6 @@ with defusedxml: they come from other organisations.
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from protocol.constants import KEY_ID_SIZE, KMS_ID_SIZE, MEDIA_KEY_SIZE
 from protocol.timestamps import format_timestamp, now_us
 
 from .errors import RuleViolation, StoreError
+from .files import refuse_existing, write_key_file
 from .store import KmsStore
 
 WARNING = "plaintext media keys: keep this file as securely as the keys themselves"
@@ -34,18 +34,13 @@ class ExportedKey:
     description: str
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise StoreError(f"{path} exists: an export never overwrites a file; choose another name") from None
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
-def export_keys(store: KmsStore, key_ids: list[bytes], xml_path: Path, text_path: Path | None = None) -> int:
+def export_keys(store: KmsStore, key_ids: list[bytes], xml_path: Path, text_path: Path | None = None, *,
+                force: bool = False) -> int:
     if not key_ids:
         raise StoreError("name the keys to export (or --all)")
+    for path in (xml_path, text_path):
+        if path is not None:
+            refuse_existing(path, force=force, what="a key export")
     rows = {bytes(r[0]): r[1] for r in store._conn.execute("SELECT key_id, description FROM keys")}
     missing = [k.hex() for k in key_ids if k not in rows]
     if missing:
@@ -54,11 +49,12 @@ def export_keys(store: KmsStore, key_ids: list[bytes], xml_path: Path, text_path
     root = Element("MediaKeyExport", kmsId=store.kms_id.hex(), exported=format_timestamp(now_us()), warning=WARNING)
     for k in keys:
         SubElement(root, "Key", id=k.key_id.hex(), description=k.description).text = k.value.hex()
-    _write_private(xml_path, b'<?xml version="1.0" encoding="UTF-8"?>\n' + tostring(root, encoding="utf-8") + b"\n")
+    write_key_file(xml_path, b'<?xml version="1.0" encoding="UTF-8"?>\n' + tostring(root, encoding="utf-8") + b"\n",
+                   force=force, what="a key export")
     if text_path is not None:
         lines = [f"# {WARNING}", "# key ID          value                                                            description"]
         lines += [f"{k.key_id.hex()}  {k.value.hex()}  {k.description}" for k in keys]
-        _write_private(text_path, ("\n".join(lines) + "\n").encode())
+        write_key_file(text_path, ("\n".join(lines) + "\n").encode(), force=force, what="a key export")
     with store.transaction():
         store.audit("export_keys", {"key_ids": [k.hex() for k in key_ids], "file": str(xml_path)})
     return len(keys)

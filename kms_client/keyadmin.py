@@ -39,6 +39,8 @@ def set_dbkey(store: KmsStore, new: bytes) -> int:
     """Re-encrypt every stored key under ``new``; returns how many values were re-sealed."""
     if len(new) != 32:
         raise StoreError("a database key is 32 octets (64 hexadecimal characters)")
+    if store._conn.execute("SELECT 1 FROM pending_writes").fetchone():
+        raise StoreError("a token write is still unsettled: run 't10k kms reconcile' before changing the database key")
     old = store._dbkey
     pending = store.directory / (DBKEY_NAME + ".new")
     _write_key_file(pending, new)

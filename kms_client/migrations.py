@@ -49,9 +49,22 @@ def _v5_drive_addresses(conn: sqlite3.Connection, dbkey: bytes) -> None:
     conn.execute("ALTER TABLE drives ADD COLUMN ip TEXT NOT NULL DEFAULT ''")
 
 
+def _v6_pending_writes(conn: sqlite3.Connection, dbkey: bytes) -> None:
+    """Token writes in flight: recorded before the push, settled only by the token's answer.
+
+    The reservation columns keep key IDs and timestamps the write carries from being handed
+    out twice; the intent itself (new device keys, sealed, and what to audit) is sealed
+    under the database key."""
+    conn.execute("""
+        CREATE TABLE pending_writes (
+            counter INTEGER PRIMARY KEY, token TEXT NOT NULL REFERENCES tokens(name), kind TEXT NOT NULL,
+            started INTEGER NOT NULL, reserved_ordinal INTEGER NOT NULL, reserved_timestamp INTEGER NOT NULL,
+            intent_sealed BLOB NOT NULL) STRICT""")
+
+
 #: version -> the step that brings a store from version-1 to it
 MIGRATIONS: dict[int, Migration] = {2: _v2_audit, 3: _v3_token_descriptions, 4: _v4_operators,
-                                    5: _v5_drive_addresses}
+                                    5: _v5_drive_addresses, 6: _v6_pending_writes}
 LATEST = max(MIGRATIONS)
 
 

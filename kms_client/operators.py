@@ -52,7 +52,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "map": frozenset({U}), "apply": frozenset({U}), "write-okt": frozenset({U}),
     # shared
     "describe": frozenset({A, S, U}), "delete": frozenset({A, U}), "token-status": frozenset({S, U}),
-    "list": frozenset({A, S, U}), "plan": frozenset({A, S, U}), "audit": frozenset({A, S}),
+    "list": frozenset({A, S, U}), "show": frozenset({A, S, U}), "reconcile": frozenset({S, U}), "plan": frozenset({A, S, U}), "audit": frozenset({A, S}),
     # two people: a User and an Administrator each ask
     "deactivate-key": frozenset({A, U}), "reactivate-key": frozenset({A, U}),
     # logins: whose a role may create or modify is in MANAGES

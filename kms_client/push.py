@@ -7,13 +7,17 @@ import asyncio
 from protocol import AuthenticationError, DecodeError, Message, MgmtResult, decode, decode_header, encode_authenticated
 from protocol.constants import HEADER_SIZE, TOKEN_MGMT_PORT, MgmtStatus
 
-from .errors import ReplyNotAuthentic, TokenRefused, TokenUnreachable
+from .errors import ReplyLost, ReplyNotAuthentic, TokenRefused, TokenUnreachable, WrongSecret
 
 
 async def request(
     host: str, message: Message, *, secret: bytes, counter: int, port: int = TOKEN_MGMT_PORT, timeout_s: float = 10.0
 ) -> Message:
-    """Send one authenticated request and return the token's verified reply."""
+    """Send one authenticated request and return the token's verified reply.
+
+    Raises TokenUnreachable when nothing was sent, ReplyLost when the request may have
+    reached the token but no complete answer came back, WrongSecret when the answer does
+    not verify, TokenRefused for an authentic refusal."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
     except (OSError, asyncio.TimeoutError) as exc:
@@ -26,9 +30,9 @@ async def request(
         rest = await asyncio.wait_for(reader.readexactly(info.remaining), timeout_s)
         frame = decode(header + rest)
     except asyncio.IncompleteReadError:
-        raise TokenUnreachable(f"the token at {host}:{port} closed the connection mid-reply") from None
+        raise ReplyLost(f"the token at {host}:{port} closed the connection before it answered") from None
     except (OSError, asyncio.TimeoutError) as exc:
-        raise TokenUnreachable(f"the token at {host}:{port} stopped answering ({exc or 'timed out'})") from None
+        raise ReplyLost(f"the token at {host}:{port} stopped answering ({exc or f'no answer in {timeout_s:g} s'})") from None
     except DecodeError as exc:
         raise ReplyNotAuthentic(f"the reply from {host}:{port} is not a valid message: {exc}") from None
     finally:
@@ -40,7 +44,7 @@ async def request(
     try:
         reply_counter = frame.verify(secret)
     except (AuthenticationError, DecodeError):
-        raise ReplyNotAuthentic(
+        raise WrongSecret(
             f"the reply from {host}:{port} does not verify under this token's secret: a different token is at "
             f"that address, or it was provisioned with another secret"
         ) from None

@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
-from protocol import ClearError, MgmtResult, ReadStatus, TokenStatus, WriteEkt, WriteOkt
+from pathlib import Path
 
+from protocol import ClearError, MgmtResult, ReadStatus, TokenStatus
+from protocol.constants import MgmtStatus
+
+from . import intents
 from .backup import backup_after
-from .builders import build_ekt, build_okt
-from .errors import ReplyNotAuthentic
+from .builders import PreparedWrite, prepare_ekt, prepare_okt
+from .errors import ReplyLost, ReplyNotAuthentic, TokenRefused, TokenUnreachable, WriteUnsettled, WrongSecret
+from .files import write_key_file
 from .push import request
 from .store import KmsStore
 
 
-def write_image(store: KmsStore, token: str, message: WriteEkt | WriteOkt, image: object) -> None:
-    """Air gap: the exact authenticated frame the token would have received, to a file (0600),
-    recorded and followed by a backup like any token write."""
-    import os
-
+def write_image(store: KmsStore, token: str, prepared: PreparedWrite, image: Path, *, force: bool = False) -> None:
+    """Air gap: the exact authenticated frame the token would have received, to a file (0600).
+    The file is written first; then its device keys, counter and audit record land together
+    (the KMS cannot see the token take it), and a backup follows like any token write."""
     from protocol import encode_authenticated
 
-    frame = encode_authenticated(message, secret=store.token_secret(token), counter=store.next_token_counter(token))
-    fd = os.open(str(image), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(frame)
-    kind = "EKT" if isinstance(message, WriteEkt) else "OKT"
+    counter = store.peek_token_counter(token)
+    frame = encode_authenticated(prepared.message, secret=store.token_secret(token), counter=counter)
+    write_key_file(image, frame, force=force, what="a token image")
     with store.transaction():
-        store.audit(f"write_{kind.lower()}", {"token": token, "image": str(image)})
-    backup_after(store, f"{kind} image written for {token}")
+        store.apply_device_keys(prepared.changes)
+        store.raise_token_counter(token, counter)
+        store.audit(f"write_{prepared.kind.lower()}", prepared.detail | {"token": token, "image": str(image),
+                                                                        "counter": counter})
+    backup_after(store, f"{prepared.kind} image written for {token}")
 
 
 def read_status_image(store: KmsStore, token: str, image: object) -> TokenStatus:
     """Air gap, the way back: a token's saved status, checked against its secret."""
-    from pathlib import Path
-
     from protocol import AuthenticationError, DecodeError, decode
 
     try:
@@ -53,22 +56,80 @@ async def _send(store: KmsStore, token: str, message: object, timeout_s: float) 
 
 
 async def write_ekt(store: KmsStore, token: str, drives: list[str], *, use_pckey: bool, timeout_s: float = 30.0) -> MgmtResult:
-    """Generate new device keys for the drives and write them to the token (an EKT)."""
-    result = _result(await _send(store, token, build_ekt(store, drives, use_pckey=use_pckey), timeout_s))
-    with store.transaction():
-        store.audit("write_ekt", {"token": token, "drives": drives, "use_pckey": use_pckey})
-    backup_after(store, f"EKT written to {token}")  # the seed: a backup on every token write
-    return result
+    """Generate new device keys for the drives and write them to the token (an EKT); the
+    keys are stored only once the token has them."""
+    await _settle_leftovers(store, timeout_s)
+    return await push_write(store, token, prepare_ekt(store, drives, use_pckey=use_pckey), timeout_s)
 
 
 async def write_okt(store: KmsStore, token: str, pool: str, *, timeout_s: float = 30.0) -> MgmtResult:
     """Write the pool's current mapping, with its timestamp, to the token (an OKT)."""
-    okt = build_okt(store, pool)
-    result = _result(await _send(store, token, okt, timeout_s))
-    with store.transaction():
-        store.audit("write_okt", {"token": token, "pool": pool, "okt_timestamp": okt.okt_timestamp})
-    backup_after(store, f"OKT written to {token}")
-    return result
+    await _settle_leftovers(store, timeout_s)
+    return await push_write(store, token, prepare_okt(store, pool), timeout_s)
+
+
+async def push_write(store: KmsStore, token: str, prepared: PreparedWrite, timeout_s: float) -> MgmtResult:
+    """One token write, settled by the token's answer (kms_client/intents.py)."""
+    record = store.token(token)
+    secret = store.token_secret(token)
+    counter = store.peek_token_counter(token)
+    write = intents.record(store, token, prepared.kind, counter, prepared.changes, prepared.detail | {"token": token})
+    try:
+        reply = await request(record.ip, prepared.message, secret=secret, counter=counter, port=record.port,
+                              timeout_s=timeout_s)
+        if not isinstance(reply, MgmtResult):
+            raise ReplyLost(f"the token answered {type(reply).__name__} to a write")
+    except ReplyLost as exc:
+        settled = await settle(store, write, timeout_s=timeout_s)
+        if settled is None:
+            raise WriteUnsettled(f"{exc}; its status cannot be read either, so whether it took {write.describe()} is "
+                                 f"unknown: the KMS keeps the write pending until 't10k kms reconcile' reads the "
+                                 f"token's status") from None
+        if not settled:
+            raise TokenUnreachable(f"{exc}; the token's status shows it did not take the write: the KMS is "
+                                   f"unchanged") from None
+        return MgmtResult(MgmtStatus.OK, f"{prepared.kind} written: the answer was lost, but the token's status "
+                                         f"shows it took this write")
+    except (TokenUnreachable, TokenRefused, WrongSecret) as exc:
+        intents.drop(store, write, str(exc))
+        raise
+    intents.commit(store, write, "the token answered OK")
+    backup_after(store, f"{prepared.kind} written to {token}")  # the seed: a backup on every token write
+    return reply
+
+
+async def settle(store: KmsStore, write: intents.PendingWrite, *, timeout_s: float = 10.0) -> bool | None:
+    """Whether the token took ``write``, from its status (True/False, recorded either way), or
+    None when its status cannot be read now (the write stays pending)."""
+    try:
+        status = await token_status(store, write.token, timeout_s=timeout_s)
+    except (TokenUnreachable, ReplyNotAuthentic, TokenRefused):
+        return None
+    if status.last_write_counter == write.counter:
+        intents.commit(store, write, "the token's status (its last write carries this counter)")
+        backup_after(store, f"{write.kind} written to {write.token} (settled from its status)")
+        return True
+    later = status.last_write_counter > write.counter
+    intents.drop(store, write, f"the token's last write carries counter {status.last_write_counter}"
+                 + (", a later write" if later else ": this write never reached it"))
+    return False
+
+
+async def reconcile(store: KmsStore, *, timeout_s: float = 10.0) -> list[tuple[intents.PendingWrite, bool | None]]:
+    """Settle every write left pending (a lost answer, a KMS that stopped mid-write); a write
+    another KMS process is still pushing is left to it (None)."""
+    return [(w, None if w.in_flight else await settle(store, w, timeout_s=timeout_s)) for w in intents.pending(store)]
+
+
+async def _settle_leftovers(store: KmsStore, timeout_s: float) -> None:
+    """A new write waits for the old ones: its keys would be wrapped under keys not yet settled."""
+    for write, took in await reconcile(store, timeout_s=timeout_s):
+        if took is None and write.in_flight:
+            raise WriteUnsettled(f"{write.describe()} is still being pushed by KMS process {write.pid}: "
+                                 f"try again when it has finished")
+        if took is None:
+            raise WriteUnsettled(f"{write.describe()} is unsettled and the token's status cannot be read: "
+                                 f"start that token, then 't10k kms reconcile'")
 
 
 async def token_status(store: KmsStore, token: str, *, timeout_s: float = 10.0) -> TokenStatus:

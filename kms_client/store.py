@@ -12,7 +12,7 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from protocol import envelope
 from protocol.constants import KMS_ID_SIZE, MEDIA_KEY_SIZE, TOKEN_SECRET_SIZE
@@ -22,12 +22,20 @@ from protocol.timestamps import now_us
 
 from . import audit, migrations, rules
 from .errors import NotFound, RuleViolation, StoreError
+from .storefiles import (  # noqa: F401  (parse_db_key, DB_NAME: re-exported)
+    _CHECK,
+    DB_NAME,
+    DBKEY_NAME,
+    _check_wal,
+    _connect,
+    _current_dbkey,
+    _read_dbkey,
+    damaged,
+    parse_db_key,
+)
 
 #: The base schema below is version 1; kms_client/migrations.py takes it to the latest.
 BASE_SCHEMA_VERSION = 1
-DB_NAME = "kms.sqlite3"
-DBKEY_NAME = "dbkey"
-_CHECK = b"t10k database key check"
 
 _SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value ANY) STRICT;
@@ -84,19 +92,37 @@ class Mapping:
 
 
 @dataclass(frozen=True)
+class NewDeviceKey:
+    key_id: bytes
+    drive: str
+    sealed: bytes  # under the database key, bound to the key ID: never the plain key
+
+
+@dataclass(frozen=True)
+class DeviceKeyChanges:
+    """The device keys an EKT adds to the store once the token has them (empty for an OKT)."""
+
+    timestamp: int = 0
+    next_ordinal: int = 0
+    device_keys: tuple[NewDeviceKey, ...] = ()
+    via_pckey: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {"timestamp": self.timestamp, "next_ordinal": self.next_ordinal, "via_pckey": self.via_pckey,
+                "device_keys": [[k.key_id.hex(), k.drive, k.sealed.hex()] for k in self.device_keys]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeviceKeyChanges:
+        return cls(int(data["timestamp"]), int(data["next_ordinal"]), tuple(
+            NewDeviceKey(bytes.fromhex(k), d, bytes.fromhex(s)) for k, d, s in data["device_keys"]),
+            bool(data["via_pckey"]))
+
+
+@dataclass(frozen=True)
 class TokenRecord:
     name: str
     ip: str
     port: int
-
-
-def parse_db_key(text: str) -> bytes:
-    """The seed's database and backup keys: exactly 64 hexadecimal characters."""
-    text = text.strip()
-    if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
-        raise StoreError(f"must be 64 hexadecimal characters; got {len(text)} characters"
-                         + ("" if len(text) != 64 else " with non-hex characters"))
-    return bytes.fromhex(text)
 
 
 def default_operator() -> str:
@@ -114,7 +140,8 @@ class KmsStore:
     # --- opening ----------------------------------------------------------
 
     @classmethod
-    def create(cls, directory: Path, *, dbkey: bytes, kms_id: bytes, operator: str | None = None) -> KmsStore:
+    def create(cls, directory: Path, *, dbkey: bytes, kms_id: bytes, operator: str | None = None,
+               force: bool = False) -> KmsStore:
         if len(kms_id) != KMS_ID_SIZE:
             raise StoreError(f"a KMS ID is {KMS_ID_SIZE} octets (8 hex characters)")
         directory.mkdir(parents=True, exist_ok=True)
@@ -122,6 +149,9 @@ class KmsStore:
         if path.exists():
             raise StoreError(f"a KMS store already exists in {directory}; use it, or choose another directory")
         keyfile = directory / DBKEY_NAME
+        if keyfile.exists() and not force:
+            raise StoreError(f"{keyfile} exists (a database key, maybe of a lost store): not overwriting it without "
+                             f"--force; or choose another directory")
         fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(dbkey.hex() + "\n")
@@ -140,27 +170,34 @@ class KmsStore:
 
     @classmethod
     def open(cls, directory: Path, *, operator: str | None = None) -> KmsStore:
+        """Open a store; a damaged database, WAL or key file is named, with the way out."""
         path = directory / DB_NAME
         if not path.exists():
             raise StoreError(f"no KMS store in {directory}: run 't10k kms init --store {directory}' first")
+        dbkey = _read_dbkey(directory / DBKEY_NAME, directory)
+        _check_wal(path, directory)
         try:
-            dbkey = parse_db_key((directory / DBKEY_NAME).read_text())
-        except FileNotFoundError:
-            raise StoreError(f"the database key file {directory / DBKEY_NAME} is missing") from None
-        conn = _connect(path)
-        try:
+            conn = _connect(path)
             version = conn.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
             check = conn.execute("SELECT value FROM meta WHERE name='dbkey_check'").fetchone()
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path} is not a KMS store: {exc}") from None
+            raise damaged(path, f"is damaged or not a KMS store ({exc})", directory) from None
+        if problems != ["ok"]:
+            raise damaged(path, f"is damaged ({'; '.join(problems)})", directory)
+        if check is None or not isinstance(check[0], bytes):
+            raise damaged(path, "is not a KMS store (no database key check)", directory)
         if version is None or not BASE_SCHEMA_VERSION <= version[0] <= migrations.LATEST:
             raise StoreError(f"{path} has schema version {version and version[0]}; this build reads "
                              f"{BASE_SCHEMA_VERSION}..{migrations.LATEST}")
         dbkey = _current_dbkey(directory, dbkey, check[0])
         if version[0] < migrations.LATEST:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                migrations.migrate(conn, dbkey, version[0])
+            try:
+                with conn:
+                    conn.execute("BEGIN IMMEDIATE")
+                    migrations.migrate(conn, dbkey, version[0])
+            except sqlite3.DatabaseError as exc:  # its schema and its version disagree
+                raise damaged(path, f"cannot be upgraded from schema version {version[0]} ({exc})", directory) from None
         return cls(conn, dbkey, directory, operator)
 
     def close(self) -> None:
@@ -210,14 +247,20 @@ class KmsStore:
     def kms_id(self) -> bytes:
         return bytes(self._meta("kms_id"))  # type: ignore[arg-type]
 
+    def _reserved(self) -> tuple[int, int]:
+        """(next free ordinal, last timestamp), counting what token writes in flight reserved."""
+        row = self._conn.execute("SELECT MAX(reserved_ordinal), MAX(reserved_timestamp) FROM pending_writes").fetchone()
+        ordinal = max(int(self._meta("next_ordinal")), row[0] or 0)  # type: ignore[arg-type]
+        return ordinal, max(int(self._meta("last_timestamp")), row[1] or 0)  # type: ignore[arg-type]
+
     def _next_key_id(self, conn: sqlite3.Connection) -> bytes:
-        ordinal = int(self._meta("next_ordinal"))  # type: ignore[arg-type]
+        ordinal = self._reserved()[0]
         conn.execute("UPDATE meta SET value=? WHERE name='next_ordinal'", (ordinal + 1,))
         return make_key_id(self.kms_id, ordinal)
 
     def _next_timestamp(self, conn: sqlite3.Connection) -> int:
         """Strictly increasing, so two applies in one microsecond still differ."""
-        ts = max(now_us(), int(self._meta("last_timestamp")) + 1)  # type: ignore[arg-type]
+        ts = max(now_us(), self._reserved()[1] + 1)
         conn.execute("UPDATE meta SET value=? WHERE name='last_timestamp'", (ts,))
         return ts
 
@@ -284,17 +327,37 @@ class KmsStore:
 
     def new_device_keys(self, names: list[str], *, via_pckey: bool) -> tuple[int, list[bytes]]:
         """Create one new device key per drive at one EKT timestamp; returns (timestamp, key IDs)."""
-        with self.transaction() as conn:
-            ts = self._next_timestamp(conn)
-            ids = []
-            for name in names:
-                key_id = self._next_key_id(conn)
-                conn.execute("INSERT INTO device_keys VALUES (?,?,?,?,?)",
-                             (key_id, name, self._seal(os.urandom(32), b"device_key:" + key_id), ts, int(via_pckey)))
-                ids.append(key_id)
-            self.audit("create_device_keys", {"drives": names, "timestamp": ts, "via_pckey": via_pckey,
-                                              "device_key_ids": [k.hex() for k in ids]})
-        return ts, ids
+        _, changes = self.plan_device_keys(names, via_pckey=via_pckey)
+        with self.transaction():
+            self.apply_device_keys(changes)
+        return changes.timestamp, [k.key_id for k in changes.device_keys]
+
+    def plan_device_keys(self, names: list[str], *, via_pckey: bool) -> tuple[dict[bytes, bytes], DeviceKeyChanges]:
+        """New device keys for an EKT, without storing them: (key ID -> key, the sealed rows to store
+        once the token confirms). Their IDs and timestamp follow any write still in flight."""
+        ordinal, last_ts = self._reserved()
+        ts = max(now_us(), last_ts + 1)
+        plain: dict[bytes, bytes] = {}
+        rows = []
+        for i, name in enumerate(names):
+            key_id = make_key_id(self.kms_id, ordinal + i)
+            plain[key_id] = os.urandom(32)
+            rows.append(NewDeviceKey(key_id, name, self._seal(plain[key_id], b"device_key:" + key_id)))
+        return plain, DeviceKeyChanges(ts, ordinal + len(names), tuple(rows), via_pckey)
+
+    def apply_device_keys(self, changes: DeviceKeyChanges) -> None:
+        """Store planned device keys; call inside a transaction."""
+        if not changes.device_keys:
+            return
+        conn = self._conn
+        for k in changes.device_keys:
+            conn.execute("INSERT INTO device_keys VALUES (?,?,?,?,?)",
+                         (k.key_id, k.drive, k.sealed, changes.timestamp, int(changes.via_pckey)))
+        conn.execute("UPDATE meta SET value=MAX(value, ?) WHERE name='next_ordinal'", (changes.next_ordinal,))
+        conn.execute("UPDATE meta SET value=MAX(value, ?) WHERE name='last_timestamp'", (changes.timestamp,))
+        self.audit("create_device_keys", {"drives": [k.drive for k in changes.device_keys],
+                                          "timestamp": changes.timestamp, "via_pckey": changes.via_pckey,
+                                          "device_key_ids": [k.key_id.hex() for k in changes.device_keys]})
 
     # --- media keys and key sets -------------------------------------------
 
@@ -428,42 +491,24 @@ class KmsStore:
     def next_token_counter(self, name: str) -> int:
         """A replay counter above any used before, even after a restore from an old backup."""
         with self.transaction() as conn:
-            row = conn.execute("SELECT counter FROM tokens WHERE name=?", (name,)).fetchone()
-            if row is None:
-                raise NotFound(f"no token named {name!r}")
-            counter = max(row[0] + 1, now_us())
+            counter = self.peek_token_counter(name)
             conn.execute("UPDATE tokens SET counter=? WHERE name=?", (counter, name))
         return counter
+
+    def peek_token_counter(self, name: str) -> int:
+        """The next replay counter, not yet recorded: above the stored one and any write in flight."""
+        row = self._conn.execute("SELECT counter FROM tokens WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no token named {name!r}")
+        pending = self._conn.execute("SELECT MAX(counter) FROM pending_writes WHERE token=?", (name,)).fetchone()[0]
+        return max(row[0] + 1, (pending or 0) + 1, now_us())
+
+    def raise_token_counter(self, name: str, counter: int) -> None:
+        """The token accepted ``counter``: never use it or one below it again. Inside a transaction."""
+        self._conn.execute("UPDATE tokens SET counter=MAX(counter, ?) WHERE name=?", (counter, name))
 
     @staticmethod
     def _require(conn: sqlite3.Connection, table: str, column: str, value: object, what: str) -> None:
         if not conn.execute(f"SELECT 1 FROM {table} WHERE {column}=?", (value,)).fetchone():
             shown = value.hex() if isinstance(value, bytes) else repr(value)
             raise NotFound(f"no {what} {shown}")
-
-
-def _current_dbkey(directory: Path, dbkey: bytes, check: bytes) -> bytes:
-    """The database key that opens the store; finishes a set-dbkey a crash interrupted."""
-    try:
-        envelope.unseal(dbkey, check, b"meta:check", "database key check")
-        return dbkey
-    except UnwrapError:
-        pending = directory / (DBKEY_NAME + ".new")
-        if pending.exists():
-            new = parse_db_key(pending.read_text())
-            try:
-                envelope.unseal(new, check, b"meta:check", "database key check")
-            except UnwrapError:
-                pass
-            else:
-                os.replace(pending, directory / DBKEY_NAME)  # the store was re-encrypted: finish the switch
-                return new
-        raise StoreError(f"the database key in {directory / DBKEY_NAME} is not the key of this store") from None
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, timeout=10)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA secure_delete=ON")
-    return conn

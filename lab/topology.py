@@ -73,7 +73,7 @@ def load_topology(path: Path) -> Topology:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise TopologyError(f"topology file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise TopologyError(f"{path} is not valid TOML: {exc}") from None
     return parse_topology(data, str(path))
 

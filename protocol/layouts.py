@@ -245,6 +245,7 @@ BODIES: dict[MessageType, Construct] = {
         "packages_held" / Int32ub,
         "acknowledged" / Int32ub,
         "errors" / PrefixedArray(Int16ub, TokenErrorLayout),
+        "last_write_counter" / Int64ub,
     ),
     MessageType.VOP_STATUS_REQUEST: _dc(m.VopStatusRequest),
     MessageType.VOP_STATUS: _dc(

@@ -339,6 +339,9 @@ class TokenStatus:
     packages_held: int
     acknowledged: int
     errors: tuple[TokenError, ...]
+    #: The replay counter of the last WRITE_EKT/WRITE_OKT the token accepted (0: none yet):
+    #: how a KMS whose write timed out learns whether THAT write was applied.
+    last_write_counter: int = 0
 
     def __post_init__(self) -> None:
         _size(self.token_id, TOKEN_ID_SIZE, "token_id")

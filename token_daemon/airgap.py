@@ -60,10 +60,12 @@ def load_image(state_dir: Path, secret: bytes, image: Path, now_us: int) -> Mgmt
         lock.close()
 
 
-def save_image(state_dir: Path, secret: bytes, image: Path) -> None:
+def save_image(state_dir: Path, secret: bytes, image: Path, *, force: bool = False) -> None:
     store = MemoryStore(state_dir)
     token = Token(store.load(), secret)
     frame = encode_authenticated(token.status(), secret=secret, counter=token.memory.mgmt_counter, reply=True)
-    fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if not force and os.path.lexists(image):
+        raise TokenDaemonError(f"{image} exists: not overwriting a token image without --force")
+    fd = os.open(image, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL), 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(frame)

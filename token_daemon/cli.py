@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
         p.add_argument("--state", required=True, type=Path, help="the token's non-volatile memory")
         p.add_argument("--secret-file", required=True, type=Path)
         add_json(p)
+        if name == "save-image":
+            p.add_argument("--force", action="store_true", help="overwrite the image file if it exists")
         p.set_defaults(func=func)
     return tsub
 
@@ -99,6 +101,6 @@ def _load_image(args: argparse.Namespace) -> int:
 def _save_image(args: argparse.Namespace) -> int:
     from .airgap import save_image
 
-    save_image(args.state, read_secret_file(args.secret_file), args.image)
+    save_image(args.state, read_secret_file(args.secret_file), args.image, force=args.force)
     print(json.dumps({"image": str(args.image), "saved": True}) if args.json else f"token status saved to {args.image}")
     return 0

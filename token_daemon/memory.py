@@ -48,6 +48,8 @@ class TokenMemory:
     packages: dict[bytes, HeldPackage] = field(default_factory=dict)
     errors: list[TokenError] = field(default_factory=list)
     mgmt_counter: int = 0
+    #: The replay counter of the last write accepted (TOKEN_STATUS reports it).
+    last_write_counter: int = 0
     #: The encoded WRITE_EKT/WRITE_OKT body the packages came from.
     contents: bytes | None = None
 
@@ -87,6 +89,7 @@ class TokenMemory:
             "format": IMAGE_FORMAT,
             "token_id": self.token_id.hex(),
             "mgmt_counter": self.mgmt_counter,
+            "last_write_counter": self.last_write_counter,
             "contents": contents_name,
             "acknowledged": {p.csn.hex(): p.acknowledged_at for p in self.packages.values() if p.acknowledged_at},
             "erased": [p.csn.hex() for p in self.packages.values() if p.package_body is None],
@@ -100,7 +103,8 @@ class TokenMemory:
     def from_state(cls, data: dict[str, Any], contents: bytes | None, mode: TokenMode) -> TokenMemory:
         if data.get("format") != IMAGE_FORMAT:
             raise ValueError(f"image format {data.get('format')!r}, this build reads {IMAGE_FORMAT}")
-        memory = cls(token_id=bytes.fromhex(data["token_id"]), mgmt_counter=int(data["mgmt_counter"]))
+        memory = cls(token_id=bytes.fromhex(data["token_id"]), mgmt_counter=int(data["mgmt_counter"]),
+                     last_write_counter=int(data.get("last_write_counter", 0)))
         if contents is not None:
             message = decode_body(_CONTENT_TYPE[mode], contents)
             assert isinstance(message, (WriteEkt, WriteOkt))

@@ -296,6 +296,8 @@ def read_secret_file(path: Path) -> bytes:
 
     try:
         text = path.read_text().strip()
+    except UnicodeDecodeError:
+        text = ""  # not text: said below
     except OSError as exc:
         raise ConfigError(f"cannot read the token secret file {path}: {exc}") from None
     try:

@@ -184,6 +184,7 @@ class Token:
             packages_held=sum(1 for p in mem.packages.values() if p.package_body is not None),
             acknowledged=sum(1 for p in mem.packages.values() if p.acknowledged_at),
             errors=tuple(mem.errors),
+            last_write_counter=mem.last_write_counter,
         )
 
     def announcement(self) -> Transmit | None:
@@ -291,6 +292,8 @@ class Token:
                 f"counter {counter} is not above the last accepted {self.memory.mgmt_counter}: a replay",
             )
         self.memory.mgmt_counter = counter
+        if isinstance(frame.message, (WriteEkt, WriteOkt)):
+            self.memory.last_write_counter = counter
         out, reply_message = self._management(frame.message)
         out.persist = True
         out.reply = encode_authenticated(

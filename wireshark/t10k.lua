@@ -98,6 +98,8 @@ local F_acknowledged = ProtoField.uint32("t10k.acknowledged", "acknowledged", ba
 table.insert(fields, F_acknowledged)
 local F_errors = ProtoField.uint32("t10k.errors_count", "errors (count)")
 table.insert(fields, F_errors)
+local F_last_write_counter = ProtoField.uint64("t10k.last_write_counter", "last write counter", base.DEC)
+table.insert(fields, F_last_write_counter)
 local F_encrypting_model = ProtoField.uint8("t10k.encrypting_model", "encrypting model", base.DEC)
 table.insert(fields, F_encrypting_model)
 local F_led = ProtoField.uint8("t10k.led", "led", base.DEC, E_EncryptionLed)
@@ -356,6 +358,7 @@ parse_TOKEN_STATUS = function(tvb, off, tree, limit)
   tree:add(F_acknowledged, tvb(off, 4)); off = off + 4
   do local n = tvb(off, 2):uint(); tree:add(F_errors, tvb(off, 2)); off = off + 2
     for i = 1, n do local sub = tree:add(t10k, tvb(off, limit - off), "errors " .. i); off = parse_TokenError(tvb, off, sub, limit) end end
+  tree:add(F_last_write_counter, tvb(off, 8)); off = off + 8
   return off
 end
 

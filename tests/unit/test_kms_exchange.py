@@ -35,13 +35,16 @@ def test_export_then_import_into_another_kms(two: tuple[KmsStore, KmsStore], tmp
     assert [r.action for r in b.audit_records()][-2] == "import_keys"
 
 
-def test_an_export_never_overwrites(two: tuple[KmsStore, KmsStore], tmp_path: Path) -> None:
+def test_an_export_never_overwrites_without_force(two: tuple[KmsStore, KmsStore], tmp_path: Path) -> None:
     a, _ = two
     k = a.create_key()
     (tmp_path / "k.xml").write_text("precious")
-    with pytest.raises(StoreError, match="never overwrites"):
+    with pytest.raises(StoreError, match="k.xml exists .* without --force"):
         export_keys(a, [k], tmp_path / "k.xml")
     assert (tmp_path / "k.xml").read_text() == "precious"
+    export_keys(a, [k], tmp_path / "k.xml", force=True)
+    assert "MediaKeyExport" in (tmp_path / "k.xml").read_text()
+    assert (tmp_path / "k.xml").stat().st_mode & 0o777 == 0o600
 
 
 def test_importing_our_own_key_back_never_reuses_its_ordinal(two: tuple[KmsStore, KmsStore], tmp_path: Path) -> None:

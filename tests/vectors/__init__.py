@@ -64,7 +64,7 @@ def sample_messages() -> dict[MessageType, p.Message]:
         p.ClearError(),
         p.MgmtResult(MgmtStatus.OK, "OKT written"),
         p.TokenStatus(TOKEN_ID, TokenMode.OKT, TokenLed.SOLID_GREEN, TokenLed.FLASHING_RED, TS, "pool-1", 8, 8, 7,
-                      (p.TokenError(CSN, ErrorCode.MISSING_KEY, KEY_ID, TS),)),
+                      (p.TokenError(CSN, ErrorCode.MISSING_KEY, KEY_ID, TS),), TS + 1),
         p.VopStatusRequest(),
         p.VopStatus(CSN, True, EncryptionLed.RED, True, False, False, False, TS, TS - 5, 2, KEY_ID),
         p.VopResetDrive(),
