@@ -162,15 +162,15 @@ def register_tape_loading(tsub: argparse._SubParsersAction) -> None:  # type: ig
     """``t10k tape load --ip IP VOLSER`` and ``t10k tape unload --ip IP``: the operator at the
     drive's VOP, until a medium changer exists."""
     p = tsub.add_parser("load", help="load a cartridge of the drive's library into the drive (the operator, by VOP)")
-    p.add_argument("--ip", required=True, help="the drive's static IP")
+    add_ip(p, "the drive")
     p.add_argument("--port", type=int, default=VOP_PORT)
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.add_argument("volser", help="the cartridge's volume serial")
     p.set_defaults(func=_tape_load)
     p = tsub.add_parser("unload", help="unload the drive's cartridge and take it out (the operator, by VOP)")
-    p.add_argument("--ip", required=True, help="the drive's static IP")
+    add_ip(p, "the drive")
     p.add_argument("--port", type=int, default=VOP_PORT)
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=_tape_unload)
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+from protocol.cli_options import add_json
 
 from .cartridge import Cartridge, CartridgeError, RecordKind, list_library
 from .cli import register_tape_loading
@@ -16,12 +17,12 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
     tsub = tape.add_subparsers(dest="tape_command", required=True)
     p = tsub.add_parser("new", help="create blank cartridges")
     p.add_argument("--library", type=Path, required=True)
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.add_argument("volsers", nargs="+")
     p.set_defaults(func=_tape_new)
     p = tsub.add_parser("list", help="list cartridges: objects, encrypted blocks, key IDs used (no keys needed)")
     p.add_argument("--library", type=Path, required=True)
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=_tape_list)
     register_tape_loading(tsub)
     return tsub

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from protocol.constants import ISCSI_PORT
+from protocol.cli_options import add_ip, add_json
 
 from .limits import DEFAULT_BLOCK_SIZE, MAX_TRANSFER
 
@@ -28,13 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     def cmd(name: str, func: Any, help: str) -> argparse.ArgumentParser:
         p = hsub.add_parser(name, help=help)
-        p.add_argument("--ip", required=True, help="the drive's static IP (its iSCSI portal)")
+        add_ip(p, "the drive", purpose="its iSCSI portal")
         p.add_argument("--port", type=int, default=ISCSI_PORT, help=f"the iSCSI port (default {ISCSI_PORT})")
         p.add_argument("--target", help="the target's IQN (default: the one the portal lists)")
         p.add_argument("--lun", type=int, default=0, help="the tape's LUN (default 0)")
         p.add_argument("--chap-user", help="CHAP user name, if the target asks for CHAP")
         p.add_argument("--chap-secret-file", type=Path, help="file holding the CHAP secret")
-        p.add_argument("--json", action="store_true", help="print JSON")
+        add_json(p)
         p.set_defaults(func=func)
         return p
 

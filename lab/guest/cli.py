@@ -8,6 +8,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from protocol.cli_options import add_ip, add_json
 
 from .errors import GuestError
 
@@ -21,7 +22,7 @@ def register(lsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         description="Boot a Debian kernel with the st and sg drivers in QEMU (TCG, no network card); QEMU logs in "
                     "to the drive's iSCSI target and the tape appears as /dev/nst0 (and /dev/sg0). GNU tar, mt "
                     "(mt-st), stenc, sg3-utils, lsscsi and Bacula's btape are in the guest.")
-    p.add_argument("--ip", help="the drive's address (its iSCSI portal); without it the guest has no tape")
+    add_ip(p, "the drive", required=False, help="the drive's address (its iSCSI portal); without it the guest has no tape")
     p.add_argument("--port", type=int, default=3260, help="the iSCSI port (default 3260)")
     p.add_argument("--target", help="the target name (IQN); default: the one target the portal announces")
     p.add_argument("--lun", type=int, default=0, help="the tape's LUN (default 0)")
@@ -33,7 +34,7 @@ def register(lsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds before the guest is stopped (default 300 for a script, 3600 for a shell)")
     p.add_argument("--memory", type=int, default=384, metavar="MB", help="guest memory (default 384)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON (status, output, seconds)")
+    add_json(p)
     p.set_defaults(func=_guest)
 
 
