@@ -9,7 +9,7 @@ import json
 import signal
 from pathlib import Path
 
-from protocol.constants import LOOPBACK_BROADCAST, VOP_PORT
+from protocol.constants import DRIVE_LAN_PORT, LOOPBACK_BROADCAST, VOP_PORT
 from protocol.ids import cli_type, parse_csn
 
 from protocol.sense import SenseProfile
@@ -63,6 +63,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", required=True, type=Path, help="directory for the drives' non-volatile memory")
     p.add_argument("--listen-broadcast", default=LOOPBACK_BROADCAST,
                    help="address the LAN listener binds: the broadcast address, or 0.0.0.0")
+    p.add_argument("--drive-lan-port", type=int, default=DRIVE_LAN_PORT,
+                   help=f"UDP port of the drive LAN (default {DRIVE_LAN_PORT}); the tokens' --drive-lan-port")
     p.add_argument("--library", type=Path, help="directory of cartridges the drives load (default STATE/library)")
     p.add_argument("--capture", type=Path, help="write everything sent and received to this pcap (no root needed)")
     p.add_argument("--mqtt", help="publish state and alerts to this broker, mqtt://HOST[:PORT] (docs/EVENTS.md)")
@@ -73,6 +75,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-arg]
     config = DriveHostConfig(state_dir=args.state, listen_broadcast=args.listen_broadcast, library=args.library,
+                             lan_port=args.drive_lan_port,
                              sense_profile=SenseProfile(args.sense_profile))
 
     async def main() -> None:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from netcheck import bind_failure, is_bind_clash
 
 from protocol import (
     DecodeError,
@@ -41,6 +44,7 @@ from protocol.constants import (
 from protocol.sense import SenseProfile
 
 from .drive import Drive, Event, Output
+from .errors import BindError
 from .host_server import HostServerProtocol
 from .tape import TapeSession
 
@@ -86,6 +90,17 @@ class Counters:
     datagrams_out: int = 0
 
 
+@contextlib.contextmanager
+def _bind_errors(ip: str, port: int, transport: str, what: str) -> Iterator[None]:
+    """A failed bind becomes a BindError naming ip:port and the process holding it."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_bind_clash(exc):
+            raise
+        raise BindError(bind_failure(exc, ip, port, transport, what)) from None
+
+
 class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self, handler: Callable[[bytes, tuple[str, int]], None]) -> None:
         self.handler = handler
@@ -119,17 +134,21 @@ class HostedDrive:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        config = self.host.config
         self.powered = True
-        self.transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self._unicast), local_addr=(self.ip, self.host.config.drive_port)
-        )
-        self.vop_server = await asyncio.start_server(
-            self._vop, self.ip, self.host.config.vop_port, backlog=self.host.config.vop_backlog, reuse_address=True
-        )
-        self.host_server = await loop.create_server(
-            lambda: HostServerProtocol(self), self.ip, self.host.config.host_port,
-            backlog=self.host.config.host_backlog, reuse_address=True,
-        )
+        with _bind_errors(self.ip, config.drive_port, "udp", f"drive {self.csn.hex()}'s LAN socket"):
+            self.transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self._unicast), local_addr=(self.ip, config.drive_port)
+            )
+        with _bind_errors(self.ip, config.vop_port, "tcp", f"drive {self.csn.hex()}'s VOP listener"):
+            self.vop_server = await asyncio.start_server(
+                self._vop, self.ip, config.vop_port, backlog=config.vop_backlog, reuse_address=True
+            )
+        with _bind_errors(self.ip, config.host_port, "tcp", f"drive {self.csn.hex()}'s host (iSCSI-like) listener"):
+            self.host_server = await loop.create_server(
+                lambda: HostServerProtocol(self), self.ip, config.host_port,
+                backlog=config.host_backlog, reuse_address=True,
+            )
 
     async def stop(self) -> None:
         self.powered = False
@@ -276,12 +295,17 @@ class DriveHost:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.config.listen_broadcast, self.config.lan_port))
+        try:
+            with _bind_errors(self.config.listen_broadcast, self.config.lan_port, "udp", "the drive LAN listener"):
+                sock.bind((self.config.listen_broadcast, self.config.lan_port))
+        except BaseException:
+            sock.close()
+            raise
         self._broadcast, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self._lan), sock=sock)
         try:
             for hosted in self.drives.values():
                 await hosted.start()
-        except OSError:
+        except (OSError, BindError):
             await self.stop()
             raise
         log.info("drive host: %d drive(s), LAN %s:%d", len(self.drives), self.config.listen_broadcast, self.config.lan_port)

@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .addresses import AddressError, LabNet, allocate
 from .cluster import LabTimeout
 from .demo import render_step, run_demo
 
@@ -23,11 +24,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
     demo.add_argument("--keep", type=Path, help="keep the lab's files (KMS store, token and drive state) here")
     demo.add_argument("--capture", type=Path, help="write every datagram and TCP frame to this pcap")
+    _net_option(demo)
     demo.set_defaults(func=_demo)
+
+    addresses = lsub.add_parser("addresses", help="find a free 127.x.y.0/24 and drive-LAN port for a lab beside "
+                                                  "others (what --net takes)")
+    addresses.add_argument("--tokens", type=int, default=2, help="tokens the lab will run (at .21, .22, ...)")
+    addresses.add_argument("--drives", type=int, default=8, help="drives the lab will run (from .101)")
+    addresses.add_argument("--shell", action="store_true", help="print NET=127.x.y LAN_PORT=N for a shell's eval")
+    addresses.add_argument("--json", action="store_true")
+    addresses.set_defaults(func=_addresses)
 
     up = lsub.add_parser("up", help="bring a topology up as separate processes, enrol and arm every site")
     up.add_argument("topology", type=Path, help="a TOML topology, e.g. lab/topologies/company-xyz.toml")
-    up.add_argument("--state", type=Path, required=True, help="a new directory for the KMS store and daemon state")
+    up.add_argument("--state", type=Path, help="a new directory for the KMS store, secrets, daemon state and logs "
+                                               "(default: a new one under the system's temporary directory)")
     up.add_argument("--mode", choices=["auto", "netns", "loopback"], default="auto",
                     help="netns: a namespace per token bay and per drive library on a bridge (root); "
                          "loopback: 127.18.*.* addresses; auto: netns when root")
@@ -41,11 +52,41 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                                 "(docs/SCENARIOS.md)")
     scenario.add_argument("name", choices=sorted(SCENARIOS))
     scenario.add_argument("--capture", type=Path, help="also write its traffic to this pcap")
+    scenario.add_argument("--json", action="store_true", help="print what was checked as records")
+    _net_option(scenario)
     scenario.set_defaults(func=_scenario)
 
     down = lsub.add_parser("down", help="remove the namespaces and bridge a crashed 'lab up' left behind")
     down.add_argument("topology", type=Path)
     down.set_defaults(func=_down)
+
+
+def _net_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--net", type=_lab_net, metavar="127.X.Y.0/24[:PORT]",
+                   help="the lab's addresses (tokens .21+, drives .101+) and drive-LAN UDP port (default 7010); "
+                        "default: free ones are found, so it runs beside another lab")
+
+
+def _lab_net(text: str) -> LabNet:
+    try:
+        return LabNet.parse(text)
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _addresses(args: argparse.Namespace) -> int:
+    if not (0 <= args.tokens <= 200 and 0 <= args.drives <= 150):
+        raise ValueError("--tokens must be 0..200 and --drives 0..150")
+    net = allocate(args.tokens, args.drives)
+    if args.json:
+        print(json.dumps({"net": str(net), "prefix": net.prefix, "lan_port": net.lan_port, "broadcast": net.broadcast,
+                          "tokens": [net.token_ip(i) for i in range(args.tokens)],
+                          "drives": [net.drive_ip(i) for i in range(args.drives)]}, indent=2))
+    elif args.shell:
+        print(f"NET={net.prefix} LAN_PORT={net.lan_port}")
+    else:
+        print(net)
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -54,11 +95,14 @@ def _demo(args: argparse.Namespace) -> int:
         raise ValueError(f"--keep {args.keep} must be a new or empty directory")
     started = time.monotonic()
     progress = None if args.json else (lambda step: print(render_step(step), flush=True))
+    on_start = None if args.json else (lambda lab: print(
+        f"lab on {lab.net.network} (tokens {', '.join(lab.token_ips.values())}; drives {lab.net.drive_ip(0)}-"
+        f"{lab.net.drive_ip(len(lab.drive_ips) - 1)}), drive LAN {lab.net.broadcast}:{lab.net.lan_port}", flush=True))
     from protocol.pcap import CaptureWriter
 
     capture = CaptureWriter.optional(args.capture)
     try:
-        report = asyncio.run(run_demo(workdir, progress=progress, tap=capture))
+        report = asyncio.run(run_demo(workdir, net=args.net, progress=progress, tap=capture, on_start=on_start))
     except LabTimeout as exc:
         print(f"t10k: demo failed: {exc}", file=sys.stderr)
         return 1
@@ -131,15 +175,40 @@ def _scenario(args: argparse.Namespace) -> int:
     from protocol.pcap import CaptureWriter
 
     from .captures import SCENARIOS
+    from .narration import Said
 
+    scenario = SCENARIOS[args.name]
+    title = (scenario.__doc__ or "").strip().splitlines()[0]
     started = time.monotonic()
+    said: list[Said] = []
+
+    def say(phase: str, text: str) -> None:
+        said.append(Said(phase, text, time.monotonic() - started))
+        if not args.json:
+            print(said[-1].render(), flush=True)
+
+    if not args.json:
+        print(f"{args.name}: {title}", flush=True)
+    failure = None
     with tempfile.TemporaryDirectory(prefix=f"t10k-{args.name}-") as work:
-        if args.capture:
-            with CaptureWriter(args.capture) as capture:
-                asyncio.run(SCENARIOS[args.name](Path(work) / "lab", capture))
-        else:
-            asyncio.run(SCENARIOS[args.name](Path(work) / "lab", lambda *a: None))  # type: ignore[arg-type]
-    doc = (SCENARIOS[args.name].__doc__ or "").strip().splitlines()[0]
-    print(f"{args.name}: {doc}\ndone, every symptom checked as it ran, in "
-          f"{time.monotonic() - started:.1f} s" + (f"; traffic in {args.capture}" if args.capture else ""))
-    return 0
+        capture = CaptureWriter.optional(args.capture)
+        try:
+            asyncio.run(scenario(Path(work) / "lab", capture, net=args.net, say=say))
+        except (AssertionError, LabTimeout) as exc:
+            failure = str(exc) or type(exc).__name__
+        finally:
+            if capture is not None:
+                capture.close()
+    elapsed = time.monotonic() - started
+    symptoms = sum(1 for s in said if s.phase == "symptom")
+    steps = sum(1 for s in said if s.phase == "recovery")
+    if args.json:
+        print(json.dumps({"scenario": args.name, "title": title, "ok": failure is None, "failure": failure,
+                          "records": [s.to_json() for s in said], "seconds": round(elapsed, 2),
+                          "capture": str(args.capture) if args.capture else None}, indent=2))
+    elif failure is not None:
+        print(f"t10k: scenario {args.name} failed: {failure}", file=sys.stderr)
+    else:
+        print(f"done in {elapsed:.1f} s: every symptom checked as it appeared ({symptoms}), {steps} recovery step(s)"
+              + (f"; traffic in {args.capture} (t10k pcap decode {args.capture})" if args.capture else ""))
+    return 0 if failure is None else 1

@@ -7,7 +7,7 @@ import asyncio
 import signal
 from pathlib import Path
 
-from protocol.constants import ANNOUNCE_INTERVAL_S, LOOPBACK_BROADCAST, TOKEN_LAN_PORT, TOKEN_MGMT_PORT
+from protocol.constants import ANNOUNCE_INTERVAL_S, DRIVE_LAN_PORT, LOOPBACK_BROADCAST, TOKEN_LAN_PORT, TOKEN_MGMT_PORT
 
 from .service import TokenConfig, TokenService, read_secret_file
 
@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
     run.add_argument("--announce-interval", type=float, default=ANNOUNCE_INTERVAL_S, metavar="SECONDS")
     run.add_argument("--lan-port", type=int, default=TOKEN_LAN_PORT)
     run.add_argument("--mgmt-port", type=int, default=TOKEN_MGMT_PORT)
+    run.add_argument("--drive-lan-port", type=int, default=DRIVE_LAN_PORT,
+                     help=f"UDP port the drives hear the LAN on (default {DRIVE_LAN_PORT}); one per lab on a machine")
     run.add_argument("--capture", type=Path, help="write everything sent and received to this pcap (no root needed)")
     run.add_argument("--mqtt", help="publish state and alerts to this broker, mqtt://HOST[:PORT] (docs/EVENTS.md)")
     run.add_argument("--site", default="lab", help="the site name in MQTT topics")
@@ -43,6 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     config = TokenConfig(
         ip=args.ip, state_dir=args.state, secret=read_secret_file(args.secret_file), broadcast=args.broadcast,
         lan_port=args.lan_port, mgmt_port=args.mgmt_port, announce_interval_s=args.announce_interval,
+        drive_lan_port=args.drive_lan_port,
     )
 
     async def main() -> None:
