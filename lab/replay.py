@@ -11,6 +11,7 @@ that the protocol protects (authenticated management, timestamps, clear-key MACs
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,10 +108,22 @@ def _udp_exchange(sock: socket.socket, dest: tuple[str, int], data: bytes, timeo
         return None
 
 
+def _renumber(ip: str, renumber: tuple[ipaddress.IPv4Network, ipaddress.IPv4Network] | None) -> str:
+    if renumber is None:
+        return ip
+    old, new = renumber
+    address = ipaddress.IPv4Address(ip)
+    if address not in old:
+        return ip
+    return str(new.network_address + (int(address) - int(old.network_address)))
+
+
 async def replay(path: Path, *, to: str | None = None, broadcast: str | None = None, source: str = "127.0.0.250",
-                 timeout_s: float = 1.0, allow_vop_reset: bool = False) -> list[ReplayResult]:
+                 timeout_s: float = 1.0, allow_vop_reset: bool = False, lan_port: int = DRIVE_LAN_PORT,
+                 renumber: tuple[ipaddress.IPv4Network, ipaddress.IPv4Network] | None = None) -> list[ReplayResult]:
     """VOP Reset Drive is skipped unless ``allow_vop_reset``: the VOP is unauthenticated (a drive's
-    service port), so replaying it would really wipe drives."""
+    service port), so replaying it would really wipe drives. ``renumber`` (captured network, live
+    network) moves captured destinations onto a lab on other addresses; ``lan_port`` is its drive LAN."""
     frames = read_capture(path)
     results: list[ReplayResult] = []
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -120,7 +133,7 @@ async def replay(path: Path, *, to: str | None = None, broadcast: str | None = N
         for i, f in enumerate(frames):
             if f.frame is None or (f.frame.is_reply and f.dst[1] != DRIVE_PORT):  # packages to drives: injected
                 continue
-            host = to or f.dst[0]
+            host = to or _renumber(f.dst[0], renumber)
             name = f.frame.message.TYPE.name
             if f.frame.message.TYPE is MessageType.VOP_RESET_DRIVE and not allow_vop_reset:
                 results.append(ReplayResult(i, "tcp", f"{host}:{f.dst[1]}", name, None, None, "skipped",
@@ -143,8 +156,8 @@ async def replay(path: Path, *, to: str | None = None, broadcast: str | None = N
                 sock.sendto(f.raw, (host, DRIVE_PORT))
                 results.append(ReplayResult(i, "udp", f"{host}:{DRIVE_PORT}", name, None, None, "injected"))
             elif f.transport == "udp" and f.dst[1] == DRIVE_LAN_PORT and broadcast:
-                sock.sendto(f.raw, (broadcast, DRIVE_LAN_PORT))
-                results.append(ReplayResult(i, "udp", f"{broadcast}:{DRIVE_LAN_PORT}", name, None, None, "injected"))
+                sock.sendto(f.raw, (broadcast, lan_port))
+                results.append(ReplayResult(i, "udp", f"{broadcast}:{lan_port}", name, None, None, "injected"))
     finally:
         sock.close()
     await asyncio.sleep(0.2)  # let the daemons act on what was injected before anyone looks

@@ -16,7 +16,6 @@ from protocol.sense import Condition
 from tests.integration.conftest import POOL, enrol_and_arm
 
 pytestmark = pytest.mark.network
-DRIVE = "127.0.0.101"
 BLOCK = 256 * 1024
 
 
@@ -24,7 +23,7 @@ async def test_write_and_read_back_large_blocks_encrypted(lab: Lab) -> None:
     key = await enrol_and_arm(lab)
     Cartridge.create(lab.library, "VOL001")
     blocks = [os.urandom(BLOCK) for _ in range(12)]
-    async with HostClient(DRIVE) as host:
+    async with HostClient(lab.drive_ips["drive-01"]) as host:
         await host.load("VOL001")
         assert await host.write_blocks(blocks, window=4) == 12
         await host.write_filemarks(1)
@@ -45,7 +44,7 @@ async def test_write_and_read_back_large_blocks_encrypted(lab: Lab) -> None:
 async def test_missing_key_reaches_the_host_the_token_and_the_kms(lab: Lab) -> None:
     old_key = await enrol_and_arm(lab)
     Cartridge.create(lab.library, "OLD")
-    async with HostClient(DRIVE) as host:
+    async with HostClient(lab.drive_ips["drive-01"]) as host:
         await host.load("OLD")
         await host.write(b"under the first key")
         await host.write_filemarks(1)
@@ -57,7 +56,7 @@ async def test_missing_key_reaches_the_host_the_token_and_the_kms(lab: Lab) -> N
     mapping = kms.set_mapping(POOL, ["KS2"], new_key)  # the old key left the mapping
     await station.write_okt(kms, "token-A", POOL)
     await lab.wait_until(lambda s: s.okt_timestamp == mapping.timestamp, "rekeyed")
-    async with HostClient(DRIVE) as host:
+    async with HostClient(lab.drive_ips["drive-01"]) as host:
         await host.load("OLD")
         with pytest.raises(CheckCondition) as info:
             await host.read()
@@ -72,7 +71,7 @@ async def test_missing_key_reaches_the_host_the_token_and_the_kms(lab: Lab) -> N
     mapping = kms.set_mapping(POOL, ["KS1", "KS2"], new_key)
     await station.write_okt(kms, "token-A", POOL)
     await lab.wait_until(lambda s: s.okt_timestamp == mapping.timestamp, "recovered")
-    async with HostClient(DRIVE) as host:
+    async with HostClient(lab.drive_ips["drive-01"]) as host:
         await host.load("OLD")
         assert await host.read() == b"under the first key"
     assert (await station.token_status(kms, "token-A")).errors == ()
@@ -81,7 +80,7 @@ async def test_missing_key_reaches_the_host_the_token_and_the_kms(lab: Lab) -> N
 async def test_bad_input_gets_clear_errors_and_the_cartridge_is_intact(lab: Lab) -> None:
     await enrol_and_arm(lab)
     Cartridge.create(lab.library, "KEEP")
-    async with HostClient(DRIVE) as host:
+    async with HostClient(lab.drive_ips["drive-01"]) as host:
         with pytest.raises(CheckCondition, match="no volume NOPE") as info:
             await host.load("NOPE")
         assert info.value.is_condition(Condition.UNKNOWN_VOLUME)
@@ -96,7 +95,7 @@ async def test_bad_input_gets_clear_errors_and_the_cartridge_is_intact(lab: Lab)
         await host.rewind()
         assert await host.read() == b"first"  # the connection and the cartridge are fine
         await host.unload()
-    reader, writer = await asyncio.open_connection(DRIVE, HOST_PORT)
+    reader, writer = await asyncio.open_connection(lab.drive_ips["drive-01"], HOST_PORT)
     writer.write(b"T10K\x01\x57" + bytes(10) + os.urandom(7))  # READ_BLOCK with a short body
     writer.write(os.urandom(100))
     await writer.drain()
@@ -107,7 +106,7 @@ async def test_bad_input_gets_clear_errors_and_the_cartridge_is_intact(lab: Lab)
         pass  # or hangs up on the bytes that followed: either way it does not wait forever
     writer.close()
     assert sum(lab.drives.counters.decode_errors.values()) >= 1
-    async with HostClient(DRIVE) as host:
+    async with HostClient(lab.drive_ips["drive-01"]) as host:
         await host.load("KEEP")
         assert await host.read() == b"first"
 
@@ -115,14 +114,14 @@ async def test_bad_input_gets_clear_errors_and_the_cartridge_is_intact(lab: Lab)
 async def test_two_hosts_on_one_drive_see_one_tape(lab: Lab) -> None:
     await enrol_and_arm(lab)
     Cartridge.create(lab.library, "SHARED")
-    async with HostClient(DRIVE) as a, HostClient(DRIVE) as b:
+    async with HostClient(lab.drive_ips["drive-01"]) as a, HostClient(lab.drive_ips["drive-01"]) as b:
         await a.load("SHARED")
         with pytest.raises(CheckCondition) as info:
             await b.load("SHARED")
         assert info.value.is_condition(Condition.TAPE_LOADED)
         await a.write(b"x")
         assert (await b.position()).block == 1
-    async with HostClient("127.0.0.102") as other:
+    async with HostClient(lab.drive_ips["drive-02"]) as other:
         with pytest.raises(CheckCondition) as info:
             await other.load("SHARED")
         assert info.value.is_condition(Condition.VOLUME_IN_USE)

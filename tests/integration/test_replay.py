@@ -11,6 +11,7 @@ import pytest
 
 from drive_daemon.vop import vop_reset
 from kms_client import station
+from lab.addresses import DEFAULT_NET
 from lab.captures import SCENARIOS
 from lab.cluster import Lab
 from lab.replay import replay
@@ -30,7 +31,8 @@ async def test_replay_changes_nothing_protected(lab: Lab, name: str) -> None:
     before = await lab.vop_all()
     tokens_before = {t: await station.token_status(lab.kms, t) for t in lab.tokens}
 
-    results = await replay(ROOT / "captures" / f"{name}.pcap", broadcast="127.255.255.255", timeout_s=0.5)
+    results = await replay(ROOT / "captures" / f"{name}.pcap", broadcast=lab.net.broadcast, timeout_s=0.5,
+                           lan_port=lab.net.lan_port, renumber=(DEFAULT_NET.network, lab.net.network))
 
     assert results
     assert {r.verdict for r in results if r.request == "VOP_RESET_DRIVE"} <= {"skipped"}
