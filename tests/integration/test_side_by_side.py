@@ -86,8 +86,8 @@ def test_lab_net_spelling() -> None:
 
 
 def test_the_demo_and_a_scenario_run_beside_a_lab_on_the_default_addresses(tmp_path: Path) -> None:
-    """`t10k lab demo --keep` on 127.0.0.0/24 and LAN port 7010, as the README runs it; then another demo and
-    a scenario while it is up."""
+    """A lab armed on 127.0.0.0/24 and LAN port 7010, as the README's daemons run; then the demo, a scenario
+    and the walkthrough while it is up."""
     clash = clashes(DEFAULT_NET, 2, 8)
     assert clash == [], f"the default addresses are in use before the test: {clash}"
     code = (
@@ -115,6 +115,10 @@ def test_the_demo_and_a_scenario_run_beside_a_lab_on_the_default_addresses(tmp_p
         assert scenario.returncode == 0, scenario.stderr
         records = json.loads(scenario.stdout)["records"]
         assert any("0000610A" in r["text"] for r in records if r["phase"] == "symptom")
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+        walk = subprocess.run(["bash", str(ROOT / "docs" / "walkthrough.sh"), str(tmp_path / "wt")], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert walk.returncode == 0 and '"led": "RED"' in walk.stdout, walk.stdout[-2000:] + walk.stderr[-2000:]
         again = subprocess.run([*T10K, "lab", "demo", "--net", str(DEFAULT_NET)], cwd=ROOT, capture_output=True,
                                text=True, timeout=60)
         assert again.returncode == 1 and f"held by process {default.pid}" in again.stderr, again.stderr
