@@ -132,6 +132,16 @@ def ensure_free(net: LabNet, tokens: int, drives: int) -> None:
                            f"or leave --net out to have free ones found")
 
 
+def free_lan_port(broadcast: str = LOOPBACK_BROADCAST, *, rng: random.Random | None = None) -> int:
+    """A drive-LAN UDP port no other lab on this machine listens on."""
+    rng = rng or random.Random()
+    for _ in range(MAX_ATTEMPTS):
+        port = rng.choice(LAN_PORTS)
+        if _probe(broadcast, port, "udp") is None:
+            return port
+    raise AddressError(f"no free drive-LAN port found in {MAX_ATTEMPTS} tries")
+
+
 def allocate(tokens: int, drives: int, *, rng: random.Random | None = None) -> LabNet:
     """A random 127.x.y.0/24 and drive-LAN port where everything this lab binds is free."""
     rng = rng or random.Random()

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from .addresses import AddressError, LabNet, allocate
 from .cluster import LabTimeout
@@ -125,30 +126,45 @@ def _demo(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     import signal as _signal
 
+    from .addresses import free_lan_port
     from .netlab import NetLabError, NetworkLab, can_use_netns
     from .topology import load_topology
+
+    from protocol.constants import DRIVE_LAN_PORT
 
     topology = load_topology(args.topology)
     netns = can_use_netns() if args.mode == "auto" else args.mode == "netns"
     if netns and not can_use_netns():
         raise NetLabError("network namespaces need root and iproute2; use --mode loopback")
-    lab = NetworkLab(topology, args.state, netns=netns)
+    state = args.state or Path(tempfile.mkdtemp(prefix=f"t10k-{topology.name}-"))
+    out = sys.stderr if args.json else sys.stdout  # progress; with --json, stdout holds only the JSON
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - started:5.1f} s] {text}", file=out, flush=True)
+
     started = time.monotonic()
+    lan_port = DRIVE_LAN_PORT if netns else free_lan_port()  # loopback: one drive LAN per lab on this machine
+    mode = "netns" if netns else "loopback"
+    say(f"{topology.name}: {len(topology.sites)} site(s) in {mode} mode, state in {state}, drive LAN port {lan_port}")
+    lab = NetworkLab(topology, state, netns=netns, lan_port=lan_port, progress=say)
     lab.up()
     try:
+        say("every daemon serving; enrolling and arming every site")
         asyncio.run(lab.arm())
         rows = asyncio.run(lab.status())
+        where = _lab_files(state, topology, netns)
         if args.json:
-            print(json.dumps({"topology": topology.name, "mode": "netns" if netns else "loopback",
-                              "seconds": round(time.monotonic() - started, 2), "drives": rows}, indent=2))
+            print(json.dumps({"topology": topology.name, "mode": mode, "seconds": round(time.monotonic() - started, 2),
+                              "lan_port": lan_port, **where, "drives": rows}, indent=2), flush=True)
         else:
-            print(f"{topology.name}: {len(topology.sites)} site(s) up in {'netns' if netns else 'loopback'} mode, "
+            print(f"{topology.name}: {len(topology.sites)} site(s) up in {mode} mode, "
                   f"armed in {time.monotonic() - started:.1f} s")
             for r in rows:
                 print(f"  {r['site']:<14} {r['drive']:<18} {r['ip']:<15} {r['led']:<6} write key {r['write_key']:<4}"
                       f" {r['keys']} key(s)  OKT {r['okt_time']}")
+            _print_files(where, topology, rows, netns)
         if not args.once:
-            print("running; Ctrl-C (or SIGTERM) tears it down", flush=True)
+            print("running; Ctrl-C (or SIGTERM) tears it down (the state directory stays)", file=out, flush=True)
             stop = asyncio.Event()
 
             async def wait() -> None:
@@ -160,6 +176,36 @@ def _up(args: argparse.Namespace) -> int:
     finally:
         lab.down()
     return 0
+
+
+def _lab_files(state: Path, topology: Any, netns: bool) -> dict[str, Any]:
+    """Where 'lab up' keeps what it made: the KMS store, token secrets, daemon state and logs."""
+    return {
+        "state": str(state),
+        "kms_store": str(state / "kms"),
+        "secrets": {t: str(state / "secrets" / t) for site in topology.sites for t in site.tokens},
+        "token_ips": {t: ip for site in topology.sites for t, ip in zip(site.tokens, site.token_ips(netns), strict=True)},
+        "token_state": str(state / "tokens"),
+        "drive_state": str(state / "drives"),
+        "manufacturing": {site.name: str(state / f"{site.name}-cd.json") for site in topology.sites},
+        "logs": str(state / "logs"),
+    }
+
+
+def _print_files(where: dict[str, Any], topology: Any, rows: list[dict[str, Any]], netns: bool) -> None:
+    token, ip = next(iter(where["token_ips"].items()))
+    print(f"""
+KMS store   {where['kms_store']}   (no operator roles: no login needed)
+              t10k kms list --store {where['kms_store']}
+              t10k kms token-status --store {where['kms_store']} --token {token}
+secrets     {where['state']}/secrets/TOKEN, one per token (64 hex digits, mode 0600)
+              t10k token status {ip} --secret-file {where['secrets'][token]}
+state       tokens in {where['token_state']}/TOKEN, drives in {where['drive_state']}/SITE, manufacturing files
+            {where['state']}/SITE-cd.json
+drives      t10k vop status {rows[0]['ip'] if rows else 'IP'}""" + (
+        "   (in netns mode, from the root namespace: the KMS has an address on every site's subnet)" if netns else "")
+        + f"""
+logs        {where['logs']}/NAME.log, one per daemon""")
 
 
 def _down(args: argparse.Namespace) -> int:

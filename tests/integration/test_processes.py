@@ -267,6 +267,10 @@ def test_lab_up_brings_the_seed_topology_up_as_processes(tmp_path: Path) -> None
     assert {d["led"] for d in report["drives"]} == {"RED"}
     keys = {d["site"]: (d["write_key"], d["keys"]) for d in report["drives"]}
     assert keys["new-york"] == ("K3", 4) and keys["london"] == ("K5", 6) and keys["tokyo"] == ("K1", 1)
+    assert report["kms_store"] == str(tmp_path / "xyz" / "kms") and Path(report["secrets"]["tokyo-a"]).is_file()
+    assert "site tokyo: enrolling" in result.stderr and "site london: armed" in result.stderr  # progress
+    listed = t10k("kms", "list", "--store", report["kms_store"]).stdout
+    assert "tokyo-d1" in listed
     again = t10k("lab", "up", "lab/topologies/company-xyz.toml", "--state", str(tmp_path / "xyz"), "--once",
                  "--mode", "loopback", check=False)
     assert again.returncode == 1 and "not empty" in again.stderr
