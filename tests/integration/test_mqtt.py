@@ -69,13 +69,18 @@ async def mqtt_lab(tmp_path: Path, broker: Broker) -> AsyncIterator[Lab]:
         yield lab
 
 
-async def watch(broker: Broker, seconds: float) -> list[dict[str, object]]:
+async def watch(broker: Broker, seconds: float, subscribed: asyncio.Event | None = None) -> list[dict[str, object]]:
+    """``subscribed`` is set once the watcher printed its first message (it has subscribed)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "lab.cli", "kms", "watch", "--mqtt", broker.url, "--json", "--timeout", str(seconds),
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    first = await proc.stdout.readline()
+    if subscribed is not None:
+        subscribed.set()
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
-    return [json.loads(line) for line in out.decode().splitlines()]
+    return [json.loads(line) for line in (first + out).decode().splitlines()]
 
 
 def _states(messages: list[dict[str, object]], kind: str) -> dict[str, dict[str, object]]:
@@ -86,8 +91,10 @@ def _states(messages: list[dict[str, object]], kind: str) -> dict[str, dict[str,
 async def test_state_is_retained_and_errors_are_alerts(mqtt_lab: Lab, broker: Broker) -> None:
     await enrol_and_arm(mqtt_lab)
     await asyncio.sleep(1.0)  # coalesced: published within half a second of the last change
-    watcher = asyncio.ensure_future(watch(broker, 3.0))
-    await asyncio.sleep(1.5)  # it has the retained states; now a drive reports a missing key
+    subscribed = asyncio.Event()
+    watcher = asyncio.ensure_future(watch(broker, 3.0, subscribed))
+    await asyncio.wait_for(subscribed.wait(), 30)  # it has the retained states (its start takes ~2 s when busy)
+    await asyncio.sleep(0.2)  # now a drive reports a missing key
     report = p.ErrorReport(mqtt_lab.drive_csns["drive-02"], p.constants.ErrorCode.MISSING_KEY,
                            bytes.fromhex("0a0b0c0d00000063"), 1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:

@@ -65,6 +65,7 @@ def test_replay_cli(tmp_path: Path) -> None:
 async def test_an_allowed_vop_reset_replay_really_wipes(lab: Lab) -> None:
     """The VOP is unauthenticated, like a drive's service port: replaying its reset works."""
     await enrol_and_arm(lab)
-    results = await replay(ROOT / "captures" / "scenario-4.pcap", allow_vop_reset=True, timeout_s=0.5)
+    results = await replay(ROOT / "captures" / "scenario-4.pcap", allow_vop_reset=True, timeout_s=0.5,
+                           renumber=(DEFAULT_NET.network, lab.net.network))
     assert [r.verdict for r in results if r.request == "VOP_RESET_DRIVE"] == ["same"]
     assert (await lab.vop("drive-04")).reset
