@@ -21,19 +21,16 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-DRIVE_IP = "127.0.5.101"
-
-
 def _lab(workdir: str, ready: mp.connection.Connection, stop: mp.synchronize.Event) -> None:
     from drive_daemon.cartridge import Cartridge
     from lab.cluster import Lab, LabPlan
 
     async def main() -> None:
-        plan = LabPlan(tokens=(("token-A", "127.0.5.21"),), drive_count=1, first_drive_ip=DRIVE_IP)
+        plan = LabPlan(token_names=("token-A",), drive_count=1)  # on free addresses (lab/addresses.py)
         async with Lab(Path(workdir), plan) as lab:
             await lab.arm()
             Cartridge.create(lab.library, "BENCH")
-            ready.send("ready")
+            ready.send(lab.drive_ips["drive-01"])
             while not stop.is_set():
                 await asyncio.sleep(0.1)
 
@@ -51,10 +48,10 @@ def raw_aes_gcm(blocks: list[bytes], rounds: int) -> float:
     return total / (time.perf_counter() - started) / 1e6
 
 
-async def through_host(blocks: list[bytes], rounds: int, window: int) -> tuple[float, float]:
+async def through_host(drive_ip: str, blocks: list[bytes], rounds: int, window: int) -> tuple[float, float]:
     from drive_daemon.host_client import HostClient
 
-    async with HostClient(DRIVE_IP) as host:
+    async with HostClient(drive_ip) as host:
         await host.load("BENCH")
         started = time.perf_counter()
         await host.write_blocks((blocks[i % len(blocks)] for i in range(rounds)), window=window)
@@ -91,9 +88,9 @@ def main() -> None:
         try:
             if not parent.poll(60):
                 raise SystemExit("the lab did not start within 60 s")
-            parent.recv()
+            drive_ip = parent.recv()
             raw = raw_aes_gcm(blocks, rounds)
-            write, read = asyncio.run(through_host(blocks, rounds, args.window))
+            write, read = asyncio.run(through_host(drive_ip, blocks, rounds, args.window))
         finally:
             stop.set()
             proc.join(30)
