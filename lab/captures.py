@@ -337,14 +337,18 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def capture_all(out_dir: Path, net: LabNet | None = None) -> dict[str, list[bytes]]:
+def capture_all(out_dir: Path, net: LabNet | None = None,
+                said: dict[str, list[tuple[str, str]]] | None = None) -> dict[str, list[bytes]]:
     """Run every scenario; returns, per capture name, the keys its lab used.
 
-    ``net`` None: each on free addresses; the reference captures give the fixed DEFAULT_NET."""
+    ``net`` None: each on free addresses; the reference captures give the fixed DEFAULT_NET.
+    ``said`` (if given) receives, per name, what the scenario said: (phase, text)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     secrets = {}
     for name, scenario in SCENARIOS.items():
+        lines = said.setdefault(name, []) if said is not None else []
         with tempfile.TemporaryDirectory(prefix=f"t10k-{name}-") as work, \
                 CaptureWriter(out_dir / f"{name}.pcap") as capture:
-            secrets[name] = asyncio.run(scenario(Path(work) / "lab", capture, net=net))
+            secrets[name] = asyncio.run(scenario(Path(work) / "lab", capture, net=net,
+                                                 say=lambda phase, text, lines=lines: lines.append((phase, text))))
     return secrets
