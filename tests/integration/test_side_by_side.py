@@ -128,3 +128,20 @@ def test_the_demo_and_a_scenario_run_beside_a_lab_on_the_default_addresses(tmp_p
         default.stdin.write("\n")
         default.stdin.close()
         default.wait(20)
+
+
+def test_lab_up_names_the_holder_of_a_site_address(tmp_path: Path) -> None:
+    from lab.addresses import free_lan_port
+    from lab.netlab import NetLabError, NetworkLab
+    from lab.topology import parse_topology
+
+    topology = parse_topology({"name": "clash", "site": [
+        {"name": "east", "drives": 1, "tokens": ["east-a"], "write_key": "K1"}]})
+    with socket.socket() as held:
+        held.bind(("127.18.1.21", TOKEN_MGMT_PORT))
+        held.listen()
+        lab = NetworkLab(topology, tmp_path / "state", netns=False, lan_port=free_lan_port())
+        with pytest.raises(NetLabError, match=rf"site east's addresses are in use: 127\.18\.1\.21:{TOKEN_MGMT_PORT}/tcp "
+                                              rf"held by this process {os.getpid()}"):
+            lab.up()
+    assert lab.daemons == [] and not (tmp_path / "state").exists()
