@@ -3,7 +3,9 @@
     .venv/bin/python captures/regenerate.py [--out DIR]
 
 Each is a scenario on loopback (see lab/captures.py), captured at the daemons' sockets,
-and checked: no key the lab used may occur in it.
+and checked: no key the lab used may occur in it. They run on the fixed addresses of the
+docs (127.0.0.0/24, drive LAN port 7010: ``--net 127.0.0.0/24``), so nothing else may use
+those while they are regenerated.
 
 Deterministic where the protocol allows: in this script (never in the daemons) every key,
 PCkey, token ID and nonce comes from a fixed seed, each drive's pull delays from a fixed
@@ -63,9 +65,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = parser.parse_args()
     make_deterministic()
+    from lab.addresses import DEFAULT_NET
     from lab.captures import capture_all
 
-    for name, secrets in capture_all(args.out).items():
+    for name, secrets in capture_all(args.out, net=DEFAULT_NET).items():  # fixed addresses: 127.0.0.0/24, LAN 7010
         data = (args.out / f"{name}.pcap").read_bytes()
         leaked = [s for s in secrets if s in data]
         print(f"{name}.pcap: {len(data)} octets, {len(secrets)} keys checked, {'LEAK' if leaked else 'no key'} in it")

@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 from protocol.cli_options import add_broadcast, add_capture, add_ip, add_json, add_mqtt
-from protocol.constants import VOP_PORT
+from protocol.constants import DRIVE_LAN_PORT, VOP_PORT
 from protocol.ids import cli_type, parse_csn
 
 from protocol.sense import SenseProfile
@@ -65,6 +65,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", required=True, type=Path, help="directory for the drives' non-volatile memory")
     add_broadcast(p, "the drive LAN's broadcast address, which the LAN listener binds (or 0.0.0.0)",
                   old_names=("--listen-broadcast",))
+    p.add_argument("--drive-lan-port", type=int, default=DRIVE_LAN_PORT,
+                   help=f"UDP port of the drive LAN (default {DRIVE_LAN_PORT}); the tokens' --drive-lan-port")
     p.add_argument("--library", type=Path, help="directory of cartridges the drives load (default STATE/library)")
     add_capture(p)
     add_mqtt(p)
@@ -75,6 +77,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-arg]
     config = DriveHostConfig(state_dir=args.state, listen_broadcast=args.broadcast, library=args.library,
+                             lan_port=args.drive_lan_port,
                              sense_profile=SenseProfile(args.sense_profile))
 
     async def main() -> None:

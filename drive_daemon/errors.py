@@ -13,3 +13,7 @@ class ManufacturingFileError(DriveDaemonError):
 
 class NvramError(DriveDaemonError):
     """The drive's non-volatile memory file cannot be read; the message says how to recover."""
+
+
+class BindError(DriveDaemonError):
+    """An address the drive must bind is taken or not local; the message names ip:port and its holder."""

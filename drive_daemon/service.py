@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from netcheck import bind_failure, is_bind_clash
 
 from protocol import (
     DecodeError,
@@ -44,6 +47,7 @@ from protocol.constants import (
 from protocol.sense import SenseProfile
 
 from .drive import Drive, Event, Output
+from .errors import BindError
 from .iscsi import IscsiConfig, IscsiPortal
 from .ssc import SscDevice
 from .tape import TapeCheck, TapeSession
@@ -92,6 +96,17 @@ class Counters:
     datagrams_out: int = 0
 
 
+@contextlib.contextmanager
+def _bind_errors(ip: str, port: int, transport: str, what: str) -> Iterator[None]:
+    """A failed bind becomes a BindError naming ip:port and the process holding it."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_bind_clash(exc):
+            raise
+        raise BindError(bind_failure(exc, ip, port, transport, what)) from None
+
+
 class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self, handler: Callable[[bytes, tuple[str, int]], None]) -> None:
         self.handler = handler
@@ -126,20 +141,23 @@ class HostedDrive:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.powered = True
-        self.transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self._unicast), local_addr=(self.ip, self.host.config.drive_port)
-        )
-        self.vop_server = await asyncio.start_server(
-            self._vop, self.ip, self.host.config.vop_port, backlog=self.host.config.vop_backlog, reuse_address=True
-        )
         config = self.host.config
+        self.powered = True
+        with _bind_errors(self.ip, config.drive_port, "udp", f"drive {self.csn.hex()}'s LAN socket"):
+            self.transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self._unicast), local_addr=(self.ip, config.drive_port)
+            )
+        with _bind_errors(self.ip, config.vop_port, "tcp", f"drive {self.csn.hex()}'s VOP listener"):
+            self.vop_server = await asyncio.start_server(
+                self._vop, self.ip, config.vop_port, backlog=config.vop_backlog, reuse_address=True
+            )
         self.iscsi = IscsiPortal(
             IscsiConfig(target_name=drive_iqn(self.csn), port=config.iscsi_port, chap=config.iscsi_chap),
             self.ssc, host=self.ip, on_output=self._scsi_output,
             tap=lambda direction, src, dst, data: self.host.tap(direction, "tcp", src, dst, data),
         )
-        await self.iscsi.start()
+        with _bind_errors(self.ip, config.iscsi_port, "tcp", f"drive {self.csn.hex()}'s iSCSI target"):
+            await self.iscsi.start()
 
     async def stop(self) -> None:
         self.powered = False
@@ -306,12 +324,17 @@ class DriveHost:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.config.listen_broadcast, self.config.lan_port))
+        try:
+            with _bind_errors(self.config.listen_broadcast, self.config.lan_port, "udp", "the drive LAN listener"):
+                sock.bind((self.config.listen_broadcast, self.config.lan_port))
+        except BaseException:
+            sock.close()
+            raise
         self._broadcast, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self._lan), sock=sock)
         try:
             for hosted in self.drives.values():
                 await hosted.start()
-        except OSError:
+        except (OSError, BindError):
             await self.stop()
             raise
         log.info("drive host: %d drive(s), LAN %s:%d", len(self.drives), self.config.listen_broadcast, self.config.lan_port)

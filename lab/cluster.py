@@ -1,5 +1,8 @@
 """An in-process lab: a KMS store, tokens and drives at their own 127.x addresses.
 
+The addresses are a free 127.x.y.0/24 and drive-LAN port found at start (lab/addresses.py),
+or the ones the plan gives, checked first: an address in use names its holder.
+
 They share an event loop but meet only on the wire: the KMS pushes over TCP, the
 tokens broadcast over UDP, and the lab reads drives back through their VOP.
 """
@@ -7,7 +10,6 @@ tokens broadcast over UDP, and the lab reads drives back through their VOP.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,18 +23,20 @@ from kms_client import station
 from kms_client.keyadmin import set_backupkey
 from kms_client.store import KmsStore
 from protocol import VopStatus
-from protocol.constants import LOOPBACK_BROADCAST, TOKEN_MGMT_PORT, EncryptionLed
+from protocol.constants import TOKEN_MGMT_PORT, EncryptionLed
 from protocol.manufacturing import format_manufacturing, make_drives, parse_manufacturing
 from token_daemon.service import TokenConfig, TokenService
+
+from .addresses import LabNet, allocate, ensure_free
 
 
 @dataclass(frozen=True)
 class LabPlan:
-    tokens: tuple[tuple[str, str], ...] = (("token-A", "127.0.0.21"), ("token-B", "127.0.0.22"))
+    token_names: tuple[str, ...] = ("token-A", "token-B")
     drive_count: int = 8
-    first_drive_ip: str = "127.0.0.101"
+    #: Where the lab lives; None: a free 127.x.y.0/24 and drive-LAN port are found at start.
+    net: LabNet | None = None
     announce_interval_s: float = 0.5
-    broadcast: str = LOOPBACK_BROADCAST
     kms_id: bytes = field(default_factory=lambda: os.urandom(4))
 
 
@@ -52,8 +56,19 @@ class Lab:
         self.tokens: dict[str, TokenService] = {}
         self.host: DriveHost | None = None
         self.drive_ips: dict[str, str] = {}
+        self.token_ips: dict[str, str] = {}
+        self._net: LabNet | None = None
         self.drive_csns: dict[str, bytes] = {}
         self._secrets: dict[str, bytes] = {}
+
+    @property
+    def net(self) -> LabNet:
+        assert self._net is not None, "the lab is not started"
+        return self._net
+
+    @property
+    def token_names(self) -> list[str]:
+        return list(self.plan.token_names)
 
     @property
     def kms(self) -> KmsStore:
@@ -82,6 +97,13 @@ class Lab:
         await self.stop()
 
     async def start(self) -> None:
+        plan = self.plan
+        if plan.net is None:
+            self._net = allocate(len(plan.token_names), plan.drive_count)
+        else:
+            ensure_free(plan.net, len(plan.token_names), plan.drive_count)
+            self._net = plan.net
+        net = self._net
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.publisher = EventPublisher.optional(self._mqtt)
         manufacturing = self.workdir / "manufacturing.json"
@@ -89,19 +111,29 @@ class Lab:
         made = parse_manufacturing(manufacturing.read_text())
         self.store = KmsStore.create(self.workdir / "kms", dbkey=os.urandom(32), kms_id=self.plan.kms_id)
         set_backupkey(self.store, os.urandom(32))  # a backup is taken on every token write
-        first = ipaddress.IPv4Address(self.plan.first_drive_ip)
         placed = []
         for i, m in enumerate(made):
-            name = f"drive-{i + 1:02d}"
-            self.store.add_drive(name, m.csn, m.pckey, m.model, str(first + i))  # one at a time (limitation 4)
-            self.drive_ips[name], self.drive_csns[name] = str(first + i), m.csn
-            placed.append((m, str(first + i)))
-        for name, ip in self.plan.tokens:
-            self._secrets[name] = self.store.add_token(name, ip, TOKEN_MGMT_PORT)
-            await self.insert_token(name)
-        config = DriveHostConfig(self.workdir / "drives", listen_broadcast=self.plan.broadcast, library=self.library)
-        self.host = DriveHost(config, placed, tap=self._tap, events=self.publisher)
-        await self.host.start()
+            name, ip = f"drive-{i + 1:02d}", net.drive_ip(i)
+            self.store.add_drive(name, m.csn, m.pckey, m.model, ip)  # one at a time (limitation 4)
+            self.drive_ips[name], self.drive_csns[name] = ip, m.csn
+            placed.append((m, ip))
+        for i, name in enumerate(plan.token_names):
+            self.token_ips[name] = net.token_ip(i)
+            self._secrets[name] = self.store.add_token(name, net.token_ip(i), TOKEN_MGMT_PORT)
+            try:
+                await self.insert_token(name)
+            except BaseException:
+                await self.stop()
+                raise
+        config = DriveHostConfig(self.workdir / "drives", listen_broadcast=net.broadcast, lan_port=net.lan_port,
+                                 library=self.library)
+        host = DriveHost(config, placed, tap=self._tap, events=self.publisher)
+        try:
+            await host.start()
+        except BaseException:
+            await self.stop()  # the tokens already in the bay
+            raise
+        self.host = host
 
     async def stop(self) -> None:
         for name in list(self.tokens):
@@ -117,9 +149,9 @@ class Lab:
     # --- tokens in and out of the bay ---------------------------------------
 
     async def insert_token(self, name: str) -> TokenService:
-        ip = dict(self.plan.tokens)[name]
-        config = TokenConfig(ip, self.workdir / name, self._secrets[name], broadcast=self.plan.broadcast,
-                             announce_interval_s=self.plan.announce_interval_s)
+        net = self.net
+        config = TokenConfig(self.token_ips[name], self.workdir / name, self._secrets[name], broadcast=net.broadcast,
+                             drive_lan_port=net.lan_port, announce_interval_s=self.plan.announce_interval_s)
         service = TokenService(config, tap=self._tap, events=self.publisher)
         await service.start()
         self.tokens[name] = service
@@ -133,7 +165,7 @@ class Lab:
     async def enrol(self, *, token: str | None = None, names: list[str] | None = None) -> None:
         """An EKT with 'use PCkey' for the drives; wait until every one is enabled (amber)."""
         names = names or self.drive_names
-        await station.write_ekt(self.kms, token or self.plan.tokens[0][0], names, use_pckey=True)
+        await station.write_ekt(self.kms, token or self.plan.token_names[0], names, use_pckey=True)
         await self.wait_until(lambda s: s.led is EncryptionLed.AMBER, "amber (device keys)", names=names)
 
     async def map_new_key(self, pool: str, key_set: str, *, keep: tuple[str, ...] = (),
@@ -145,7 +177,7 @@ class Lab:
         kms.create_key_set(key_set)
         kms.add_key_to_set(key_set, key)
         mapping = kms.set_mapping(pool, [*keep, key_set], key)
-        for token in tokens or (self.plan.tokens[0][0],):
+        for token in tokens or (self.plan.token_names[0],):
             await station.write_okt(kms, token, pool)
         names = [d.name for d in kms.pool_drives(pool)]
         await self.wait_until(lambda s: s.led is EncryptionLed.RED and s.okt_timestamp == mapping.timestamp,

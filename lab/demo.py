@@ -20,6 +20,7 @@ from protocol import VopStatus
 from protocol.constants import EncryptionLed, KeyKind
 from protocol.timestamps import format_timestamp
 
+from .addresses import LabNet
 from .cluster import Lab, LabPlan
 
 POOL = "pool-1"
@@ -36,9 +37,11 @@ class Step:
 class DemoReport:
     steps: list[Step] = field(default_factory=list)
     ok: bool = True
+    #: Where the lab ran: its 127.x.y.0/24 and drive-LAN port (--net spelling).
+    net: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "steps": [{"title": s.title, "detail": s.detail, "drives": s.table} for s in self.steps]}
+        return {"ok": self.ok, "net": self.net, "steps": [{"title": s.title, "detail": s.detail, "drives": s.table} for s in self.steps]}
 
 
 def drive_row(name: str, ip: str, s: VopStatus) -> dict[str, Any]:
@@ -50,8 +53,10 @@ def drive_row(name: str, ip: str, s: VopStatus) -> dict[str, Any]:
 
 
 async def run_demo(
-    workdir: Path, *, plan: LabPlan | None = None, progress: Any = None, tap: Any = None, on_done: Any = None
+    workdir: Path, *, plan: LabPlan | None = None, net: LabNet | None = None, progress: Any = None, tap: Any = None,
+    on_done: Any = None, on_start: Any = None,
 ) -> DemoReport:
+    """``net`` None (and no plan): free addresses are found; ``on_start(lab)`` once it is up."""
     report = DemoReport()
     refusals: collections.Counter[bytes] = collections.Counter()
 
@@ -61,10 +66,13 @@ async def run_demo(
         if progress:
             progress(report.steps[-1])
 
-    async with Lab(workdir, plan, tap=tap) as lab:
+    async with Lab(workdir, plan or LabPlan(net=net), tap=tap) as lab:
+        report.net = str(lab.net)
+        if on_start is not None:
+            on_start(lab)
         lab.drives.subscribe(lambda csn, e: refusals.update([csn]) if isinstance(e, OfferRefused) and e.kind is KeyKind.MEDIA else None)
         kms, names = lab.kms, lab.drive_names
-        token_a, token_b = (name for name, _ in lab.plan.tokens)
+        token_a, token_b = lab.token_names
 
         result = await station.write_ekt(kms, token_a, names, use_pckey=True)
         statuses = await lab.wait_until(lambda s: s.led is EncryptionLed.AMBER, "amber (device keys)")

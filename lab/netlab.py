@@ -9,6 +9,7 @@ Loopback mode: the same processes on 127.18.*.* addresses, one shared broadcast 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import shutil
 import signal
@@ -17,17 +18,18 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from drive_daemon.vop import VopError, vop_status
 from kms_client import station
 from kms_client.keyadmin import set_backupkey
 from kms_client.store import KmsStore
 from protocol import VopStatus
-from protocol.constants import TOKEN_MGMT_PORT, EncryptionLed
+from protocol.constants import DRIVE_LAN_PORT, TOKEN_MGMT_PORT, EncryptionLed
 from protocol.manufacturing import format_manufacturing, make_drives
 from protocol.timestamps import format_timestamp
 
+from .addresses import LabNet, clashes
 from .cluster import LabTimeout
 from .topology import Site, Topology
 
@@ -65,10 +67,15 @@ class Daemon:
 
 
 class NetworkLab:
-    def __init__(self, topology: Topology, state_dir: Path, *, netns: bool, announce_interval_s: float = 1.0) -> None:
+    def __init__(self, topology: Topology, state_dir: Path, *, netns: bool, announce_interval_s: float = 1.0,
+                 lan_port: int = DRIVE_LAN_PORT, progress: Callable[[str], None] | None = None) -> None:
+        """``lan_port``: the drive LAN's UDP port (loopback mode: give each lab its own, see lab/addresses.py);
+        ``progress`` hears each site starting, enrolling and arming."""
         # absolute: the daemons run from the repository's directory, not the caller's
         self.topology, self.state_dir, self.netns = topology, state_dir.absolute(), netns
         self.announce_interval_s = announce_interval_s
+        self.lan_port = lan_port
+        self._say = progress or (lambda text: None)
         self.daemons: list[Daemon] = []
         self.kms: KmsStore | None = None
         self._made: dict[str, list[Any]] = {}
@@ -130,13 +137,17 @@ class NetworkLab:
             proc.kill()
             raise NetLabError(f"{name} did not start: {(logs / f'{name}.log').read_text()[-500:]}")
         self.daemons.append(Daemon(name, proc))
+        self._say(f"  {name}: {line.strip()} (pid {proc.pid})")
 
     def up(self) -> None:
         if self.state_dir.exists() and any(self.state_dir.iterdir()):
             raise NetLabError(f"{self.state_dir} is not empty: give a new directory for the lab's state")
+        if not self.netns:
+            self._check_addresses()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.netns:
+                self._say(f"network: bridge {BRIDGE}, a namespace per token bay and per drive library")
                 self._network_up()
             self.kms = KmsStore.create(self.state_dir / "kms", dbkey=os.urandom(32), kms_id=os.urandom(4))
             set_backupkey(self.kms, os.urandom(32))
@@ -144,6 +155,7 @@ class NetworkLab:
             secrets.mkdir()
             first_serial = 0x5800_0000_0000_0001
             for site in self.topology.sites:
+                self._say(f"site {site.name}: starting {len(site.tokens)} token(s) and {site.drives} drive(s)")
                 made = make_drives(site.drives, first_serial=first_serial + 1000 * site.index)
                 self._made[site.name] = made
                 cd = self.state_dir / f"{site.name}-cd.json"
@@ -157,14 +169,24 @@ class NetworkLab:
                     self._start(token, self._prefix(site, "bay"), "token", "run", "--ip", ip,
                                 "--state", str(self.state_dir / "tokens" / token),
                                 "--secret-file", str(secrets / token), "--broadcast", site.broadcast(self.netns),
-                                "--announce-interval", str(self.announce_interval_s))
+                                "--announce-interval", str(self.announce_interval_s),
+                                "--drive-lan-port", str(self.lan_port))
                 self._start(f"{site.name}-drives", self._prefix(site, "lib"), "drive", "run-many",
                             "--manufacturing", str(cd), "--first-ip", site.drive_ips(self.netns)[0],
                             "--state", str(self.state_dir / "drives" / site.name),
-                            "--broadcast", site.broadcast(self.netns))
+                            "--broadcast", site.broadcast(self.netns), "--drive-lan-port", str(self.lan_port))
         except BaseException:
             self.down()
             raise
+
+    def _check_addresses(self) -> None:
+        """Loopback mode: every site's 127.18.i.0/24 addresses must be free; a clash names its holder."""
+        for site in self.topology.sites:
+            net = LabNet(ipaddress.IPv4Network(f"{site.network(False)}.0/24"), self.lan_port)
+            taken = clashes(net, len(site.tokens), site.drives)
+            if taken:
+                raise NetLabError(f"site {site.name}'s addresses are in use: {'; '.join(taken[:3])}. Another "
+                                  f"'t10k lab up' in loopback mode may be running: stop it first")
 
     def down(self) -> None:
         for d in reversed(self.daemons):
@@ -210,15 +232,19 @@ class NetworkLab:
 
     async def _enrol(self, site: Site) -> None:
         assert self.kms is not None
+        self._say(f"site {site.name}: enrolling {site.drives} drive(s) (EKT, use PCkey, via {site.tokens[0]})")
         await station.write_ekt(self.kms, site.tokens[0], site.drive_names(), use_pckey=True)
         await self.wait_until(site, lambda s: s.encryption_enabled, "enrolled")
+        self._say(f"site {site.name}: enrolled (LED AMBER)")
 
     async def _write_okts(self, site: Site) -> None:
         assert self.kms is not None
+        self._say(f"site {site.name}: arming (OKT with {', '.join(site.keys)} to {', '.join(site.tokens)})")
         for token in site.tokens:
             await station.write_okt(self.kms, token, site.name)
         ts = self.kms.mapping(site.name).timestamp
         await self.wait_until(site, lambda s: s.led is EncryptionLed.RED and s.okt_timestamp == ts, "armed")
+        self._say(f"site {site.name}: armed (LED RED)")
 
     async def status(self) -> list[dict[str, Any]]:
         assert self.kms is not None

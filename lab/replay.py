@@ -11,6 +11,7 @@ that the protocol protects (authenticated management, timestamps, clear-key MACs
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,13 +138,26 @@ def _announce(action: str, to: str, name: str, timeout_s: float, captured: bool)
     return f"{name} to {to} (no reply expected)"
 
 
+def _renumber(ip: str, renumber: tuple[ipaddress.IPv4Network, ipaddress.IPv4Network] | None) -> str:
+    if renumber is None:
+        return ip
+    old, new = renumber
+    address = ipaddress.IPv4Address(ip)
+    if address not in old:
+        return ip
+    return str(new.network_address + (int(address) - int(old.network_address)))
+
+
 async def replay(path: Path, *, to: str | None = None, broadcast: str | None = None, source: str = "127.0.0.250",
                  timeout_s: float = 1.0, allow_vop_reset: bool = False, progress: Progress | None = None,
-                 give_up_after: int | None = None) -> list[ReplayResult]:
+                 give_up_after: int | None = None, lan_port: int = DRIVE_LAN_PORT,
+                 renumber: tuple[ipaddress.IPv4Network, ipaddress.IPv4Network] | None = None) -> list[ReplayResult]:
     """VOP Reset Drive is skipped unless ``allow_vop_reset``: the VOP is unauthenticated (a drive's
     service port), so replaying it would really wipe drives. ``progress`` hears of each request
     before it is sent (what is awaited, for how long). With ``give_up_after`` N, a host that has
-    left N requests in a row unanswered, and never answered one, stops the replay (ReplayError)."""
+    left N requests in a row unanswered, and never answered one, stops the replay (ReplayError).
+    ``renumber`` (captured network, live network) moves captured destinations onto a lab on other
+    addresses; ``lan_port`` is its drive LAN."""
     frames = read_capture(path)
     results: list[ReplayResult] = []
     todo = [(i, f, a) for i, f in enumerate(frames) if (a := _action(f, broadcast)) is not None]
@@ -170,7 +184,7 @@ async def replay(path: Path, *, to: str | None = None, broadcast: str | None = N
     try:
         for i, f, action in todo:
             assert f.frame is not None
-            host = to or f.dst[0]
+            host = to or _renumber(f.dst[0], renumber)
             name = f.frame.message.TYPE.name
             captured = _captured_reply(frames, i) if action in ("tcp", "udp") else None
             dest = f"{broadcast if action == 'broadcast' else host}:{f.dst[1]}"
@@ -195,8 +209,8 @@ async def replay(path: Path, *, to: str | None = None, broadcast: str | None = N
                 record(ReplayResult(i, "udp", dest, name, None, None, "injected"), host)
             else:
                 assert broadcast is not None
-                sock.sendto(f.raw, (broadcast, DRIVE_LAN_PORT))
-                record(ReplayResult(i, "udp", dest, name, None, None, "injected"), host)
+                sock.sendto(f.raw, (broadcast, lan_port))
+                record(ReplayResult(i, "udp", f"{broadcast}:{lan_port}", name, None, None, "injected"), host)
     finally:
         sock.close()
     await asyncio.sleep(0.2)  # let the daemons act on what was injected before anyone looks

@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 from protocol.cli_options import add_broadcast, add_capture, add_ip, add_json, add_mqtt
-from protocol.constants import ANNOUNCE_INTERVAL_S, TOKEN_LAN_PORT, TOKEN_MGMT_PORT
+from protocol.constants import ANNOUNCE_INTERVAL_S, DRIVE_LAN_PORT, TOKEN_LAN_PORT, TOKEN_MGMT_PORT
 
 from .service import TokenConfig, TokenService, read_secret_file
 
@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
     run.add_argument("--announce-interval", type=float, default=ANNOUNCE_INTERVAL_S, metavar="SECONDS")
     run.add_argument("--lan-port", type=int, default=TOKEN_LAN_PORT)
     run.add_argument("--mgmt-port", type=int, default=TOKEN_MGMT_PORT)
+    run.add_argument("--drive-lan-port", type=int, default=DRIVE_LAN_PORT,
+                     help=f"UDP port the drives hear the LAN on (default {DRIVE_LAN_PORT}); one per lab on a machine")
     add_capture(run)
     add_mqtt(run)
     add_json(run, "print one JSON line when serving and one when stopped (instead of text)")
@@ -48,6 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     config = TokenConfig(
         ip=args.ip, state_dir=args.state, secret=read_secret_file(args.secret_file), broadcast=args.broadcast,
         lan_port=args.lan_port, mgmt_port=args.mgmt_port, announce_interval_s=args.announce_interval,
+        drive_lan_port=args.drive_lan_port,
     )
 
     async def main() -> None:

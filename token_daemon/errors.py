@@ -13,3 +13,7 @@ class MemoryImageError(TokenDaemonError):
 
 class ConfigError(TokenDaemonError):
     """A bad setting (address, secret file) given to the daemon."""
+
+
+class BindError(TokenDaemonError):
+    """An address the token must bind is taken or not local; the message names ip:port and its holder."""

@@ -124,14 +124,24 @@ class TokenService:
         if granted < self.config.receive_buffer_bytes:
             log.warning("token %s: UDP receive buffer is %d bytes, not %d (raise net.core.rmem_max): "
                         "large pools will see retries", self.config.ip, granted, self.config.receive_buffer_bytes)
-        sock.bind((self.config.ip, self.config.lan_port))
+        try:
+            sock.bind((self.config.ip, self.config.lan_port))
+        except OSError as exc:
+            sock.close()
+            self._release_bay()
+            raise self._bind_error(exc, self.config.lan_port, "udp", "LAN socket") from None
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _LanProtocol(self._queue, self.counters), sock=sock
         )
-        self._server = await asyncio.start_server(
-            self._handle_mgmt, self.config.ip, self.config.mgmt_port,
-            backlog=self.config.mgmt_backlog, reuse_address=True,
-        )
+        try:
+            self._server = await asyncio.start_server(
+                self._handle_mgmt, self.config.ip, self.config.mgmt_port,
+                backlog=self.config.mgmt_backlog, reuse_address=True,
+            )
+        except OSError as exc:
+            self._transport.close()
+            self._release_bay()
+            raise self._bind_error(exc, self.config.mgmt_port, "tcp", "management listener") from None
         self._tasks = [
             asyncio.create_task(self._drain(), name=f"token {self.config.ip} lan"),
             asyncio.create_task(self._announce_forever(), name=f"token {self.config.ip} announce"),
@@ -144,6 +154,20 @@ class TokenService:
             self._send(announcement)
         if self._publisher is not None:
             self._publish(Output())
+
+    def _bind_error(self, exc: OSError, port: int, transport: str, what: str) -> Exception:
+        from netcheck import bind_failure, is_bind_clash
+
+        from .errors import BindError
+
+        if not is_bind_clash(exc):
+            return exc
+        return BindError(bind_failure(exc, self.config.ip, port, transport, f"the token's {what}"))
+
+    def _release_bay(self) -> None:
+        if getattr(self, "_bay_lock", None) is not None:
+            self._bay_lock.close()
+            self._bay_lock = None
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -166,9 +190,7 @@ class TokenService:
             await self._server.wait_closed()
         if self._transport is not None:
             self._transport.close()
-        if getattr(self, "_bay_lock", None) is not None:
-            self._bay_lock.close()
-            self._bay_lock = None
+        self._release_bay()
 
     # --- reset button (physical) ------------------------------------------
 

@@ -19,8 +19,6 @@ from protocol.pcap import MSS, read_capture
 pytestmark = pytest.mark.network
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "captures"
-#: missing-key drives a tape over iSCSI: tests/integration/test_host_drive.py captures it.
-WITHOUT_ISCSI = [name for name in SCENARIOS if name != "missing-key"]
 
 # What each capture must show, by message type (at least this many).
 EXPECTED = {
@@ -48,13 +46,41 @@ def _counts(path: Path) -> collections.Counter[MessageType]:
     return collections.Counter(f.frame.message.TYPE for f in frames)  # type: ignore[union-attr]
 
 
+SAID: dict[str, list[tuple[str, str]]] = {}
+# What each scenario must say it saw, as the seed words it (docs/SCENARIOS.md, "what you see").
+SYMPTOMS = {
+    "missing-key": ["sense 3/2605/6109", "error 00006109 (missing key)"],
+    "reset": ["LED FLASHING_GREEN, VOP ==RESET=="],
+    "scenario-1": ["token error LED flashing red, error 0000610A", "drive-01 keeps working"],
+    "scenario-2": ["error 0000610A (key message decryption error) from drive-01, drive-02, drive-03 and drive-04"],
+    "scenario-3": ["Holding Keys", "error 0000610A (key message decryption error) from drive-04"],
+    "scenario-4": ["error 0000610A (key message decryption error) from drive-04", "drive-04 keeps its keys"],
+    "scenario-5": ["VOP Holding Keys, encryption LED AMBER", "refused silently"],
+    "scenario-6": ["refuses old-pool's OKT silently"],
+}
+
+
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[bytes]]]:
     out = tmp_path_factory.mktemp("captures")
-    return out, capture_all(out, WITHOUT_ISCSI)
+    return out, capture_all(out, said=SAID)
 
 
-@pytest.mark.parametrize("name", WITHOUT_ISCSI)
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_each_scenario_says_the_symptoms_it_checked_then_the_recovery(
+        fresh: tuple[Path, dict[str, list[bytes]]], name: str) -> None:
+    phases = [phase for phase, _ in SAID[name]]
+    symptoms = [text for phase, text in SAID[name] if phase == "symptom"]
+    assert symptoms, SAID[name]
+    for expected in SYMPTOMS.get(name, []):
+        assert any(expected in text for text in symptoms), (expected, symptoms)
+    if name.startswith("scenario-") or name == "missing-key":  # the recovery follows the symptoms
+        assert "recovery" in phases and phases.index("recovery") > phases.index("symptom"), phases
+        assert "LED RED" in SAID[name][-1][1] or "read on drive-01" in SAID[name][-1][1] or \
+            "cleared" in SAID[name][-1][1], SAID[name][-1]
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
 def test_a_fresh_capture_shows_the_scenario_and_no_key(fresh: tuple[Path, dict[str, list[bytes]]], name: str) -> None:
     out, secrets = fresh
     data = (out / f"{name}.pcap").read_bytes()

@@ -15,9 +15,7 @@ from kms_client import station
 from kms_client.errors import ReplyNotAuthentic, TokenUnreachable
 from lab.cluster import Lab
 from protocol.constants import (
-    DRIVE_LAN_PORT,
     DRIVE_PORT,
-    LOOPBACK_BROADCAST,
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
     VOP_PORT,
@@ -106,7 +104,7 @@ async def test_no_plaintext_key_on_the_wire_in_state_files_or_logs(
     kms = lab.kms
     secrets = [kms.key_value(k) for k in kms.key_ids()]
     secrets += [k for n in lab.drive_names for _, k in kms.device_keys(n, 5)]
-    secrets += [kms.pckey(n) for n in lab.drive_names] + [kms.token_secret(t) for t, _ in lab.plan.tokens]
+    secrets += [kms.pckey(n) for n in lab.drive_names] + [kms.token_secret(t) for t in lab.token_names]
     assert len(secrets) == 1 + (8 + 2) + 8 + 2  # media key, device keys, PCkeys, token secrets
     assert len(wire.records) > 50 and {r[1] for r in wire.records} == {"udp", "tcp"}
     payload = wire.payload
@@ -130,12 +128,12 @@ async def test_malformed_input_is_counted_and_the_daemons_keep_serving(lab: Lab)
     udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     udp.bind(("127.0.0.250", 0))
     for data in garbage:
-        udp.sendto(data, ("127.0.0.21", TOKEN_LAN_PORT))
-        udp.sendto(data, ("127.0.0.101", DRIVE_PORT))
-        udp.sendto(data, (LOOPBACK_BROADCAST, DRIVE_LAN_PORT))
+        udp.sendto(data, (lab.token_ips["token-A"], TOKEN_LAN_PORT))
+        udp.sendto(data, (lab.drive_ips["drive-01"], DRIVE_PORT))
+        udp.sendto(data, (lab.net.broadcast, lab.net.lan_port))
     udp.close()
     for port in (TOKEN_MGMT_PORT, VOP_PORT):
-        host = "127.0.0.21" if port == TOKEN_MGMT_PORT else "127.0.0.101"
+        host = lab.token_ips["token-A"] if port == TOKEN_MGMT_PORT else lab.drive_ips["drive-01"]
         for data in (os.urandom(40), b"T10K\x01\x22" + bytes(10)):
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(data)
@@ -150,7 +148,7 @@ async def test_malformed_input_is_counted_and_the_daemons_keep_serving(lab: Lab)
 
 async def test_a_kms_with_the_wrong_secret_is_refused(lab: Lab) -> None:
     kms = lab.kms
-    kms.add_token("impostor", "127.0.0.21", TOKEN_MGMT_PORT)  # same token address, another secret
+    kms.add_token("impostor", lab.token_ips["token-A"], TOKEN_MGMT_PORT)  # same token address, another secret
     with pytest.raises(ReplyNotAuthentic):
         await station.write_ekt(kms, "impostor", lab.drive_names, use_pckey=True)
     assert lab.tokens["token-A"].counters.events["ManagementRefused"] == 1
@@ -159,7 +157,7 @@ async def test_a_kms_with_the_wrong_secret_is_refused(lab: Lab) -> None:
 
 async def test_an_absent_token_is_reported_as_unreachable(lab: Lab) -> None:
     await lab.remove_token("token-B")
-    with pytest.raises(TokenUnreachable, match="127.0.0.22"):
+    with pytest.raises(TokenUnreachable, match=lab.token_ips["token-B"].replace(".", r"\.")):
         await station.token_status(lab.kms, "token-B", timeout_s=2)
 
 
@@ -170,8 +168,8 @@ async def test_a_missing_key_report_reaches_the_kms_view(lab: Lab) -> None:
     report = p.ErrorReport(lab.drive_csns["drive-03"], p.constants.ErrorCode.MISSING_KEY,
                            bytes.fromhex("0a0b0c0d00000063"), 1)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.103", 0))
-    udp.sendto(p.encode(report), ("127.0.0.21", TOKEN_LAN_PORT))
+    udp.bind((lab.drive_ips["drive-03"], 0))
+    udp.sendto(p.encode(report), (lab.token_ips["token-A"], TOKEN_LAN_PORT))
     udp.close()
     await asyncio.sleep(0.2)
     status = await station.token_status(lab.kms, "token-A")

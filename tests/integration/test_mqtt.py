@@ -83,7 +83,7 @@ async def watch(broker: Broker, seconds: float, subscribed: asyncio.Event | None
         subscribed.set()
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
-    return [json.loads(line) for line in out.decode().splitlines()]
+    return [json.loads(line) for line in (first + out).decode().splitlines()]
 
 
 def _states(messages: list[dict[str, object]], kind: str) -> dict[str, dict[str, object]]:
@@ -101,14 +101,14 @@ async def test_state_is_retained_and_errors_are_alerts(mqtt_lab: Lab, broker: Br
     report = p.ErrorReport(mqtt_lab.drive_csns["drive-02"], p.constants.ErrorCode.MISSING_KEY,
                            bytes.fromhex("0a0b0c0d00000063"), 1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.102", 0))
-        udp.sendto(p.encode(report), ("127.0.0.21", TOKEN_LAN_PORT))
+        udp.bind((mqtt_lab.drive_ips["drive-02"], 0))
+        udp.sendto(p.encode(report), (mqtt_lab.token_ips["token-A"], TOKEN_LAN_PORT))
     messages = await watcher
     drives = _states(messages, "drive")
     assert len(drives) == 8 and {d["led"] for d in drives.values()} == {"RED"}
     tokens = _states(messages, "token")
     assert {t["mode"] for t in tokens.values()} >= {"OKT"}
-    alerts = [m["payload"] for m in messages if str(m["topic"]).endswith("/token/127.0.0.21/event")]
+    alerts = [m["payload"] for m in messages if str(m["topic"]).endswith(f"/token/{mqtt_lab.token_ips['token-A']}/event")]
     assert alerts and alerts[0]["error_code"].startswith("00006109")  # type: ignore[index]
     assert alerts[0]["csn"] == mqtt_lab.drive_csns["drive-02"].hex()  # type: ignore[index]
     # coalesced: a pool's arming is not one message per step

@@ -12,9 +12,10 @@ import pytest
 
 from drive_daemon.vop import vop_status
 from kms_client import station
+from lab.addresses import free_lan_port
 from lab.netlab import NetworkLab
 from lab.topology import parse_topology
-from protocol.constants import EncryptionLed, MessageType
+from protocol.constants import DRIVE_LAN_PORT, EncryptionLed, MessageType
 from protocol.pcap import read_capture
 from tests.integration.root import needs_root
 
@@ -28,7 +29,8 @@ EAST, WEST = TOPOLOGY.sites
 
 
 async def _up(tmp_path: Path, netns: bool) -> NetworkLab:
-    lab = NetworkLab(TOPOLOGY, tmp_path / ("netns" if netns else "loopback"), netns=netns, announce_interval_s=0.3)
+    lab = NetworkLab(TOPOLOGY, tmp_path / ("netns" if netns else "loopback"), netns=netns, announce_interval_s=0.3,
+                     lan_port=DRIVE_LAN_PORT if netns else free_lan_port())
     lab.up()
     try:
         await lab.arm()

@@ -14,12 +14,20 @@ from typing import Iterator
 
 import pytest
 
+from lab.addresses import allocate
+
 pytestmark = pytest.mark.network
 
 T10K = [sys.executable, "-m", "lab.cli"]
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN_IP = "127.0.3.21"
-FIRST_DRIVE_IP = "127.0.3.101"
+#: A free 127.x.y.0/24 and drive-LAN port, so these run beside another lab (or the README's daemons).
+NET = allocate(tokens=0, drives=0)
+TOKEN_IP = NET.token_ip(0)
+FIRST_DRIVE_IP = NET.drive_ip(0)
+
+
+def addr(host: int) -> str:
+    return NET.host(host)
 
 
 def t10k(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -31,6 +39,8 @@ def t10k(*args: str, check: bool = True, timeout: float = 60) -> subprocess.Comp
 
 class Daemon:
     def __init__(self, *args: str) -> None:
+        if args[:2] in (("token", "run"), ("drive", "run"), ("drive", "run-many")):
+            args = (*args, "--drive-lan-port", str(NET.lan_port))
         self.proc = subprocess.Popen([*T10K, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         if "serving" not in line:
@@ -88,14 +98,14 @@ def armed_by_cli(tmp_path: Path, daemons: list[Daemon]) -> CliSite:
     csns = [d["csn"] for d in json.loads(made.read_text())]
     for i, csn in enumerate(csns):
         t10k("kms", "import-drive", *store, "--manufacturing", str(made), "--csn", csn, "--name", f"drive-{i}",
-             "--ip", f"127.0.3.{101 + i}")
+             "--ip", addr(101 + i))
     t10k("kms", "add-token", *store, "--name", "tok", "--ip", TOKEN_IP, "--secret-out", str(tmp_path / "tok.secret"))
     daemons.append(Daemon("token", "run", "--ip", TOKEN_IP, "--state", str(tmp_path / "tok"),
                           "--secret-file", str(tmp_path / "tok.secret"), "--announce-interval", "0.3"))
     drive_args = ("drive", "run-many", "--manufacturing", str(made), "--first-ip", FIRST_DRIVE_IP,
                   "--state", str(tmp_path / "drives"), "--library", str(tmp_path / "library"))
     daemons.append(Daemon(*drive_args))
-    ips = [f"127.0.3.{101 + i}" for i in range(3)]
+    ips = [addr(101 + i) for i in range(3)]
     names = [a for i in range(3) for a in ("--drive", f"drive-{i}")]
 
     out = json.loads(t10k("kms", "write-ekt", *store, "--token", "tok", *names, "--use-pckey", "--json").stdout)
@@ -139,12 +149,12 @@ def test_enrol_arm_and_power_cycle_through_the_cli(tmp_path: Path, daemons: list
 def test_sighup_power_cycles_a_drive_host(tmp_path: Path, daemons: list[Daemon]) -> None:
     made = tmp_path / "cd.json"
     t10k("drive", "manufacture", "--count", "1", "--out", str(made))
-    d = Daemon("drive", "run", "--ip", "127.0.3.150", "--manufacturing", str(made), "--state", str(tmp_path / "s"))
+    d = Daemon("drive", "run", "--ip", addr(150), "--manufacturing", str(made), "--state", str(tmp_path / "s"))
     daemons.append(d)
-    assert vop("127.0.3.150")["led"] == "GREEN"
+    assert vop(addr(150))["led"] == "GREEN"
     d.proc.send_signal(signal.SIGHUP)
     time.sleep(0.2)
-    assert d.proc.poll() is None and vop("127.0.3.150")["led"] == "GREEN"
+    assert d.proc.poll() is None and vop(addr(150))["led"] == "GREEN"
 
 
 def test_demo_exits_zero_with_json(tmp_path: Path) -> None:
@@ -160,8 +170,8 @@ def test_demo_exits_zero_with_json(tmp_path: Path) -> None:
     (["kms", "list", "--store", "/nonexistent/kms"], 1, "t10k kms init"),
     (["kms", "import-drive", "--manufacturing", "x", "--csn", "12", "--name", "n"], 2, "16 hex digits"),
     (["kms", "init", "--dbkey", "abc"], 2, "64 hexadecimal"),
-    (["vop", "status", "--ip", "127.0.3.254"], 1, "cannot connect"),
-    (["drive", "run", "--ip", "127.0.3.1", "--manufacturing", "/nonexistent.json", "--state", "/tmp/x"], 1,
+    (["vop", "status", "--ip", addr(254)], 1, "cannot connect"),
+    (["drive", "run", "--ip", addr(1), "--manufacturing", "/nonexistent.json", "--state", "/tmp/x"], 1,
      "does not exist"),
     (["drive", "manufacture", "--count", "0", "--out", "/tmp/x.json"], 1, "at least 1"),
     (["frobnicate"], 2, "invalid choice"),
@@ -175,7 +185,7 @@ def test_bad_input_gets_a_clear_error(args: list[str], code: int, message: str) 
 
 def test_a_token_with_a_bad_secret_file_does_not_start(tmp_path: Path) -> None:
     (tmp_path / "s").write_text("not hex")
-    result = t10k("token", "run", "--ip", "127.0.3.30", "--state", str(tmp_path / "t"), "--secret-file",
+    result = t10k("token", "run", "--ip", addr(30), "--state", str(tmp_path / "t"), "--secret-file",
                   str(tmp_path / "s"), check=False)
     assert result.returncode == 1 and "64 hex digits" in result.stderr
 
@@ -183,10 +193,13 @@ def test_a_token_with_a_bad_secret_file_does_not_start(tmp_path: Path) -> None:
 def test_an_address_in_use_is_reported(tmp_path: Path, daemons: list[Daemon]) -> None:
     made = tmp_path / "cd.json"
     t10k("drive", "manufacture", "--count", "1", "--out", str(made))
-    daemons.append(Daemon("drive", "run", "--ip", "127.0.3.160", "--manufacturing", str(made), "--state", str(tmp_path / "a")))
-    result = t10k("drive", "run", "--ip", "127.0.3.160", "--manufacturing", str(made), "--state", str(tmp_path / "b"),
+    daemons.append(Daemon("drive", "run", "--ip", addr(160), "--manufacturing", str(made), "--state", str(tmp_path / "a")))
+    result = t10k("drive", "run", "--ip", addr(160), "--manufacturing", str(made), "--state", str(tmp_path / "b"),
                   check=False, timeout=20)
     assert result.returncode == 1 and "address already in use" in result.stderr.lower()
+    held = f"{addr(160)}:7012"  # the drive's LAN socket, held by the first drive process
+    assert held in result.stderr and f"process {daemons[0].proc.pid} (" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
     assert os.path.exists(made)
 
 
@@ -203,15 +216,15 @@ def test_the_readme_walkthrough_runs(tmp_path: Path) -> None:
 def test_a_daemon_captures_what_it_sends_and_receives(tmp_path: Path, daemons: list[Daemon]) -> None:
     made = tmp_path / "cd.json"
     t10k("drive", "manufacture", "--count", "1", "--out", str(made))
-    d = Daemon("drive", "run", "--ip", "127.0.3.170", "--manufacturing", str(made), "--state", str(tmp_path / "s"),
+    d = Daemon("drive", "run", "--ip", addr(170), "--manufacturing", str(made), "--state", str(tmp_path / "s"),
                "--capture", str(tmp_path / "drive.pcap"))
     daemons.append(d)
-    vop("127.0.3.170")
-    vop("127.0.3.170")
+    vop(addr(170))
+    vop(addr(170))
     assert d.stop() == 0
     decoded = json.loads(t10k("pcap", "decode", str(tmp_path / "drive.pcap"), "--json").stdout)
     assert [r["message"] for r in decoded] == ["VOP_STATUS_REQUEST", "VOP_STATUS"] * 2
-    assert decoded[1]["src"] == "127.0.3.170:7030"
+    assert decoded[1]["src"] == f"{addr(170)}:7030"
 
 
 def test_lab_up_brings_the_seed_topology_up_as_processes(tmp_path: Path) -> None:
@@ -222,6 +235,10 @@ def test_lab_up_brings_the_seed_topology_up_as_processes(tmp_path: Path) -> None
     assert {d["led"] for d in report["drives"]} == {"RED"}
     keys = {d["site"]: (d["write_key"], d["keys"]) for d in report["drives"]}
     assert keys["new-york"] == ("K3", 4) and keys["london"] == ("K5", 6) and keys["tokyo"] == ("K1", 1)
+    assert report["kms_store"] == str(tmp_path / "xyz" / "kms") and Path(report["secrets"]["tokyo-a"]).is_file()
+    assert "site tokyo: enrolling" in result.stderr and "site london: armed" in result.stderr  # progress
+    listed = t10k("kms", "list", "--store", report["kms_store"]).stdout
+    assert "tokyo-d1" in listed
     again = t10k("lab", "up", "lab/topologies/company-xyz.toml", "--state", str(tmp_path / "xyz"), "--once",
                  "--mode", "loopback", check=False)
     assert again.returncode == 1 and "not empty" in again.stderr
@@ -361,7 +378,7 @@ def test_air_gap_token_images_carried_to_the_bay_and_back(tmp_path: Path, daemon
     t10k("kms", "init", *store, "--no-roles")
     for i, csn in enumerate(d["csn"] for d in json.loads(made.read_text())):
         t10k("kms", "import-drive", *store, "--manufacturing", str(made), "--csn", csn, "--name", f"d{i}")
-    t10k("kms", "add-token", *store, "--name", "tok", "--ip", "127.0.3.40", "--secret-out", str(tmp_path / "s"))
+    t10k("kms", "add-token", *store, "--name", "tok", "--ip", addr(40), "--secret-out", str(tmp_path / "s"))
     token = ["--state", str(tmp_path / "tok"), "--secret-file", str(tmp_path / "s")]
     # At the KMS bay: the EKT goes to an image, and into the token, with no network in between.
     t10k("kms", "write-ekt", *store, "--token", "tok", "--drive", "d0", "--drive", "d1", "--use-pckey",
@@ -370,11 +387,11 @@ def test_air_gap_token_images_carried_to_the_bay_and_back(tmp_path: Path, daemon
     replayed = t10k("token", "load-image", str(tmp_path / "ekt.img"), *token, check=False)
     assert replayed.returncode == 1 and "REPLAYED" in replayed.stderr
     # Carried to the drive bay: the token daemon starts and the drives enrol.
-    bay = Daemon("token", "run", "--ip", "127.0.3.40", *token, "--announce-interval", "0.3")
+    bay = Daemon("token", "run", "--ip", addr(40), *token, "--announce-interval", "0.3")
     daemons.append(bay)
-    daemons.append(Daemon("drive", "run-many", "--manufacturing", str(made), "--first-ip", "127.0.3.141",
+    daemons.append(Daemon("drive", "run-many", "--manufacturing", str(made), "--first-ip", addr(141),
                           "--state", str(tmp_path / "drives")))
-    ips = ["127.0.3.141", "127.0.3.142"]
+    ips = [addr(141), addr(142)]
     wait_for(ips, lambda s: s["led"] == "AMBER", "enrolled")
     in_bay = t10k("token", "load-image", str(tmp_path / "ekt.img"), *token, check=False)
     assert in_bay.returncode == 1 and "in a bay" in in_bay.stderr
@@ -388,7 +405,7 @@ def test_air_gap_token_images_carried_to_the_bay_and_back(tmp_path: Path, daemon
     t10k("kms", "map", *store, "--pool", "P", "--key-set", "KS", "--write-key", key)
     t10k("kms", "write-okt", *store, "--token", "tok", "--pool", "P", "--image", str(tmp_path / "okt.img"))
     t10k("token", "load-image", str(tmp_path / "okt.img"), *token)
-    daemons.append(Daemon("token", "run", "--ip", "127.0.3.40", *token, "--announce-interval", "0.3"))
+    daemons.append(Daemon("token", "run", "--ip", addr(40), *token, "--announce-interval", "0.3"))
     wait_for(ips, lambda s: s["led"] == "RED", "armed")
     # And the token's status carried back to the KMS.
     daemons.pop(-1).stop()

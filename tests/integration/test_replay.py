@@ -12,6 +12,7 @@ import pytest
 
 from drive_daemon.vop import vop_reset
 from kms_client import station
+from lab.addresses import DEFAULT_NET
 from lab.captures import SCENARIOS
 from lab.cluster import Lab
 from lab.replay import replay
@@ -31,7 +32,8 @@ async def test_replay_changes_nothing_protected(lab: Lab, name: str) -> None:
     before = await lab.vop_all()
     tokens_before = {t: await station.token_status(lab.kms, t) for t in lab.tokens}
 
-    results = await replay(ROOT / "captures" / f"{name}.pcap", broadcast="127.255.255.255", timeout_s=0.5)
+    results = await replay(ROOT / "captures" / f"{name}.pcap", broadcast=lab.net.broadcast, timeout_s=0.5,
+                           lan_port=lab.net.lan_port, renumber=(DEFAULT_NET.network, lab.net.network))
 
     assert results
     assert {r.verdict for r in results if r.request == "VOP_RESET_DRIVE"} <= {"skipped"}
@@ -78,6 +80,7 @@ async def test_replay_cli_reports_each_request(lab: Lab) -> None:
 async def test_an_allowed_vop_reset_replay_really_wipes(lab: Lab) -> None:
     """The VOP is unauthenticated, like a drive's service port: replaying its reset works."""
     await enrol_and_arm(lab)
-    results = await replay(ROOT / "captures" / "scenario-4.pcap", allow_vop_reset=True, timeout_s=0.5)
+    results = await replay(ROOT / "captures" / "scenario-4.pcap", allow_vop_reset=True, timeout_s=0.5,
+                           renumber=(DEFAULT_NET.network, lab.net.network))
     assert [r.verdict for r in results if r.request == "VOP_RESET_DRIVE"] == ["same"]
     assert (await lab.vop("drive-04")).reset
