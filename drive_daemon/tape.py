@@ -1,9 +1,10 @@
 """What a drive does with a tape: the seed's appendix table and its Chapter 3 key rule.
 
 ``APPENDIX`` is the one table: (key status, encrypting drive, medium, operation) -> rule.
-:class:`TapeSession` runs host commands against a loaded cartridge, asking the table
-before every media access, and returns the reply and what the Drive must send (a
-missing key goes to the token as error 00006109).
+:class:`TapeSession` runs tape operations against a loaded cartridge, asking the table
+before every media access; a refusal is a :class:`TapeCheck` (the SSC device turns it
+into sense data), and what the Drive must send (a missing key goes to the token as
+error 00006109) is added to the caller's :class:`Output`.
 """
 
 from __future__ import annotations
@@ -12,31 +13,13 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol import (
-    BlockData,
-    EncryptionStatus,
-    EncryptionStatusRequest,
-    Erase,
-    HostResult,
-    Load,
-    Locate,
-    Message,
-    Position,
-    ReadBlock,
-    ReadPosition,
-    Rewind,
-    Space,
-    Unload,
-    WriteBlock,
-    WriteFilemarks,
-    envelope,
-)
-from protocol.constants import MAX_BLOCK_SIZE, NONCE_SIZE, EncryptionMode, HostStatus, NextBlockStatus, SpaceUnit
+from protocol import envelope
+from protocol.constants import MAX_BLOCK_SIZE, NONCE_SIZE, EncryptionMode, NextBlockStatus, SpaceUnit
 from protocol.errors import UnwrapError
 from protocol.ids import ZERO_KEY_ID
-from protocol.sense import Condition, Sense, SenseKey, SenseProfile, sense_for
+from protocol.sense import Condition, SenseProfile
 
-from .cartridge import Cartridge, CartridgeError, CorruptRecord, RecordKind, UnknownVolume, VolumeInUse
+from .cartridge import Cartridge, CartridgeError, RecordKind, UnknownVolume, VolumeInUse
 from .drive import Drive, Output
 
 
@@ -107,7 +90,29 @@ class TapeCheck(Exception):
         self.condition, self.detail, self.key_id, self.residue = condition, detail or condition.value, key_id, residue
 
 
-_CheckCondition = TapeCheck
+@dataclass(frozen=True)
+class TapePosition:
+    """Where the tape is: what READ POSITION reports (``block`` counts blocks and filemarks)."""
+
+    loaded: bool
+    volser: str
+    block: int
+    file: int
+    bot: bool
+    eod: bool
+    object_count: int
+
+
+@dataclass(frozen=True)
+class EncryptionState:
+    """What SSC's Data and Next Block Encryption Status pages report."""
+
+    encrypting_model: bool
+    mode: EncryptionMode
+    write_key_id: bytes
+    next_block: int
+    next_status: NextBlockStatus
+    next_key_id: bytes
 
 
 class TapeSession:
@@ -142,7 +147,7 @@ class TapeSession:
 
     def _tape(self) -> Cartridge:
         if self.cartridge is None:
-            raise _CheckCondition(Condition.NO_TAPE)
+            raise TapeCheck(Condition.NO_TAPE)
         return self.cartridge
 
     def _first_missing_key(self, end: int) -> bytes | None:
@@ -172,11 +177,11 @@ class TapeSession:
             return
         if rule.kind is RuleKind.REFUSE:
             assert rule.condition is not None
-            raise _CheckCondition(rule.condition)
+            raise TapeCheck(rule.condition)
         if rule.kind is RuleKind.REFUSE_UNLESS_AT_BOT:
             assert rule.condition is not None
             if self.position != 0:
-                raise _CheckCondition(rule.condition)
+                raise TapeCheck(rule.condition)
             return
         # NEEDS_KEYS_BEFORE: writing from BOT needs none of the old keys.
         if op in (Operation.WRITE_DATA, Operation.WRITE_FILEMARK) and self.position == 0:
@@ -186,7 +191,7 @@ class TapeSession:
         if missing is not None:
             out.sends += (report := self.drive.missing_key(missing, now)).sends
             out.events += report.events
-            raise _CheckCondition(Condition.MISSING_KEY, f"missing key {missing.hex()}", missing)
+            raise TapeCheck(Condition.MISSING_KEY, f"missing key {missing.hex()}", missing)
 
     def _report_unreadable_label(self, out: Output, now: float) -> None:
         """Erasing or relabelling without the key that initialised the tape: the seed says it
@@ -200,57 +205,7 @@ class TapeSession:
             out.sends += report.sends
             out.events += report.events
 
-    # --- commands ---------------------------------------------------------------
-
-    def handle(self, request: Message, now: float) -> tuple[Message, Output]:
-        out = Output()
-        try:
-            reply = self._dispatch(request, now, out)
-        except _CheckCondition as cc:
-            reply = self._result(cc.condition, cc.detail, cc.key_id)
-        except CorruptRecord as exc:
-            reply = self._result(Condition.MEDIUM_CORRUPT, str(exc))
-        return reply, out
-
-    def _good(self, message: str = "") -> HostResult:
-        return HostResult(HostStatus.GOOD, Sense(SenseKey.NO_SENSE, 0, 0), ZERO_KEY_ID, self.position, message)
-
-    def _result(self, condition: Condition, detail: str, key_id: bytes = ZERO_KEY_ID) -> HostResult:
-        return HostResult(HostStatus.CHECK_CONDITION, sense_for(condition, self.profile), key_id, self.position, detail)
-
-    def _dispatch(self, req: Message, now: float, out: Output) -> Message:
-        """The old host protocol (TCP 7040), over the plain methods below."""
-        if isinstance(req, Load):
-            self.load(req.volser)
-            return self._good(f"{req.volser} loaded")
-        if isinstance(req, ReadPosition):
-            return self.read_position()
-        if isinstance(req, EncryptionStatusRequest):
-            return self.encryption_status()
-        if isinstance(req, Unload):
-            volser = self._tape().volser
-            self.unload(out)
-            return self._good(f"{volser} unloaded")
-        if isinstance(req, Rewind):
-            self.rewind()
-        elif isinstance(req, WriteBlock):
-            self.write(req.data, now, out)
-        elif isinstance(req, WriteFilemarks):
-            self.write_filemarks(req.count, now, out)
-        elif isinstance(req, Locate):
-            self.locate(req.block, now, out)
-        elif isinstance(req, Space):
-            self.space(req.unit, req.count, now, out)
-        elif isinstance(req, ReadBlock):
-            return self.read(req.max_length, now, out)
-        elif isinstance(req, Erase):
-            self.erase(now, out)
-            return self._good("erased to the end of the tape")
-        else:
-            raise TapeCheck(Condition.INVALID_REQUEST, f"{type(req).__name__} is not a host command")
-        return self._good()
-
-    # --- plain commands (the SSC device and the old host protocol both call these) -----
+    # --- commands (the SSC device calls these) -----------------------------------
 
     def load(self, volser: str) -> None:
         """The operator puts a cartridge in and the drive threads it (position: BOT)."""
@@ -272,7 +227,7 @@ class TapeSession:
 
     def unload(self, out: Output, *, keep_in_drive: bool = False) -> str:
         """Rewind and unload; keys held while the tape was loaded are committed now (Holding Keys).
-        ``keep_in_drive``: the host's UNLOAD, after which LOAD threads the same cartridge again."""
+        ``keep_in_drive``: the host's LOAD UNLOAD, after which a LOAD threads the same cartridge again."""
         tape = self._tape()
         tape.close()
         self.cartridge, self.position = None, 0
@@ -329,7 +284,7 @@ class TapeSession:
     def write(self, data: bytes | memoryview, now: float, out: Output) -> None:
         tape = self._tape()
         if len(data) > MAX_BLOCK_SIZE:
-            raise _CheckCondition(Condition.BLOCK_TOO_LARGE, f"block of {len(data)} octets; at most {MAX_BLOCK_SIZE}")
+            raise TapeCheck(Condition.BLOCK_TOO_LARGE, f"block of {len(data)} octets; at most {MAX_BLOCK_SIZE}")
         self.drive.last_io = now
         self._check(Operation.WRITE_DATA, self.position, out, now)
         self._truncate(self.position)
@@ -343,22 +298,17 @@ class TapeSession:
             tape.append(RecordKind.PLAIN, [data])
         self.position += 1
 
-    def read(self, max_length: int, now: float, out: Output) -> Message:
-        """The old host protocol's read: a block longer than ``max_length`` is refused."""
-        data = self.read_block(now, out, max_length)
-        return BlockData(data)
-
     def read_block(self, now: float, out: Output, max_length: int | None = None) -> bytes:
         """The next block, whole, and the position past it. At a filemark: FILEMARK, the position
         past it. At end of data: END_OF_DATA. ``max_length``: refuse a longer block, not moving."""
         tape = self._tape()
         self.drive.last_io = now
         if self.position >= len(tape):
-            raise _CheckCondition(Condition.END_OF_DATA)
+            raise TapeCheck(Condition.END_OF_DATA)
         rec = tape.records[self.position]
         if rec.kind is RecordKind.FILEMARK:
             self.position += 1
-            raise _CheckCondition(Condition.FILEMARK)
+            raise TapeCheck(Condition.FILEMARK)
         self._check(Operation.READ_DATA, self.position + 1, out, now)
         payload = tape.read_payload(self.position)
         if rec.kind is RecordKind.ENCRYPTED:
@@ -368,11 +318,11 @@ class TapeSession:
                 data = self._cipher(rec.key_id, media.keys[rec.key_id]).open(
                     tape.volser, self.position, rec.key_id, payload[:NONCE_SIZE], memoryview(payload)[NONCE_SIZE:])
             except UnwrapError as exc:
-                raise _CheckCondition(Condition.MEDIUM_CORRUPT, str(exc)) from None
+                raise TapeCheck(Condition.MEDIUM_CORRUPT, str(exc)) from None
         else:
             data = payload
         if max_length is not None and len(data) > max_length:
-            raise _CheckCondition(Condition.INVALID_REQUEST, f"block of {len(data)} octets exceeds {max_length}")
+            raise TapeCheck(Condition.INVALID_REQUEST, f"block of {len(data)} octets exceeds {max_length}")
         self.position += 1
         return data
 
@@ -385,7 +335,7 @@ class TapeSession:
             self._check(Operation.SPACE_LOCATE, target, out, now)
         self.position = target
         if block > len(tape):
-            raise _CheckCondition(Condition.END_OF_DATA, f"block {block} is past the end of data ({len(tape)})",
+            raise TapeCheck(Condition.END_OF_DATA, f"block {block} is past the end of data ({len(tape)})",
                                   residue=block - len(tape))
 
     def space_to_end(self, now: float, out: Output) -> None:
@@ -427,17 +377,17 @@ class TapeSession:
             self._check(Operation.SPACE_LOCATE, pos, out, now)
         self.position = pos
         if condition is not None:
-            raise _CheckCondition(condition, residue=remaining)
+            raise TapeCheck(condition, residue=remaining)
 
-    def read_position(self) -> Position:
+    def read_position(self) -> TapePosition:
         tape = self.cartridge
         if tape is None:
-            return Position(False, "", 0, 0, True, False, 0)
+            return TapePosition(False, "", 0, 0, True, False, 0)
         files = sum(1 for r in tape.records[: self.position] if r.kind is RecordKind.FILEMARK)
-        return Position(True, tape.volser, self.position, files, self.position == 0,
-                        self.position >= len(tape), len(tape))
+        return TapePosition(True, tape.volser, self.position, files, self.position == 0,
+                            self.position >= len(tape), len(tape))
 
-    def encryption_status(self) -> EncryptionStatus:
+    def encryption_status(self) -> EncryptionState:
         media = self.drive.media
         mode = EncryptionMode.ENCRYPT if self.drive.encrypting and media is not None else EncryptionMode.OFF
         write_key = media.write_key_id if media is not None else ZERO_KEY_ID
@@ -453,7 +403,7 @@ class TapeSession:
                 key_id = rec.key_id
                 held = media is not None and self.drive.encrypting and rec.key_id in media.keys
                 status = NextBlockStatus.ENCRYPTED if held else NextBlockStatus.ENCRYPTED_KEY_MISSING
-        return EncryptionStatus(self.drive.encrypting, mode, write_key, self.position, status, key_id)
+        return EncryptionState(self.drive.encrypting, mode, write_key, self.position, status, key_id)
 
     def _cipher(self, key_id: bytes, key: bytes) -> envelope.BlockCipher:
         cipher = self._ciphers.get(key_id)

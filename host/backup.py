@@ -3,7 +3,7 @@
 Each tape file is one header block (JSON: name, size, SHA-256, block size), the file's
 data in variable-length blocks, and a filemark. Knowing the block count from the header,
 restores pipeline their reads and never read past the filemark. The format is the one
-the earlier host interface wrote, so tapes written then read back now.
+t10k host wrote before it spoke iSCSI (protocol version 1), so tapes written then read back now.
 """
 
 from __future__ import annotations

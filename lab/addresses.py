@@ -19,7 +19,7 @@ from netcheck import find_holders
 from protocol.constants import (
     DRIVE_LAN_PORT,
     DRIVE_PORT,
-    HOST_PORT,
+    ISCSI_PORT,
     LOOPBACK_BROADCAST,
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
@@ -103,7 +103,7 @@ def needs(net: LabNet, tokens: int, drives: int) -> list[tuple[str, int, str]]:
         wanted += [(net.token_ip(i), TOKEN_LAN_PORT, "udp"), (net.token_ip(i), TOKEN_MGMT_PORT, "tcp")]
     for i in range(drives):
         ip = net.drive_ip(i)
-        wanted += [(ip, DRIVE_PORT, "udp"), (ip, VOP_PORT, "tcp"), (ip, HOST_PORT, "tcp")]
+        wanted += [(ip, DRIVE_PORT, "udp"), (ip, VOP_PORT, "tcp"), (ip, ISCSI_PORT, "tcp")]
     return wanted
 
 

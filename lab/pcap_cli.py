@@ -9,11 +9,12 @@ from pathlib import Path
 
 from protocol.cli_options import Progress, add_broadcast, add_ip, add_json
 from protocol.constants import MessageType
-from protocol.describe import describe, render
+from protocol.describe import describe, describe_iscsi, render
 from protocol.pcap import CaptureError, read_capture
 
 MALFORMED = "MALFORMED"
-TYPES = sorted(t.name for t in MessageType) + [MALFORMED]
+ISCSI = "ISCSI"  # a PDU between a host and a drive's tape LUN (TCP 3260), not a t10k frame
+TYPES = sorted(t.name for t in MessageType) + [ISCSI, MALFORMED]
 GIVE_UP_AFTER = 3  # requests in a row that a host never answers: it is not there
 
 
@@ -48,7 +49,7 @@ def _decode(args: argparse.Namespace) -> int:
     start = frames[0].time if frames else 0.0
     rows = []
     for f in frames:
-        name = f.frame.message.TYPE.name if f.frame else MALFORMED
+        name = f.frame.message.TYPE.name if f.frame else ISCSI if f.iscsi is not None else MALFORMED
         if wanted and name not in wanted:
             continue
         row = {"t": round(f.time - start, 6), "transport": f.transport, "src": f"{f.src[0]}:{f.src[1]}",
@@ -56,6 +57,8 @@ def _decode(args: argparse.Namespace) -> int:
         if f.frame is not None:
             row |= {"sequence": f.frame.sequence, "reply": f.frame.is_reply, "authenticated": f.frame.authenticated,
                     "fields": describe(f.frame.message)}
+        elif f.iscsi is not None:
+            row |= {"fields": describe_iscsi(f.iscsi)}
         else:
             row |= {"error": f.error, "raw": f.raw.hex()}
         rows.append(row)
@@ -72,7 +75,9 @@ def _decode(args: argparse.Namespace) -> int:
         for line in more:
             print(line)
     malformed = sum(1 for r in rows if r["message"] == MALFORMED)
-    print(f"{len(rows)} frame(s){f', {malformed} malformed' if malformed else ''}")
+    iscsi = sum(1 for r in rows if r["message"] == ISCSI)
+    print(f"{len(rows)} frame(s){f', {iscsi} iSCSI PDU(s)' if iscsi else ''}"
+          f"{f', {malformed} malformed' if malformed else ''}")
     return 0
 
 

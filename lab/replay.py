@@ -1,7 +1,7 @@
 """Replay the requests of a capture against live daemons and compare the replies.
 
 Requests are frames sent to a service port (token LAN 7011, token management 7020, VOP
-7030, host interface 7040) without the REPLY flag; each is sent again, to the captured
+7030) without the REPLY flag (iSCSI on 3260 is not ours to replay and is skipped); each is sent again, to the captured
 destination or to ``to``, and its reply compared with the captured reply (same flow,
 same sequence). Frames a drive receives unsolicited (key packages on 7012, and with
 ``broadcast`` the LAN broadcasts on 7010) are injected too: replay must change nothing
@@ -22,7 +22,6 @@ from protocol.constants import (
     DRIVE_LAN_PORT,
     DRIVE_PORT,
     HEADER_SIZE,
-    HOST_PORT,
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
     VOP_PORT,
@@ -40,7 +39,7 @@ class ReplayError(ValueError):
     """Replay cannot go on (nothing answers where the requests go)."""
 
 
-TCP_SERVICES = {TOKEN_MGMT_PORT, VOP_PORT, HOST_PORT}
+TCP_SERVICES = {TOKEN_MGMT_PORT, VOP_PORT}
 UDP_REQUESTS = {TOKEN_LAN_PORT}
 
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 from construct import ConstructError, StreamError, Struct, Terminated, TerminatedError
 
-from .constants import HEADER_SIZE, MAGIC, MAX_BODY_LENGTH, PROTOCOL_VERSION, HeaderFlag, MessageType
+from .constants import HEADER_SIZE, MAGIC, MAX_BODY_LENGTH, PROTOCOL_VERSION, RETIRED_VERSIONS, HeaderFlag, MessageType
 from .envelope import mgmt_mac, verify_mgmt_mac
 from .errors import DecodeError, DecodeReason, EncodeError
 from .layouts import AUTH_TRAILER_SIZE, BODIES, AuthTrailer, Header
@@ -116,7 +116,9 @@ def decode_header(data: bytes) -> HeaderInfo:
     if h.magic != MAGIC:
         raise DecodeError(DecodeReason.BAD_MAGIC, f"expected {MAGIC!r}, got {h.magic!r}")
     if h.version != PROTOCOL_VERSION:
-        raise DecodeError(DecodeReason.UNKNOWN_VERSION, f"version {h.version}, this build speaks {PROTOCOL_VERSION}")
+        why = RETIRED_VERSIONS.get(h.version, "")
+        raise DecodeError(DecodeReason.UNKNOWN_VERSION,
+                          f"version {h.version}, this build speaks {PROTOCOL_VERSION}" + (f": {why}" if why else ""))
     try:
         message_type = MessageType(h.type)
     except ValueError:

@@ -10,7 +10,12 @@ import enum
 
 #: Frame header magic and the only protocol version this build speaks.
 MAGIC = b"T10K"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+#: Versions this build refuses, and why (the decode error says so, so a person knows what to upgrade).
+RETIRED_VERSIONS = {
+    1: "version 1 had the home-made host interface on TCP 7040 (LOAD..ENCRYPTION_STATUS); "
+       "hosts now speak SCSI over iSCSI (TCP 3260): upgrade the peer to this build",
+}
 HEADER_SIZE = 16
 
 #: UDP port every drive listens on for LAN broadcasts (KEYS_AVAILABLE, CLEAR_KEYS).
@@ -23,8 +28,6 @@ DRIVE_PORT = 7012
 TOKEN_MGMT_PORT = 7020
 #: TCP port of a drive's Virtual Operator Panel, at the drive's static IP.
 VOP_PORT = 7030
-#: TCP port of a drive's host interface (the "SCSI" side), at the drive's static IP.
-HOST_PORT = 7040
 #: Largest logical block a drive accepts (the T10000's 2 MiB).
 MAX_BLOCK_SIZE = 2 * 1024 * 1024
 
@@ -87,22 +90,6 @@ class MessageType(enum.IntEnum):
     VOP_RESULT = 0x43
     VOP_LOAD = 0x44
     VOP_UNLOAD = 0x45
-    # Host interface (TCP): SSC-like commands and their replies
-    LOAD = 0x50
-    UNLOAD = 0x51
-    REWIND = 0x52
-    WRITE_BLOCK = 0x53
-    WRITE_FILEMARKS = 0x54
-    LOCATE = 0x55
-    SPACE = 0x56
-    READ_BLOCK = 0x57
-    ERASE = 0x58
-    READ_POSITION = 0x59
-    ENCRYPTION_STATUS_REQUEST = 0x5A
-    HOST_RESULT = 0x60
-    BLOCK_DATA = 0x61
-    POSITION = 0x62
-    ENCRYPTION_STATUS = 0x63
 
 
 class HeaderFlag(enum.IntFlag):
@@ -160,11 +147,6 @@ class VopStatusCode(enum.IntEnum):
     OK = 0
     REFUSED = 1
     BAD_REQUEST = 2
-
-
-class HostStatus(enum.IntEnum):
-    GOOD = 0x00
-    CHECK_CONDITION = 0x02
 
 
 class SpaceUnit(enum.IntEnum):

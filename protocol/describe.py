@@ -74,3 +74,27 @@ def _nested(label: str, fields: dict[str, Any], indent: str, out: list[str]) -> 
     summary, more = render(fields, indent + "  ")
     out.append(f"{indent}{label}: {summary}".rstrip())
     out.extend(more)
+
+
+def describe_iscsi(pdu: Any) -> dict[str, Any]:
+    """An iSCSI PDU's header fields (the data segment by its length only: it is a host's data);
+    a SCSI command names its operation, a CHECK CONDITION its sense in the seed's notation."""
+    from .constants import ScsiOp
+    from .errors import ProtocolError
+    from .iscsi import ScsiCommand, ScsiResponse
+    from .scsi import SenseData
+
+    fields: dict[str, Any] = {"pdu": type(pdu).__name__}
+    fields |= {f.name: _value(f.name, getattr(pdu, f.name)) for f in dataclasses.fields(pdu) if f.name != "data"}
+    fields["data_length"] = len(pdu.data)
+    if isinstance(pdu, ScsiCommand) and pdu.cdb:
+        op = pdu.cdb[0]
+        fields["operation"] = ScsiOp(op).name if op in ScsiOp._value2member_map_ else f"{op:02X}h"
+    if isinstance(pdu, ScsiResponse) and pdu.status == 0x02 and len(pdu.data) >= 2:
+        length = int.from_bytes(pdu.data[:2], "big")
+        try:
+            sense = SenseData.parse(pdu.data[2:2 + length])
+            fields["sense"], fields["sense_key_id"] = str(sense.seed), sense.key_id.hex()
+        except (ProtocolError, ValueError) as exc:
+            fields["sense"] = f"unreadable: {exc}"
+    return fields

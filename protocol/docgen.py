@@ -14,7 +14,6 @@ from construct import Bytes, FocusedSeq, FormatField, GreedyBytes, Prefixed, Ren
 from .constants import (
     DRIVE_LAN_PORT,
     DRIVE_PORT,
-    HOST_PORT,
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
     VOP_PORT,
@@ -48,17 +47,6 @@ ROUTES: dict[MessageType, str] = {
     MessageType.VOP_RESULT: "drive → VOP: TCP reply",
     MessageType.VOP_LOAD: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
     MessageType.VOP_UNLOAD: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
-    **{t: f"host → drive: TCP to the drive's IP:{HOST_PORT}; answered by HOST_RESULT" for t in (
-        MessageType.LOAD, MessageType.UNLOAD, MessageType.REWIND, MessageType.WRITE_BLOCK,
-        MessageType.WRITE_FILEMARKS, MessageType.LOCATE, MessageType.SPACE, MessageType.ERASE)},
-    MessageType.READ_BLOCK: f"host → drive: TCP :{HOST_PORT}; answered by BLOCK_DATA, or HOST_RESULT on a "
-                            "filemark, end of data or error",
-    MessageType.READ_POSITION: f"host → drive: TCP :{HOST_PORT}; answered by POSITION",
-    MessageType.ENCRYPTION_STATUS_REQUEST: f"host → drive: TCP :{HOST_PORT}; answered by ENCRYPTION_STATUS",
-    MessageType.HOST_RESULT: "drive → host: TCP reply",
-    MessageType.BLOCK_DATA: "drive → host: TCP reply (the body is the block, nothing else)",
-    MessageType.POSITION: "drive → host: TCP reply",
-    MessageType.ENCRYPTION_STATUS: "drive → host: TCP reply",
 }
 
 

@@ -19,7 +19,6 @@ from construct import (
     Int16ub,
     Int32ub,
     Int64ub,
-    Int32sb,
     PascalString,
     Prefixed,
     PrefixedArray,
@@ -40,22 +39,17 @@ from .constants import (
     WRAPPED_KEY_SIZE,
     WRAPPED_RECEIPT_SIZE,
     EncryptionLed,
-    EncryptionMode,
     ErrorCode,
-    HostStatus,
     KeyKind,
     MessageType,
     MgmtStatus,
-    NextBlockStatus,
     NoPackageReason,
-    SpaceUnit,
     TokenLed,
     TokenMode,
     VopStatusCode,
     Wrapping,
 )
 from .csn_filter import CsnFilter
-from .sense import Sense, SenseKey
 
 # --- shared adapters ---------------------------------------------------------
 
@@ -178,8 +172,6 @@ TokenErrorLayout = _dc(
     "reported_at" / Timestamp,
 )
 
-SenseLayout = _dc(Sense, "sense_key" / Enum8(SenseKey), "asc" / Int8ub, "ascq" / Int8ub, "fsc" / Int16ub)
-
 BODIES: dict[MessageType, Construct] = {
     MessageType.KEYS_AVAILABLE: _dc(
         m.KeysAvailable,
@@ -266,28 +258,4 @@ BODIES: dict[MessageType, Construct] = {
     MessageType.VOP_RESULT: _dc(m.VopResult, "status" / Enum8(VopStatusCode), "message" / Text),
     MessageType.VOP_LOAD: _dc(m.VopLoad, "volser" / PascalString(Int8ub, "ascii")),
     MessageType.VOP_UNLOAD: _dc(m.VopUnload),
-    MessageType.LOAD: _dc(m.Load, "volser" / PascalString(Int8ub, "ascii")),
-    MessageType.UNLOAD: _dc(m.Unload),
-    MessageType.REWIND: _dc(m.Rewind),
-    MessageType.WRITE_BLOCK: _dc(m.WriteBlock, "data" / GreedyBytes),
-    MessageType.WRITE_FILEMARKS: _dc(m.WriteFilemarks, "count" / Int32ub),
-    MessageType.LOCATE: _dc(m.Locate, "block" / Int64ub),
-    MessageType.SPACE: _dc(m.Space, "unit" / Enum8(SpaceUnit), "count" / Int32sb),
-    MessageType.READ_BLOCK: _dc(m.ReadBlock, "max_length" / Int32ub),
-    MessageType.ERASE: _dc(m.Erase),
-    MessageType.READ_POSITION: _dc(m.ReadPosition),
-    MessageType.ENCRYPTION_STATUS_REQUEST: _dc(m.EncryptionStatusRequest),
-    MessageType.HOST_RESULT: _dc(
-        m.HostResult, "status" / Enum8(HostStatus), "sense" / SenseLayout, "key_id" / KeyId,
-        "position" / Int64ub, "message" / Text,
-    ),
-    MessageType.BLOCK_DATA: _dc(m.BlockData, "data" / GreedyBytes),
-    MessageType.POSITION: _dc(
-        m.Position, "loaded" / Flag, "volser" / PascalString(Int8ub, "ascii"), "block" / Int64ub,
-        "file" / Int32ub, "bot" / Flag, "eod" / Flag, "object_count" / Int64ub,
-    ),
-    MessageType.ENCRYPTION_STATUS: _dc(
-        m.EncryptionStatus, "encrypting_model" / Flag, "mode" / Enum8(EncryptionMode), "write_key_id" / KeyId,
-        "next_block" / Int64ub, "next_status" / Enum8(NextBlockStatus), "next_key_id" / KeyId,
-    ),
 }

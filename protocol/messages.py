@@ -13,7 +13,6 @@ from .constants import (
     CLEAR_MAC_SIZE,
     CSN_SIZE,
     KEY_ID_SIZE,
-    MAX_BLOCK_SIZE,
     MAX_MEDIA_KEYS,
     NONCE_SIZE,
     RECEIPT_SIZE,
@@ -21,22 +20,17 @@ from .constants import (
     WRAPPED_KEY_SIZE,
     WRAPPED_RECEIPT_SIZE,
     EncryptionLed,
-    EncryptionMode,
     ErrorCode,
-    HostStatus,
     KeyKind,
     MessageType,
     MgmtStatus,
-    NextBlockStatus,
     NoPackageReason,
-    SpaceUnit,
     TokenLed,
     TokenMode,
     VopStatusCode,
     Wrapping,
 )
 from .csn_filter import CsnFilter
-from .sense import Sense
 
 RECEIPT_HASH_SIZE = 32
 TOKEN_ID_SIZE = 8
@@ -420,140 +414,6 @@ def _volser(volser: str) -> None:
         raise ValueError(f"a volume serial is 1-16 letters, digits, '-' or '_', got {volser!r}")
 
 
-# --- host interface (the "SCSI" side of a drive) ----------------------------
-
-
-@dataclass(frozen=True)
-class Load:
-    """Mount a cartridge of the library by its volume serial."""
-
-    TYPE: ClassVar[MessageType] = MessageType.LOAD
-    volser: str
-
-    def __post_init__(self) -> None:
-        _volser(self.volser)
-
-
-@dataclass(frozen=True)
-class Unload:
-    TYPE: ClassVar[MessageType] = MessageType.UNLOAD
-
-
-@dataclass(frozen=True)
-class Rewind:
-    TYPE: ClassVar[MessageType] = MessageType.REWIND
-
-
-@dataclass(frozen=True)
-class WriteBlock:
-    """One logical block at the current position; everything after it is gone, as on tape."""
-
-    TYPE: ClassVar[MessageType] = MessageType.WRITE_BLOCK
-    data: bytes
-
-    def __post_init__(self) -> None:
-        if len(self.data) > MAX_BLOCK_SIZE:
-            raise ValueError(f"a block holds at most {MAX_BLOCK_SIZE} octets, got {len(self.data)}")
-
-
-@dataclass(frozen=True)
-class WriteFilemarks:
-    TYPE: ClassVar[MessageType] = MessageType.WRITE_FILEMARKS
-    count: int
-
-
-@dataclass(frozen=True)
-class Locate:
-    """Position before logical object ``block`` (blocks and filemarks both count)."""
-
-    TYPE: ClassVar[MessageType] = MessageType.LOCATE
-    block: int
-
-
-@dataclass(frozen=True)
-class Space:
-    TYPE: ClassVar[MessageType] = MessageType.SPACE
-    unit: SpaceUnit
-    count: int  # negative: towards BOT
-
-
-@dataclass(frozen=True)
-class ReadBlock:
-    TYPE: ClassVar[MessageType] = MessageType.READ_BLOCK
-    max_length: int
-
-
-@dataclass(frozen=True)
-class Erase:
-    """Erase from the current position to the end of the tape."""
-
-    TYPE: ClassVar[MessageType] = MessageType.ERASE
-
-
-@dataclass(frozen=True)
-class ReadPosition:
-    TYPE: ClassVar[MessageType] = MessageType.READ_POSITION
-
-
-@dataclass(frozen=True)
-class EncryptionStatusRequest:
-    TYPE: ClassVar[MessageType] = MessageType.ENCRYPTION_STATUS_REQUEST
-
-
-@dataclass(frozen=True)
-class HostResult:
-    """Status of a host command; on CHECK CONDITION, sense data and (missing key) the key ID."""
-
-    TYPE: ClassVar[MessageType] = MessageType.HOST_RESULT
-    status: HostStatus
-    sense: Sense
-    key_id: bytes
-    position: int
-    message: str
-
-    def __post_init__(self) -> None:
-        _size(self.key_id, KEY_ID_SIZE, "key_id")
-        if len(self.message) > MAX_TEXT:
-            object.__setattr__(self, "message", self.message[:MAX_TEXT])
-
-
-@dataclass(frozen=True)
-class BlockData:
-    """The block READ_BLOCK asked for."""
-
-    TYPE: ClassVar[MessageType] = MessageType.BLOCK_DATA
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Position:
-    TYPE: ClassVar[MessageType] = MessageType.POSITION
-    loaded: bool
-    volser: str
-    block: int
-    file: int
-    bot: bool
-    eod: bool
-    object_count: int
-
-
-@dataclass(frozen=True)
-class EncryptionStatus:
-    """SSC's Data Encryption Status and Next Block Encryption Status pages, together."""
-
-    TYPE: ClassVar[MessageType] = MessageType.ENCRYPTION_STATUS
-    encrypting_model: bool
-    mode: EncryptionMode
-    write_key_id: bytes
-    next_block: int
-    next_status: NextBlockStatus
-    next_key_id: bytes
-
-    def __post_init__(self) -> None:
-        _size(self.write_key_id, KEY_ID_SIZE, "write_key_id")
-        _size(self.next_key_id, KEY_ID_SIZE, "next_key_id")
-
-
 def _unique_csns(csns: list[bytes]) -> None:
     if len(set(csns)) != len(csns):
         raise ValueError("a CSN appears twice")
@@ -580,21 +440,6 @@ Message = Union[
     VopResult,
     VopLoad,
     VopUnload,
-    Load,
-    Unload,
-    Rewind,
-    WriteBlock,
-    WriteFilemarks,
-    Locate,
-    Space,
-    ReadBlock,
-    Erase,
-    ReadPosition,
-    EncryptionStatusRequest,
-    HostResult,
-    BlockData,
-    Position,
-    EncryptionStatus,
 ]
 
 MESSAGE_CLASSES: dict[MessageType, type] = {

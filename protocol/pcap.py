@@ -3,7 +3,8 @@
 :class:`CaptureWriter` has the daemons' tap signature, so ``--capture FILE`` needs no root:
 it builds IPv4 packets itself (linktype 228, raw IPv4). TCP payloads get per-flow sequence
 numbers and are cut into segments of at most 1,448 octets, as a real stack would send them.
-:func:`read_capture` reassembles TCP per flow and decodes every frame with the catalogue.
+:func:`read_capture` reassembles TCP per flow and decodes every frame with the catalogue;
+TCP 3260 is iSCSI (a host and a drive's tape LUN), read as PDUs with protocol.iscsi.
 The one module of protocol/ that touches files; scapy is imported when it is used.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from .codec import Frame, decode, decode_header
 from .describe import describe  # noqa: F401 - its former home; callers may import it from here
-from .constants import HEADER_SIZE
+from .constants import HEADER_SIZE, ISCSI_PORT
 from .errors import DecodeError
 
 Address = tuple[str, int]
@@ -104,6 +105,8 @@ class CapturedFrame:
     frame: Frame | None
     error: str | None = None
     raw: bytes = b""
+    #: On TCP 3260: the iSCSI PDU (``frame`` is None; so is ``error`` unless the PDU was bad).
+    iscsi: Any = None
 
 
 def read_capture(path: Path) -> list[CapturedFrame]:
@@ -118,6 +121,7 @@ def read_capture(path: Path) -> list[CapturedFrame]:
         raise CaptureError(f"{path} is not a readable pcap: {exc}") from None
     frames: list[CapturedFrame] = []
     streams: dict[tuple[Address, Address], bytearray] = defaultdict(bytearray)
+    iscsi: dict[tuple[Address, Address], Any] = {}  # per flow: a PduReader, or None once it is lost
     for pkt in packets:
         if IP not in pkt:
             continue
@@ -130,6 +134,9 @@ def read_capture(path: Path) -> list[CapturedFrame]:
         elif TCP in pkt:
             tcp = pkt[TCP]
             src, dst = (ip.src, tcp.sport), (ip.dst, tcp.dport)
+            if ISCSI_PORT in (tcp.sport, tcp.dport):
+                frames += _iscsi_pdus(iscsi, float(pkt.time), src, dst, bytes(tcp.payload))
+                continue
             buffer = streams[(src, dst)]
             buffer += bytes(tcp.payload)
             while len(buffer) >= HEADER_SIZE:
@@ -151,3 +158,35 @@ def _decoded(when: float, transport: str, src: Address, dst: Address, data: byte
         return CapturedFrame(when, transport, src, dst, decode(data), None, data)
     except DecodeError as exc:
         return CapturedFrame(when, transport, src, dst, None, str(exc), data)
+
+
+#: Largest data segment RFC 7143 allows (MaxRecvDataSegmentLength is at most 2**24 - 1).
+_MAX_ISCSI_SEGMENT = 2**24 - 1
+
+
+def _iscsi_pdus(readers: dict[tuple[Address, Address], Any], when: float, src: Address, dst: Address,
+                payload: bytes) -> list[CapturedFrame]:
+    """The iSCSI PDUs a segment completes. Digests are not known from a capture alone: a flow
+    that does not parse without them gives one error and is not read further."""
+    from .iscsi import IscsiDecodeError, PduReader
+
+    flow = (src, dst)
+    if flow not in readers:
+        readers[flow] = PduReader(max_data_segment=_MAX_ISCSI_SEGMENT)
+    reader = readers[flow]
+    if reader is None:
+        return []
+    reader.feed(payload)
+    out: list[CapturedFrame] = []
+    while True:
+        try:
+            pdu = reader.next_pdu()
+        except IscsiDecodeError as exc:
+            out.append(CapturedFrame(when, "tcp", src, dst, None, f"iSCSI: {exc}", payload))
+            if exc.fatal:
+                readers[flow] = None
+                return out
+            continue
+        if pdu is None:
+            return out
+        out.append(CapturedFrame(when, "tcp", src, dst, None, None, b"", pdu))

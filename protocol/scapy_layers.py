@@ -37,7 +37,7 @@ from scapy.packet import Packet, Raw, bind_layers
 from .constants import (
     DRIVE_LAN_PORT,
     DRIVE_PORT,
-    HOST_PORT,
+    PROTOCOL_VERSION,
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
     VOP_PORT,
@@ -58,7 +58,7 @@ class T10K(Packet):
     name = "T10K"
     fields_desc = [
         StrFixedLenField("magic", b"T10K", 4),
-        ByteField("version", 1),
+        ByteField("version", PROTOCOL_VERSION),
         ByteEnumField("type", 0, {int(t): t.name for t in MessageType}),
         ShortField("flags", 0),
         IntField("sequence", 0),
@@ -166,7 +166,7 @@ for _mt, _layer in BODY_LAYERS.items():
 for _port in (DRIVE_LAN_PORT, TOKEN_LAN_PORT, DRIVE_PORT):
     bind_layers(UDP, T10K, dport=_port)
     bind_layers(UDP, T10K, sport=_port)
-for _port in (TOKEN_MGMT_PORT, VOP_PORT, HOST_PORT):
+for _port in (TOKEN_MGMT_PORT, VOP_PORT):
     bind_layers(TCP, T10K, dport=_port)
     bind_layers(TCP, T10K, sport=_port)
 

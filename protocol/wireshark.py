@@ -17,8 +17,8 @@ from .constants import (
     DRIVE_LAN_PORT,
     DRIVE_PORT,
     HEADER_SIZE,
-    HOST_PORT,
     MAGIC,
+    PROTOCOL_VERSION,
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
     VOP_PORT,
@@ -163,7 +163,7 @@ def render_lua() -> str:
     for mt in MessageType:
         g.survey(mt.name, BODIES[mt].subcon)
     lines = [
-        "-- Wireshark dissector for the t10k-lab protocol (version 1).",
+        f"-- Wireshark dissector for the t10k-lab protocol (version {PROTOCOL_VERSION}).",
         "-- GENERATED from protocol/layouts.py by wireshark/generate.py: do not edit.",
         "-- Use: wireshark -X lua_script:t10k.lua capture.pcap   or copy it to your plugins folder.",
         "",
@@ -243,6 +243,6 @@ end
 local udp = DissectorTable.get("udp.port")
 for _, port in ipairs({{{DRIVE_LAN_PORT}, {TOKEN_LAN_PORT}, {DRIVE_PORT}}}) do udp:add(port, t10k) end
 local tcp = DissectorTable.get("tcp.port")
-for _, port in ipairs({{{TOKEN_MGMT_PORT}, {VOP_PORT}, {HOST_PORT}}}) do tcp:add(port, t10k) end
+for _, port in ipairs({{{TOKEN_MGMT_PORT}, {VOP_PORT}}}) do tcp:add(port, t10k) end
 """.splitlines()
     return "\n".join(lines).rstrip() + "\n"

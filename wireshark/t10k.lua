@@ -1,21 +1,16 @@
--- Wireshark dissector for the t10k-lab protocol (version 1).
+-- Wireshark dissector for the t10k-lab protocol (version 2).
 -- GENERATED from protocol/layouts.py by wireshark/generate.py: do not edit.
 -- Use: wireshark -X lua_script:t10k.lua capture.pcap   or copy it to your plugins folder.
 
 local t10k = Proto("t10k", "t10k-lab T10000 emulator protocol")
 local fields = {}
 
-local E_MessageType = {[1] = "KEYS_AVAILABLE", [2] = "KEY_REQUEST", [3] = "DEVICE_KEY_PACKAGE", [4] = "MEDIA_KEY_PACKAGE", [5] = "NO_PACKAGE", [6] = "KEY_ACK", [7] = "ERROR_REPORT", [8] = "CLEAR_KEYS", [32] = "WRITE_EKT", [33] = "WRITE_OKT", [34] = "READ_STATUS", [35] = "CLEAR_ERROR", [48] = "MGMT_RESULT", [49] = "TOKEN_STATUS", [64] = "VOP_STATUS_REQUEST", [65] = "VOP_STATUS", [66] = "VOP_RESET_DRIVE", [67] = "VOP_RESULT", [68] = "VOP_LOAD", [69] = "VOP_UNLOAD", [80] = "LOAD", [81] = "UNLOAD", [82] = "REWIND", [83] = "WRITE_BLOCK", [84] = "WRITE_FILEMARKS", [85] = "LOCATE", [86] = "SPACE", [87] = "READ_BLOCK", [88] = "ERASE", [89] = "READ_POSITION", [90] = "ENCRYPTION_STATUS_REQUEST", [96] = "HOST_RESULT", [97] = "BLOCK_DATA", [98] = "POSITION", [99] = "ENCRYPTION_STATUS"}
+local E_MessageType = {[1] = "KEYS_AVAILABLE", [2] = "KEY_REQUEST", [3] = "DEVICE_KEY_PACKAGE", [4] = "MEDIA_KEY_PACKAGE", [5] = "NO_PACKAGE", [6] = "KEY_ACK", [7] = "ERROR_REPORT", [8] = "CLEAR_KEYS", [32] = "WRITE_EKT", [33] = "WRITE_OKT", [34] = "READ_STATUS", [35] = "CLEAR_ERROR", [48] = "MGMT_RESULT", [49] = "TOKEN_STATUS", [64] = "VOP_STATUS_REQUEST", [65] = "VOP_STATUS", [66] = "VOP_RESET_DRIVE", [67] = "VOP_RESULT", [68] = "VOP_LOAD", [69] = "VOP_UNLOAD"}
 local E_EncryptionLed = {[1] = "GREEN", [2] = "FLASHING_GREEN", [3] = "AMBER", [4] = "RED", [5] = "FLASHING_RED"}
-local E_EncryptionMode = {[0] = "OFF", [2] = "ENCRYPT"}
 local E_ErrorCode = {[24841] = "MISSING_KEY", [24842] = "KEY_MESSAGE_DECRYPTION"}
-local E_HostStatus = {[0] = "GOOD", [2] = "CHECK_CONDITION"}
 local E_KeyKind = {[1] = "DEVICE", [2] = "MEDIA"}
 local E_MgmtStatus = {[0] = "OK", [1] = "BAD_REQUEST", [2] = "AUTH_FAILED", [3] = "REPLAYED", [4] = "REFUSED", [5] = "INTERNAL"}
-local E_NextBlockStatus = {[1] = "UNKNOWN", [2] = "NOT_A_BLOCK", [3] = "NOT_ENCRYPTED", [5] = "ENCRYPTED", [6] = "ENCRYPTED_KEY_MISSING"}
 local E_NoPackageReason = {[1] = "NOT_HELD", [2] = "DELIVERED", [3] = "WRONG_KIND"}
-local E_SenseKey = {[0] = "NO_SENSE", [1] = "RECOVERED_ERROR", [2] = "NOT_READY", [3] = "MEDIUM_ERROR", [4] = "HARDWARE_ERROR", [5] = "ILLEGAL_REQUEST", [6] = "UNIT_ATTENTION", [7] = "DATA_PROTECT", [8] = "BLANK_CHECK"}
-local E_SpaceUnit = {[0] = "BLOCKS", [1] = "FILEMARKS"}
 local E_TokenLed = {[0] = "OFF", [1] = "FLASHING_GREEN", [2] = "SOLID_GREEN", [3] = "FLASHING_RED"}
 local E_TokenMode = {[0] = "EMPTY", [1] = "EKT", [2] = "OKT"}
 local E_VopStatusCode = {[0] = "OK", [1] = "REFUSED", [2] = "BAD_REQUEST"}
@@ -32,8 +27,8 @@ for _, f in ipairs({F_magic, F_version, F_type, F_flags, F_sequence, F_body_leng
   table.insert(fields, f) end
 local F_token_id = ProtoField.bytes("t10k.token_id", "token id")
 table.insert(fields, F_token_id)
-local F_keys_available_mode = ProtoField.uint8("t10k.keys_available.mode", "mode", base.DEC, E_TokenMode)
-table.insert(fields, F_keys_available_mode)
+local F_mode = ProtoField.uint8("t10k.mode", "mode", base.DEC, E_TokenMode)
+table.insert(fields, F_mode)
 local F_timestamp = ProtoField.uint64("t10k.timestamp", "timestamp", base.DEC)
 table.insert(fields, F_timestamp)
 local F_csn_count = ProtoField.uint32("t10k.csn_count", "csn count", base.DEC)
@@ -86,8 +81,6 @@ local F_mgmt_result_status = ProtoField.uint8("t10k.mgmt_result.status", "status
 table.insert(fields, F_mgmt_result_status)
 local F_message = ProtoField.string("t10k.message", "message")
 table.insert(fields, F_message)
-local F_token_status_mode = ProtoField.uint8("t10k.token_status.mode", "mode", base.DEC, E_TokenMode)
-table.insert(fields, F_token_status_mode)
 local F_led3 = ProtoField.uint8("t10k.led3", "led3", base.DEC, E_TokenLed)
 table.insert(fields, F_led3)
 local F_error_led = ProtoField.uint8("t10k.error_led", "error led", base.DEC, E_TokenLed)
@@ -120,42 +113,6 @@ local F_vop_result_status = ProtoField.uint8("t10k.vop_result.status", "status",
 table.insert(fields, F_vop_result_status)
 local F_volser = ProtoField.string("t10k.volser", "volser")
 table.insert(fields, F_volser)
-local F_data = ProtoField.bytes("t10k.data", "data")
-table.insert(fields, F_data)
-local F_write_filemarks_count = ProtoField.uint32("t10k.write_filemarks.count", "count", base.DEC)
-table.insert(fields, F_write_filemarks_count)
-local F_block = ProtoField.uint64("t10k.block", "block", base.DEC)
-table.insert(fields, F_block)
-local F_unit = ProtoField.uint8("t10k.unit", "unit", base.DEC, E_SpaceUnit)
-table.insert(fields, F_unit)
-local F_space_count = ProtoField.int32("t10k.space.count", "count", base.DEC)
-table.insert(fields, F_space_count)
-local F_max_length = ProtoField.uint32("t10k.max_length", "max length", base.DEC)
-table.insert(fields, F_max_length)
-local F_host_result_status = ProtoField.uint8("t10k.host_result.status", "status", base.DEC, E_HostStatus)
-table.insert(fields, F_host_result_status)
-local F_sense = ProtoField.bytes("t10k.sense", "sense")
-table.insert(fields, F_sense)
-local F_position = ProtoField.uint64("t10k.position", "position", base.DEC)
-table.insert(fields, F_position)
-local F_loaded = ProtoField.uint8("t10k.loaded", "loaded", base.DEC)
-table.insert(fields, F_loaded)
-local F_file = ProtoField.uint32("t10k.file", "file", base.DEC)
-table.insert(fields, F_file)
-local F_bot = ProtoField.uint8("t10k.bot", "bot", base.DEC)
-table.insert(fields, F_bot)
-local F_eod = ProtoField.uint8("t10k.eod", "eod", base.DEC)
-table.insert(fields, F_eod)
-local F_object_count = ProtoField.uint64("t10k.object_count", "object count", base.DEC)
-table.insert(fields, F_object_count)
-local F_encryption_status_mode = ProtoField.uint8("t10k.encryption_status.mode", "mode", base.DEC, E_EncryptionMode)
-table.insert(fields, F_encryption_status_mode)
-local F_next_block = ProtoField.uint64("t10k.next_block", "next block", base.DEC)
-table.insert(fields, F_next_block)
-local F_next_status = ProtoField.uint8("t10k.next_status", "next status", base.DEC, E_NextBlockStatus)
-table.insert(fields, F_next_status)
-local F_next_key_id = ProtoField.bytes("t10k.next_key_id", "next key id")
-table.insert(fields, F_next_key_id)
 local F_hash_count = ProtoField.uint8("t10k.hash_count", "hash count", base.DEC)
 table.insert(fields, F_hash_count)
 local F_bits = ProtoField.bytes("t10k.bits", "bits")
@@ -170,24 +127,13 @@ local F_clear_authorizations = ProtoField.uint32("t10k.clear_authorizations_coun
 table.insert(fields, F_clear_authorizations)
 local F_reported_at = ProtoField.uint64("t10k.reported_at", "reported at", base.DEC)
 table.insert(fields, F_reported_at)
-local F_sense_key = ProtoField.uint8("t10k.sense_key", "sense key", base.DEC, E_SenseKey)
-table.insert(fields, F_sense_key)
-local F_asc = ProtoField.uint8("t10k.asc", "asc", base.DEC)
-table.insert(fields, F_asc)
-local F_ascq = ProtoField.uint8("t10k.ascq", "ascq", base.DEC)
-table.insert(fields, F_ascq)
-local F_fsc = ProtoField.uint16("t10k.fsc", "fsc", base.DEC)
-table.insert(fields, F_fsc)
 t10k.fields = fields
 
 local parse_CsnFilter, parse_WrappedReceipt, parse_WrappedMediaKey, parse_ClearAuthorization, parse_EktEntry, parse_OktEntry
-local parse_TokenError, parse_Sense, parse_KEYS_AVAILABLE, parse_KEY_REQUEST, parse_DEVICE_KEY_PACKAGE, parse_MEDIA_KEY_PACKAGE
-local parse_NO_PACKAGE, parse_KEY_ACK, parse_ERROR_REPORT, parse_CLEAR_KEYS, parse_WRITE_EKT, parse_WRITE_OKT
-local parse_READ_STATUS, parse_CLEAR_ERROR, parse_MGMT_RESULT, parse_TOKEN_STATUS, parse_VOP_STATUS_REQUEST, parse_VOP_STATUS
-local parse_VOP_RESET_DRIVE, parse_VOP_RESULT, parse_VOP_LOAD, parse_VOP_UNLOAD, parse_LOAD, parse_UNLOAD
-local parse_REWIND, parse_WRITE_BLOCK, parse_WRITE_FILEMARKS, parse_LOCATE, parse_SPACE, parse_READ_BLOCK
-local parse_ERASE, parse_READ_POSITION, parse_ENCRYPTION_STATUS_REQUEST, parse_HOST_RESULT, parse_BLOCK_DATA, parse_POSITION
-local parse_ENCRYPTION_STATUS
+local parse_TokenError, parse_KEYS_AVAILABLE, parse_KEY_REQUEST, parse_DEVICE_KEY_PACKAGE, parse_MEDIA_KEY_PACKAGE, parse_NO_PACKAGE
+local parse_KEY_ACK, parse_ERROR_REPORT, parse_CLEAR_KEYS, parse_WRITE_EKT, parse_WRITE_OKT, parse_READ_STATUS
+local parse_CLEAR_ERROR, parse_MGMT_RESULT, parse_TOKEN_STATUS, parse_VOP_STATUS_REQUEST, parse_VOP_STATUS, parse_VOP_RESET_DRIVE
+local parse_VOP_RESULT, parse_VOP_LOAD, parse_VOP_UNLOAD
 
 parse_CsnFilter = function(tvb, off, tree, limit)
   tree:add(F_hash_count, tvb(off, 1)); off = off + 1
@@ -239,17 +185,9 @@ parse_TokenError = function(tvb, off, tree, limit)
   return off
 end
 
-parse_Sense = function(tvb, off, tree, limit)
-  tree:add(F_sense_key, tvb(off, 1)); off = off + 1
-  tree:add(F_asc, tvb(off, 1)); off = off + 1
-  tree:add(F_ascq, tvb(off, 1)); off = off + 1
-  tree:add(F_fsc, tvb(off, 2)); off = off + 2
-  return off
-end
-
 parse_KEYS_AVAILABLE = function(tvb, off, tree, limit)
   tree:add(F_token_id, tvb(off, 8)); off = off + 8
-  tree:add(F_keys_available_mode, tvb(off, 1)); off = off + 1
+  tree:add(F_mode, tvb(off, 1)); off = off + 1
   tree:add(F_timestamp, tvb(off, 8)); off = off + 8
   tree:add(F_csn_count, tvb(off, 4)); off = off + 4
   do local sub = tree:add(t10k, tvb(off, limit - off), "csn_filter"); off = parse_CsnFilter(tvb, off, sub, limit) end
@@ -348,7 +286,7 @@ end
 
 parse_TOKEN_STATUS = function(tvb, off, tree, limit)
   tree:add(F_token_id, tvb(off, 8)); off = off + 8
-  tree:add(F_token_status_mode, tvb(off, 1)); off = off + 1
+  tree:add(F_mode, tvb(off, 1)); off = off + 1
   tree:add(F_led3, tvb(off, 1)); off = off + 1
   tree:add(F_error_led, tvb(off, 1)); off = off + 1
   tree:add(F_timestamp, tvb(off, 8)); off = off + 8
@@ -400,93 +338,7 @@ parse_VOP_UNLOAD = function(tvb, off, tree, limit)
   return off
 end
 
-parse_LOAD = function(tvb, off, tree, limit)
-  do local n = tvb(off, 1):uint(); if n > 0 then tree:add(F_volser, tvb(off + 1, n)) end; off = off + 1 + n end
-  return off
-end
-
-parse_UNLOAD = function(tvb, off, tree, limit)
-  return off
-end
-
-parse_REWIND = function(tvb, off, tree, limit)
-  return off
-end
-
-parse_WRITE_BLOCK = function(tvb, off, tree, limit)
-  if limit > off then tree:add(F_data, tvb(off, limit - off)) end; off = limit
-  return off
-end
-
-parse_WRITE_FILEMARKS = function(tvb, off, tree, limit)
-  tree:add(F_write_filemarks_count, tvb(off, 4)); off = off + 4
-  return off
-end
-
-parse_LOCATE = function(tvb, off, tree, limit)
-  tree:add(F_block, tvb(off, 8)); off = off + 8
-  return off
-end
-
-parse_SPACE = function(tvb, off, tree, limit)
-  tree:add(F_unit, tvb(off, 1)); off = off + 1
-  tree:add(F_space_count, tvb(off, 4)); off = off + 4
-  return off
-end
-
-parse_READ_BLOCK = function(tvb, off, tree, limit)
-  tree:add(F_max_length, tvb(off, 4)); off = off + 4
-  return off
-end
-
-parse_ERASE = function(tvb, off, tree, limit)
-  return off
-end
-
-parse_READ_POSITION = function(tvb, off, tree, limit)
-  return off
-end
-
-parse_ENCRYPTION_STATUS_REQUEST = function(tvb, off, tree, limit)
-  return off
-end
-
-parse_HOST_RESULT = function(tvb, off, tree, limit)
-  tree:add(F_host_result_status, tvb(off, 1)); off = off + 1
-  do local sub = tree:add(t10k, tvb(off, limit - off), "sense"); off = parse_Sense(tvb, off, sub, limit) end
-  tree:add(F_key_id, tvb(off, 8)); off = off + 8
-  tree:add(F_position, tvb(off, 8)); off = off + 8
-  do local n = tvb(off, 2):uint(); if n > 0 then tree:add(F_message, tvb(off + 2, n)) end; off = off + 2 + n end
-  return off
-end
-
-parse_BLOCK_DATA = function(tvb, off, tree, limit)
-  if limit > off then tree:add(F_data, tvb(off, limit - off)) end; off = limit
-  return off
-end
-
-parse_POSITION = function(tvb, off, tree, limit)
-  tree:add(F_loaded, tvb(off, 1)); off = off + 1
-  do local n = tvb(off, 1):uint(); if n > 0 then tree:add(F_volser, tvb(off + 1, n)) end; off = off + 1 + n end
-  tree:add(F_block, tvb(off, 8)); off = off + 8
-  tree:add(F_file, tvb(off, 4)); off = off + 4
-  tree:add(F_bot, tvb(off, 1)); off = off + 1
-  tree:add(F_eod, tvb(off, 1)); off = off + 1
-  tree:add(F_object_count, tvb(off, 8)); off = off + 8
-  return off
-end
-
-parse_ENCRYPTION_STATUS = function(tvb, off, tree, limit)
-  tree:add(F_encrypting_model, tvb(off, 1)); off = off + 1
-  tree:add(F_encryption_status_mode, tvb(off, 1)); off = off + 1
-  tree:add(F_write_key_id, tvb(off, 8)); off = off + 8
-  tree:add(F_next_block, tvb(off, 8)); off = off + 8
-  tree:add(F_next_status, tvb(off, 1)); off = off + 1
-  tree:add(F_next_key_id, tvb(off, 8)); off = off + 8
-  return off
-end
-
-local BODY = {[1] = parse_KEYS_AVAILABLE, [2] = parse_KEY_REQUEST, [3] = parse_DEVICE_KEY_PACKAGE, [4] = parse_MEDIA_KEY_PACKAGE, [5] = parse_NO_PACKAGE, [6] = parse_KEY_ACK, [7] = parse_ERROR_REPORT, [8] = parse_CLEAR_KEYS, [32] = parse_WRITE_EKT, [33] = parse_WRITE_OKT, [34] = parse_READ_STATUS, [35] = parse_CLEAR_ERROR, [48] = parse_MGMT_RESULT, [49] = parse_TOKEN_STATUS, [64] = parse_VOP_STATUS_REQUEST, [65] = parse_VOP_STATUS, [66] = parse_VOP_RESET_DRIVE, [67] = parse_VOP_RESULT, [68] = parse_VOP_LOAD, [69] = parse_VOP_UNLOAD, [80] = parse_LOAD, [81] = parse_UNLOAD, [82] = parse_REWIND, [83] = parse_WRITE_BLOCK, [84] = parse_WRITE_FILEMARKS, [85] = parse_LOCATE, [86] = parse_SPACE, [87] = parse_READ_BLOCK, [88] = parse_ERASE, [89] = parse_READ_POSITION, [90] = parse_ENCRYPTION_STATUS_REQUEST, [96] = parse_HOST_RESULT, [97] = parse_BLOCK_DATA, [98] = parse_POSITION, [99] = parse_ENCRYPTION_STATUS}
+local BODY = {[1] = parse_KEYS_AVAILABLE, [2] = parse_KEY_REQUEST, [3] = parse_DEVICE_KEY_PACKAGE, [4] = parse_MEDIA_KEY_PACKAGE, [5] = parse_NO_PACKAGE, [6] = parse_KEY_ACK, [7] = parse_ERROR_REPORT, [8] = parse_CLEAR_KEYS, [32] = parse_WRITE_EKT, [33] = parse_WRITE_OKT, [34] = parse_READ_STATUS, [35] = parse_CLEAR_ERROR, [48] = parse_MGMT_RESULT, [49] = parse_TOKEN_STATUS, [64] = parse_VOP_STATUS_REQUEST, [65] = parse_VOP_STATUS, [66] = parse_VOP_RESET_DRIVE, [67] = parse_VOP_RESULT, [68] = parse_VOP_LOAD, [69] = parse_VOP_UNLOAD}
 
 
 local function frame_length(tvb, off)
@@ -535,4 +387,4 @@ end
 local udp = DissectorTable.get("udp.port")
 for _, port in ipairs({7010, 7011, 7012}) do udp:add(port, t10k) end
 local tcp = DissectorTable.get("tcp.port")
-for _, port in ipairs({7020, 7030, 7040}) do tcp:add(port, t10k) end
+for _, port in ipairs({7020, 7030}) do tcp:add(port, t10k) end

@@ -13,7 +13,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.utils import wrpcap
 
 from lab.captures import SCENARIOS, capture_all
-from protocol.constants import DRIVE_LAN_PORT, MessageType
+from protocol.constants import DRIVE_LAN_PORT, ISCSI_PORT, MessageType
 from protocol.pcap import MSS, read_capture
 
 pytestmark = pytest.mark.network
@@ -41,9 +41,12 @@ EXPECTED = {
 
 
 def _counts(path: Path) -> collections.Counter[MessageType]:
+    """Every t10k frame by type; iSCSI PDUs (TCP 3260) must decode too, and are not counted."""
     frames = read_capture(path)
-    assert frames and all(f.frame is not None for f in frames), [f.error for f in frames if f.frame is None]
-    return collections.Counter(f.frame.message.TYPE for f in frames)  # type: ignore[union-attr]
+    assert frames and not [f.error for f in frames if f.error], [f.error for f in frames if f.error]
+    assert all((f.frame is None) != (f.iscsi is None) for f in frames)
+    assert all(f.iscsi is None or ISCSI_PORT in (f.src[1], f.dst[1]) for f in frames)
+    return collections.Counter(f.frame.message.TYPE for f in frames if f.frame)
 
 
 SAID: dict[str, list[tuple[str, str]]] = {}
@@ -99,10 +102,20 @@ def test_the_reference_captures_decode(name: str) -> None:
 
 
 def test_missing_key_capture_carries_the_seed_codes() -> None:
-    frames = [f.frame.message for f in read_capture(REFERENCE / "missing-key.pcap") if f.frame]
+    """The token's side (ERROR_REPORT 00006109) and the host's (iSCSI: CHECK CONDITION 3/2605/6109),
+    with the same key ID."""
+    from protocol.iscsi import ScsiResponse
+    from protocol.scsi import SenseData
+
+    captured = read_capture(REFERENCE / "missing-key.pcap")
+    frames = [f.frame.message for f in captured if f.frame]
     reports = [m for m in frames if m.TYPE is MessageType.ERROR_REPORT]
     assert reports and int(reports[0].error_code) == 0x6109  # type: ignore[union-attr]
     assert any(reports[0].key_id)  # type: ignore[union-attr]
+    checks = [SenseData.parse(f.iscsi.data[2:]) for f in captured
+              if isinstance(f.iscsi, ScsiResponse) and f.iscsi.status == 0x02]
+    missing = [s for s in checks if str(s.seed) == "3/2605/6109"]
+    assert [s.key_id for s in missing] == [reports[0].key_id]  # type: ignore[union-attr]
 
 
 def test_tcp_frames_larger_than_a_segment_are_reassembled() -> None:
@@ -128,6 +141,14 @@ def test_pcap_decode_cli(tmp_path: Path) -> None:
                         b"T10K\x01\x01garbage"])
     rows = json.loads(t10k("pcap", "decode", str(mixed), "--json").stdout)
     assert rows[0]["message"] == "MALFORMED" and "truncated" in rows[0]["error"]
+    iscsi = json.loads(t10k("pcap", "decode", str(REFERENCE / "missing-key.pcap"), "--json", "--type", "iscsi").stdout)
+    assert iscsi and {r["message"] for r in iscsi} == {"ISCSI"} and "3260" in iscsi[0]["dst"]
+    assert [r["fields"]["sense_key_id"] for r in iscsi if r["fields"].get("sense") == "3/2605/6109"] == [
+        f.frame.message.key_id.hex() for f in read_capture(REFERENCE / "missing-key.pcap")  # type: ignore[union-attr]
+        if f.frame and f.frame.message.TYPE is MessageType.ERROR_REPORT]
+    text = t10k("pcap", "decode", str(REFERENCE / "missing-key.pcap")).stdout
+    assert "pdu=ScsiCommand" in text and "operation=READ_6" in text and "iSCSI PDU(s)" in text
+    assert "malformed" not in text
     (tmp_path / "not.pcap").write_bytes(b"this is not a pcap")
     bad = t10k("pcap", "decode", str(tmp_path / "not.pcap"))
     assert bad.returncode == 1 and "not a readable pcap" in bad.stderr and "Traceback" not in bad.stderr

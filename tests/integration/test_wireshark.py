@@ -46,9 +46,15 @@ def test_tshark_decodes_what_our_decoder_decodes(name: str) -> None:
 
 
 def test_tshark_shows_the_missing_key_error() -> None:
+    """The host's side is iSCSI now: Wireshark's own iSCSI/SCSI dissectors show the sense (its
+    FSC and key ID are vendor octets 18-27, which our decoder reads: test_captures), ours the
+    token's ERROR_REPORT."""
     capture = ROOT / "captures" / "missing-key.pcap"
-    (sense,) = tshark(capture, "t10k.sense_key", "t10k.asc", "t10k.ascq", "t10k.fsc", "t10k.key_id",
-                      display_filter="t10k.host_result.status == 2")
-    assert sense[:4] == ["3", "38", "5", "24841"]  # 3/2605/6109
+    (sense,) = tshark(capture, "scsi.sns.key", "scsi.sns.asc", "scsi.sns.ascq",
+                      display_filter="scsi.sns.asc == 0x26")
+    assert [int(v, 0) for v in sense] == [3, 0x26, 0x05]  # 3/2605/6109
     (report,) = tshark(capture, "t10k.error_code", "t10k.key_id", display_filter="t10k.type == 0x07")
-    assert int(report[0], 16) == 0x6109 and report[1] == sense[4]
+    assert int(report[0], 16) == 0x6109
+    (key_id,) = [f.frame.message.key_id for f in read_capture(capture)  # type: ignore[union-attr]
+                 if f.frame and f.frame.message.TYPE is MessageType.ERROR_REPORT]
+    assert report[1].replace(":", "") == key_id.hex()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import protocol as p
 from drive_daemon.cartridge import (
     Cartridge,
     CartridgeError,
@@ -70,18 +69,18 @@ def test_corruption_inside_the_tape_is_a_medium_error_on_read(tmp_path: Path) ->
     arm(site)
     library = tmp_path / "lib"
     deck = Deck(site, site.ip(0), library)
-    deck(p.Load(new_tape(library, "ROT")))
+    deck("load", new_tape(library, "ROT"))
     deck.write_file(b"one" * 100, b"two" * 100)
-    deck(p.Unload())
+    deck("unload")
     path = library / "ROT.tape"
     data = bytearray(path.read_bytes())
     data[60] ^= 0x40  # inside the first block's ciphertext
     path.write_bytes(bytes(data))
-    deck(p.Load("ROT"))
-    assert deck.sense(p.ReadBlock(1 << 20)) == "3/1100/0000"
-    assert deck.sense(p.ReadBlock(1 << 20)) == "3/1100/0000"  # position unchanged: it did not skip
+    deck("load", "ROT")
+    assert deck.sense("read_block", max_length=1 << 20) == "3/1100/0000"
+    assert deck.sense("read_block", max_length=1 << 20) == "3/1100/0000"  # position unchanged: it did not skip
     deck.session.position = 1
-    assert deck(p.ReadBlock(1 << 20)) == p.BlockData(b"two" * 100)
+    assert deck("read_block", max_length=1 << 20) == b"two" * 100
 
 
 def test_encrypted_blocks_keep_the_key_id_in_the_clear_and_nothing_else(tmp_path: Path) -> None:
@@ -89,10 +88,10 @@ def test_encrypted_blocks_keep_the_key_id_in_the_clear_and_nothing_else(tmp_path
     key_id = arm(site)
     library = tmp_path / "lib"
     deck = Deck(site, site.ip(0), library)
-    deck(p.Load(new_tape(library, "ENC")))
+    deck("load", new_tape(library, "ENC"))
     plaintext = b"the payroll of 2007 " * 500
     deck.write_file(plaintext)
-    deck(p.Unload())
+    deck("unload")
     raw = (library / "ENC.tape").read_bytes()
     assert key_id in raw and b"payroll" not in raw and site.kms.key_value(key_id) not in raw
 

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 import protocol as p
-from protocol.constants import HEADER_SIZE, MAX_BODY_LENGTH, MessageType
+from protocol.constants import HEADER_SIZE, MAX_BODY_LENGTH, PROTOCOL_VERSION, MessageType
 from protocol.errors import DecodeReason
 from protocol.layouts import BODIES
 from tests.vectors import load_pinned, sample_frames, sample_messages
@@ -61,7 +61,7 @@ def test_unauthenticated_frame_cannot_be_verified() -> None:
 
 
 def _frame(message_type: int = MessageType.KEY_REQUEST, body: bytes = b"", *, magic: bytes = b"T10K",
-           version: int = 1, flags: int = 0, length: int | None = None) -> bytes:
+           version: int = PROTOCOL_VERSION, flags: int = 0, length: int | None = None) -> bytes:
     return magic + struct.pack(">BBHII", version, message_type, flags, 0, len(body) if length is None else length) + body
 
 
@@ -74,7 +74,7 @@ GOOD_BODY = p.encode_body(SAMPLES[MessageType.KEY_REQUEST])
         pytest.param(b"", DecodeReason.TRUNCATED, id="empty"),
         pytest.param(b"T10K\x01", DecodeReason.TRUNCATED, id="short-header"),
         pytest.param(_frame(body=GOOD_BODY, magic=b"T10J"), DecodeReason.BAD_MAGIC, id="bad-magic"),
-        pytest.param(_frame(body=GOOD_BODY, version=2), DecodeReason.UNKNOWN_VERSION, id="version"),
+        pytest.param(_frame(body=GOOD_BODY, version=PROTOCOL_VERSION + 1), DecodeReason.UNKNOWN_VERSION, id="version"),
         pytest.param(_frame(0x7F, GOOD_BODY), DecodeReason.UNKNOWN_TYPE, id="type"),
         pytest.param(_frame(body=GOOD_BODY, flags=0x80), DecodeReason.BAD_FIELD, id="flags"),
         pytest.param(_frame(body=GOOD_BODY[:-1]), DecodeReason.TRUNCATED, id="short-body"),
@@ -90,6 +90,14 @@ def test_malformed_frames_name_what_is_wrong(data: bytes, reason: DecodeReason) 
         p.decode(data)
     assert info.value.reason is reason
     assert reason.value in str(info.value)
+
+
+def test_a_version_1_peer_is_told_why_it_is_refused() -> None:
+    """Version 1 had the TCP 7040 host interface; its frames are refused with the reason and the fix."""
+    with pytest.raises(p.DecodeError) as info:
+        p.decode(_frame(body=GOOD_BODY, version=1))
+    assert info.value.reason is DecodeReason.UNKNOWN_VERSION
+    assert "7040" in str(info.value) and "iSCSI" in str(info.value) and "upgrade" in str(info.value)
 
 
 def test_bad_flag_octet_and_broken_invariant_are_bad_fields() -> None:

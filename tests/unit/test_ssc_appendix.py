@@ -124,9 +124,9 @@ def test_erase_and_relabel_without_the_key_through_scsi(tmp_path: Path) -> None:
     k1 = arm(site)
     old = Deck(site, site.ip(0), library)
     for volser in ("OLD1", "OLD2"):
-        old(p.Load(new_tape(library, volser)))
+        old("load", new_tape(library, volser))
         old.write_file(b"written under K1")
-        old(p.Unload())
+        old("unload")
     site.kms.create_key_set("New")
     new = site.kms.create_key()
     site.kms.add_key_to_set("New", new)

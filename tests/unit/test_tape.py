@@ -8,6 +8,7 @@ import pytest
 
 import protocol as p
 from drive_daemon.drive import Drive
+from drive_daemon.tape import EncryptionState, TapeCheck, TapePosition
 from protocol.constants import EncryptionLed, ErrorCode, MessageType, NextBlockStatus, SpaceUnit
 from protocol.sense import SenseProfile
 from tests.site import TOKEN_B, Site, arm, make_site
@@ -48,11 +49,11 @@ def _write_tapes(site: Site, library: Path) -> None:
     """ENC1 by an armed drive and PLN1 by a non-encrypting one: b0 b1 FM b2 b3."""
     for ip, volser in ((site.ip(0), "ENC1"), (NON_ENCRYPTING_IP, "PLN1")):
         deck = Deck(site, ip, library)
-        assert deck.sense(p.Load(new_tape(library, volser))) == "none"
+        assert deck.sense("load", new_tape(library, volser)) == "none"
         deck.write_file(b"b0" * 100, b"b1" * 100)
-        deck(p.WriteBlock(b"b2" * 100))
-        deck(p.WriteBlock(b"b3" * 100))
-        assert deck.sense(p.Unload()) == "none"
+        deck("write", b"b2" * 100)
+        deck("write", b"b3" * 100)
+        assert deck.sense("unload") == "none"
 
 
 def _prepare(site: Site, state: str) -> str:
@@ -85,13 +86,13 @@ def test_appendix_cell(site: Site, tmp_path: Path, state: str, tape: str, op: st
     _write_tapes(site, library)
     ip = _prepare(site, state)
     deck = Deck(site, ip, library)
-    assert deck.sense(p.Load("ENC1" if tape == "encrypted" else "PLN1")) == "none"
+    assert deck.sense("load", "ENC1" if tape == "encrypted" else "PLN1") == "none"
     reports_before = len(site.lan.sent(MessageType.ERROR_REPORT))
     deck.session.position = 0 if at_bot else {"write": 5, "wfm": 5, "locate": 1, "read": 3}[op]
-    request = {"write": p.WriteBlock(b"new" * 50), "wfm": p.WriteFilemarks(1), "locate": p.Locate(4),
-               "read": p.ReadBlock(1 << 20)}[op]
+    operation, args, kwargs = {"write": ("write", (b"new" * 50,), {}), "wfm": ("write_filemarks", (1,), {}),
+                               "locate": ("locate", (4,), {}), "read": ("read_block", (), {"max_length": 1 << 20})}[op]
     expected = EXPECTED[state, tape][op][0 if at_bot else 1]
-    assert deck.sense(request) == expected
+    assert deck.sense(operation, *args, **kwargs) == expected
     reports = [p.decode(t.data).message for _, t in site.lan.sent(MessageType.ERROR_REPORT)[reports_before:]]
     relabel = state == "key not found" and tape == "encrypted" and at_bot and op in ("write", "wfm")
     if expected == "3/2605/6109" or relabel:  # a missing key goes to the token too (relabel: "similar errors") ...
@@ -129,12 +130,12 @@ def test_chapter_3_every_key_used_before_that_point(tmp_path: Path) -> None:
     library = tmp_path / "lib"
     keys = [arm(site)]
     deck = Deck(site, site.ip(0), library)
-    deck(p.Load(new_tape(library, "CH3")))
+    deck("load", new_tape(library, "CH3"))
     for n in range(3):
         if n:
             keys.append(_rekey(site))
-            deck(p.Unload())  # keys that arrived while loaded are committed at unload
-            deck(p.Load("CH3"))
+            deck("unload")  # keys that arrived while loaded are committed at unload
+            deck("load", "CH3")
             deck.session.position = len(deck.session.cartridge)  # type: ignore[arg-type]
         deck.write_file(f"file{n + 1}".encode() * 1000)
     keys.append(_rekey(site))  # K4, the write key of the append
@@ -142,9 +143,9 @@ def test_chapter_3_every_key_used_before_that_point(tmp_path: Path) -> None:
     files = {1: 0, 2: 2, 3: 4}  # first block of each file
 
     def retrieve(n: int) -> str:
-        deck(p.Unload())
-        deck(p.Load("CH3"))
-        return deck.sense(p.Locate(files[n])) if files[n] else deck.sense(p.ReadBlock(1 << 20))
+        deck("unload")
+        deck("load", "CH3")
+        return deck.sense("locate", files[n]) if files[n] else deck.sense("read_block", max_length=1 << 20)
 
     for n, needed in {1: [k1], 2: [k1, k2], 3: [k1, k2, k3]}.items():
         _map_only(site, needed)
@@ -155,16 +156,16 @@ def test_chapter_3_every_key_used_before_that_point(tmp_path: Path) -> None:
             assert deck.session.cartridge is not None
     # Append File4 using K4 needs K1, K2, K3 and K4
     _map_only(site, [k1, k2, k3, k4])
-    deck(p.Unload())
-    deck(p.Load("CH3"))
-    assert deck.sense(p.Space(SpaceUnit.FILEMARKS, 3)) == "none"
-    assert deck.sense(p.WriteBlock(b"file4")) == "none"
+    deck("unload")
+    deck("load", "CH3")
+    assert deck.sense("space", SpaceUnit.FILEMARKS, 3) == "none"
+    assert deck.sense("write", b"file4") == "none"
     _map_only(site, [k1, k3, k4])
-    deck(p.Unload())
-    deck(p.Load("CH3"))
+    deck("unload")
+    deck("load", "CH3")
     deck.session.position = 6
-    reply = deck(p.WriteBlock(b"file4 again"))
-    assert isinstance(reply, p.HostResult) and str(reply.sense) == "3/2605/6109" and reply.key_id == k2
+    reply = deck("write", b"file4 again")
+    assert isinstance(reply, TapeCheck) and deck.text(reply) == "3/2605/6109" and reply.key_id == k2
 
 
 def test_missing_key_lights_the_token_error_until_it_is_written(tmp_path: Path) -> None:
@@ -172,18 +173,18 @@ def test_missing_key_lights_the_token_error_until_it_is_written(tmp_path: Path) 
     library = tmp_path / "lib"
     k1 = arm(site)
     deck = Deck(site, site.ip(0), library)
-    deck(p.Load(new_tape(library, "MK1")))
+    deck("load", new_tape(library, "MK1"))
     deck.write_file(b"secret" * 100)
-    deck(p.Unload())
+    deck("unload")
     site.kms.create_key_set("Other")
     other = site.kms.create_key()
     site.kms.add_key_to_set("Other", other)
     site.kms.set_mapping("P", ["Other"], other)
     site.write_okt()
     site.lan.run()
-    deck(p.Load("MK1"))
-    reply = deck(p.ReadBlock(1 << 20))
-    assert isinstance(reply, p.HostResult) and reply.key_id == k1
+    deck("load", "MK1")
+    reply = deck("read_block", max_length=1 << 20)
+    assert isinstance(reply, TapeCheck) and deck.text(reply) == "3/2605/6109" and reply.key_id == k1
     token = site.lan.tokens[site.lan.sent(MessageType.ERROR_REPORT)[-1][1].to[0]]
     assert token.error_led.name == "FLASHING_RED"
     assert [(e.csn, e.error_code, e.key_id) for e in token.status().errors] == [
@@ -198,9 +199,9 @@ def test_erase_and_relabel_without_the_key_succeed_but_tell_the_token(tmp_path: 
     k1 = arm(site)
     deck = Deck(site, site.ip(0), library)
     for volser in ("OLD1", "OLD2"):
-        deck(p.Load(new_tape(library, volser)))
+        deck("load", new_tape(library, volser))
         deck.write_file(b"written under K1")
-        deck(p.Unload())
+        deck("unload")
     site.kms.create_key_set("New")
     new = site.kms.create_key()
     site.kms.add_key_to_set("New", new)
@@ -211,12 +212,12 @@ def test_erase_and_relabel_without_the_key_succeed_but_tell_the_token(tmp_path: 
     def token_reports() -> list[bytes]:
         return [p.decode(t.data).message.key_id for _, t in site.lan.sent(MessageType.ERROR_REPORT)]  # type: ignore[union-attr]
 
-    deck(p.Load("OLD1"))
-    assert deck.sense(p.Erase()) == "none"
+    deck("load", "OLD1")
+    assert deck.sense("erase") == "none"
     assert len(deck.session.cartridge) == 0 and token_reports() == [k1]  # type: ignore[arg-type]
-    deck(p.Unload())
-    deck(p.Load("OLD2"))
-    assert deck.sense(p.WriteBlock(b"new label")) == "none"  # relabel from BOT
+    deck("unload")
+    deck("load", "OLD2")
+    assert deck.sense("write", b"new label") == "none"  # relabel from BOT
     assert token_reports() == [k1, k1]
     assert [r.key_id for r in deck.session.cartridge.records] == [new]  # type: ignore[union-attr]
 
@@ -226,15 +227,15 @@ def test_holding_keys_while_loaded(tmp_path: Path) -> None:
     library = tmp_path / "lib"
     k1 = arm(site)
     deck = Deck(site, site.ip(0), library)
-    deck(p.Load(new_tape(library, "HOLD")))
+    deck("load", new_tape(library, "HOLD"))
     k2 = _rekey(site)
     drive = site.drive(0)
     assert drive.vop_status().status_fields[1] == "Holding Keys"
-    deck(p.WriteBlock(b"during holding"))
+    deck("write", b"during holding")
     assert drive.led_at(site.lan.now + 0.2) is EncryptionLed.FLASHING_RED  # doing I/O
     assert drive.led_at(site.lan.now + 5) is EncryptionLed.AMBER  # idle
     assert deck.session.cartridge.records[0].key_id == k1  # type: ignore[union-attr]  # old write key still used
-    deck(p.Unload())
+    deck("unload")
     assert drive.vop_status().led is EncryptionLed.RED and drive.media.write_key_id == k2  # type: ignore[union-attr]
 
 
@@ -243,12 +244,12 @@ def test_power_off_loses_media_keys(tmp_path: Path) -> None:
     library = tmp_path / "lib"
     arm(site)
     deck = Deck(site, site.ip(0), library)
-    deck(p.Load(new_tape(library, "PWR")))
+    deck("load", new_tape(library, "PWR"))
     deck.write_file(b"x")
     site.drive(0).power_cycle()
     deck.session.power_off()
-    assert deck.sense(p.Rewind()) == "none"
-    assert deck.sense(p.ReadBlock(100)) == _NO_KEYS
+    assert deck.sense("rewind") == "none"
+    assert deck.sense("read_block", max_length=100) == _NO_KEYS
 
 
 def test_ssc_profile_gives_the_74h_codes(site: Site, tmp_path: Path) -> None:
@@ -256,44 +257,44 @@ def test_ssc_profile_gives_the_74h_codes(site: Site, tmp_path: Path) -> None:
     _write_tapes(site, library)
     ip = _prepare(site, "key not found")
     deck = Deck(site, ip, library, SenseProfile.SSC)
-    deck(p.Load("ENC1"))
-    assert deck.sense(p.ReadBlock(1000)) == "7/7401/0000"
+    deck("load", "ENC1")
+    assert deck.sense("read_block", max_length=1000) == "7/7401/0000"
     site.lan.drives[ip].vop_reset()
-    assert deck.sense(p.ReadBlock(1000)) == "7/7400/0000"
+    assert deck.sense("read_block", max_length=1000) == "7/7400/0000"
 
 
 def test_navigation_and_encryption_status(site: Site, tmp_path: Path) -> None:
     library = tmp_path / "lib"
     _write_tapes(site, library)
     deck = Deck(site, site.ip(0), library)
-    deck(p.Load("ENC1"))
-    status = deck(p.EncryptionStatusRequest())
-    assert isinstance(status, p.EncryptionStatus) and status.next_status is NextBlockStatus.ENCRYPTED
-    assert deck.sense(p.Space(SpaceUnit.BLOCKS, 3)) == "0/0001/0000"  # stopped after the filemark
-    assert deck(p.ReadPosition()) == p.Position(True, "ENC1", 3, 1, False, False, 5)
-    assert deck.sense(p.Space(SpaceUnit.FILEMARKS, 1)) == "8/0005/0000"  # end of data
-    assert deck.sense(p.Space(SpaceUnit.BLOCKS, -9)) == "0/0001/0000"  # back to the filemark, BOT side
-    assert deck(p.ReadPosition()).block == 2  # type: ignore[union-attr]
+    deck("load", "ENC1")
+    status = deck("encryption_status")
+    assert isinstance(status, EncryptionState) and status.next_status is NextBlockStatus.ENCRYPTED
+    assert deck.sense("space", SpaceUnit.BLOCKS, 3) == "0/0001/0000"  # stopped after the filemark
+    assert deck("read_position") == TapePosition(True, "ENC1", 3, 1, False, False, 5)
+    assert deck.sense("space", SpaceUnit.FILEMARKS, 1) == "8/0005/0000"  # end of data
+    assert deck.sense("space", SpaceUnit.BLOCKS, -9) == "0/0001/0000"  # back to the filemark, BOT side
+    assert deck("read_position").block == 2  # type: ignore[union-attr]
     deck.session.position = 1
-    assert deck.sense(p.Space(SpaceUnit.BLOCKS, -9)) == "0/0004/0000"  # BOT
+    assert deck.sense("space", SpaceUnit.BLOCKS, -9) == "0/0004/0000"  # BOT
     deck.session.position = 2
-    assert deck(p.EncryptionStatusRequest()).next_status is NextBlockStatus.NOT_A_BLOCK  # type: ignore[union-attr]
-    assert deck.sense(p.ReadBlock(1000)) == "0/0001/0000"  # a filemark
-    assert deck(p.ReadBlock(1000)) == p.BlockData(b"b2" * 100)
-    assert deck.sense(p.ReadBlock(10)) == "5/2400/0000"  # block larger than asked
-    assert deck.sense(p.Locate(99)) == "8/0005/0000"
+    assert deck("encryption_status").next_status is NextBlockStatus.NOT_A_BLOCK  # type: ignore[union-attr]
+    assert deck.sense("read_block", max_length=1000) == "0/0001/0000"  # a filemark
+    assert deck("read_block", max_length=1000) == b"b2" * 100
+    assert deck.sense("read_block", max_length=10) == "5/2400/0000"  # block larger than asked
+    assert deck.sense("locate", 99) == "8/0005/0000"
     site.drive(0).power_cycle()
     deck.session.position = 0
-    missing = deck(p.EncryptionStatusRequest())
+    missing = deck("encryption_status")
     assert missing.next_status is NextBlockStatus.ENCRYPTED_KEY_MISSING  # type: ignore[union-attr]
 
 
 def test_wrong_state_and_bad_input(site: Site, tmp_path: Path) -> None:
     library = tmp_path / "lib"
     deck = Deck(site, site.ip(0), library)
-    assert deck.sense(p.ReadBlock(10)) == "2/3a00/0000"  # no tape
-    assert deck.sense(p.Load("NOPE")) == "5/3b0e/0000"
-    deck(p.Load(new_tape(library, "T1")))
-    assert deck.sense(p.Load("T1")) == "5/5302/0000"  # already loaded
+    assert deck.sense("read_block", max_length=10) == "2/3a00/0000"  # no tape
+    assert deck.sense("load", "NOPE") == "5/3b0e/0000"
+    deck("load", new_tape(library, "T1"))
+    assert deck.sense("load", "T1") == "5/5302/0000"  # already loaded
     other = Deck(site, site.ip(1), library)
-    assert other.sense(p.Load("T1")) == "2/0407/0000"  # in use by another drive
+    assert other.sense("load", "T1") == "2/0407/0000"  # in use by another drive

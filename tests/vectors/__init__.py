@@ -12,10 +12,6 @@ from pathlib import Path
 import protocol as p
 from protocol.constants import (
     EncryptionLed,
-    EncryptionMode,
-    HostStatus,
-    NextBlockStatus,
-    SpaceUnit,
     ErrorCode,
     KeyKind,
     MessageType,
@@ -26,8 +22,6 @@ from protocol.constants import (
     VopStatusCode,
     Wrapping,
 )
-
-from protocol.sense import Sense, SenseKey
 
 VECTORS_FILE = Path(__file__).with_name("messages.json")
 CSN = bytes.fromhex("5700000000000001")
@@ -71,22 +65,6 @@ def sample_messages() -> dict[MessageType, p.Message]:
         p.VopResult(VopStatusCode.OK, "drive reset"),
         p.VopLoad("VOL001"),
         p.VopUnload(),
-        p.Load("VOL001"),
-        p.Unload(),
-        p.Rewind(),
-        p.WriteBlock(bytes(range(256)) * 2),
-        p.WriteFilemarks(2),
-        p.Locate(1234),
-        p.Space(SpaceUnit.FILEMARKS, -3),
-        p.ReadBlock(262_144),
-        p.Erase(),
-        p.ReadPosition(),
-        p.EncryptionStatusRequest(),
-        p.HostResult(HostStatus.CHECK_CONDITION, Sense(SenseKey.MEDIUM_ERROR, 0x26, 0x05, 0x6109), KEY_ID, 17,
-                     "missing key"),
-        p.BlockData(b"block payload"),
-        p.Position(True, "VOL001", 17, 2, False, False, 40),
-        p.EncryptionStatus(True, EncryptionMode.ENCRYPT, KEY_ID, 17, NextBlockStatus.ENCRYPTED_KEY_MISSING, KEY_ID),
     ]
     return {v.TYPE: v for v in values}
 
