@@ -30,8 +30,6 @@ from host.session import open_tape  # noqa: E402
 from host.tape import TapeDrive  # noqa: E402
 
 TGT_ADDRESS = "127.0.77.1"
-TOKEN_IP = "127.0.77.21"
-DRIVE_IP = "127.0.77.101"
 VOLSER = "BENCH1"
 
 
@@ -72,12 +70,13 @@ def _lab(workdir: str, ready: Any, stop: Any) -> None:
     from lab.cluster import Lab, LabPlan
 
     async def main() -> None:
-        plan = LabPlan(tokens=(("token-A", TOKEN_IP),), drive_count=1, first_drive_ip=DRIVE_IP)
+        plan = LabPlan(token_names=("token-A",), drive_count=1)  # free addresses and LAN port, found at start
         async with Lab(Path(workdir), plan) as lab:
             await lab.arm()
             Cartridge.create(lab.library, VOLSER)
-            await vop_load(DRIVE_IP, VOLSER)  # the operator loads the cartridge
-            ready.send("ready")
+            ip = lab.drive_ips["drive-01"]
+            await vop_load(ip, VOLSER)  # the operator loads the cartridge
+            ready.send(ip)
             while not stop.is_set():
                 await asyncio.sleep(0.1)
 
@@ -93,10 +92,10 @@ def drive_half(workdir: Path, blocks: list[bytes], rounds: int, window: int) -> 
     try:
         if not parent.poll(60):
             raise SystemExit("the lab did not start within 60 s")
-        parent.recv()
+        drive_ip = parent.recv()
 
         async def run() -> dict[str, float]:
-            async with open_tape(DRIVE_IP) as tape:
+            async with open_tape(drive_ip) as tape:
                 return await through(tape, blocks, rounds, window)
         return asyncio.run(run())
     finally:

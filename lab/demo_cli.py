@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     addresses.add_argument("--tokens", type=int, default=2, help="tokens the lab will run (at .21, .22, ...)")
     addresses.add_argument("--drives", type=int, default=8, help="drives the lab will run (from .101)")
     addresses.add_argument("--shell", action="store_true", help="print NET=127.x.y LAN_PORT=N for a shell's eval")
-    addresses.add_argument("--json", action="store_true")
+    add_json(addresses)
     addresses.set_defaults(func=_addresses)
 
     up = lsub.add_parser("up", help="bring a topology up as separate processes, enrol and arm every site")

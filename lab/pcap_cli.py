@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import sys
 from pathlib import Path
 
 from protocol.cli_options import Progress, add_broadcast, add_ip, add_json
-from protocol.constants import MessageType
+from protocol.constants import DRIVE_LAN_PORT, MessageType
 from protocol.describe import describe, describe_iscsi, render
 from protocol.pcap import CaptureError, read_capture
 
@@ -33,12 +34,29 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
            help="send every request to this address (default: each to its captured destination)")
     rep.add_argument("--to", dest="ip", help=argparse.SUPPRESS)  # its name before --ip
     add_broadcast(rep, "also replay LAN broadcasts (KEYS_AVAILABLE, CLEAR_KEYS) to this address", default=None)
+    rep.add_argument("--renumber", metavar="CAPTURED=LIVE", type=_renumbering,
+                     help="move captured destinations in one network onto a lab elsewhere, "
+                          "e.g. 127.0.0.0/24=127.5.6.0/24 (the reference captures use 127.0.0.0/24)")
+    rep.add_argument("--drive-lan-port", type=int, default=DRIVE_LAN_PORT,
+                     help=f"the live lab's drive-LAN port, for replayed broadcasts (default {DRIVE_LAN_PORT})")
     rep.add_argument("--source", default="127.0.0.250", help="local address to replay from (default 127.0.0.250)")
     rep.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS", help="wait per reply")
     rep.add_argument("--allow-vop-reset", action="store_true",
                      help="also replay VOP Reset Drive (unauthenticated: it really wipes the drives)")
     add_json(rep)
     rep.set_defaults(func=_replay)
+
+
+def _renumbering(text: str) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]:
+    """``CAPTURED=LIVE``: two networks of the same size."""
+    try:
+        old, new = (ipaddress.IPv4Network(part.strip()) for part in text.split("="))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give CAPTURED=LIVE networks, e.g. 127.0.0.0/24=127.5.6.0/24") \
+            from None
+    if old.prefixlen != new.prefixlen:
+        raise argparse.ArgumentTypeError(f"{text!r}: the two networks must be the same size")
+    return old, new
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -93,7 +111,8 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         results = asyncio.run(replay(args.file, to=args.ip, broadcast=args.broadcast, source=args.source,
                                      timeout_s=args.timeout, allow_vop_reset=args.allow_vop_reset,
-                                     progress=progress, give_up_after=GIVE_UP_AFTER))
+                                     progress=progress, give_up_after=GIVE_UP_AFTER, renumber=args.renumber,
+                                     lan_port=args.drive_lan_port))
     finally:
         progress.close()
     if args.json:

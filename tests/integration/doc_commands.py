@@ -228,6 +228,9 @@ def run_document(doc: Path, work: Path) -> DocRun:
         "HOME": str(work), "LANG": "C.UTF-8", "TERM": "dumb",
         "__M": str(machine), "__LOGS": str(logs), "__SUITE_VENV": sys.prefix, "__READY_S": str(int(READY_TIMEOUT_S)),
         "T10K_STANDIN_RUN": str(machine / "run"), "PYTHONPATH": str(ARGS_ONLY),
+        # The user's cache (the QEMU guest's image, built by `make test` before the suite): the
+        # documents run in a private network, and a fresh HOME would send them to the mirror.
+        "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"),
     }
     started = time.monotonic()
     proc = subprocess.Popen(["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "bash", str(script)],

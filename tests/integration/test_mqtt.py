@@ -83,7 +83,7 @@ async def watch(broker: Broker, seconds: float, subscribed: asyncio.Event | None
         subscribed.set()
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
-    return [json.loads(line) for line in (first + out).decode().splitlines()]
+    return [json.loads(line) for line in out.decode().splitlines()]
 
 
 def _states(messages: list[dict[str, object]], kind: str) -> dict[str, dict[str, object]]:

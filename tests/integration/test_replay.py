@@ -68,7 +68,9 @@ async def test_replay_cli_reports_each_request(lab: Lab) -> None:
     await enrol_and_arm(lab)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "lab.cli", "pcap", "replay", str(ROOT / "captures" / "okt-rekey.pcap"), "--timeout",
-        "0.5", "--json", cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "0.5", "--json", "--renumber", f"{DEFAULT_NET.network}={lab.net.network}",
+        "--drive-lan-port", str(lab.net.lan_port), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     rows = json.loads(out)
