@@ -81,11 +81,10 @@ async def write(port: int, target: str, lun: int, mib: int, digests: bool, depth
 
 
 async def against_tgt(mib: int, digests: bool, depth: int) -> tuple[float, float, float]:
-    from tests.tgt import TGT_TAPE_LUN, running_tgt
-    pids: list[int] = []
+    from lab.tgt import FAST_SESSION, TgtTape
     with tempfile.TemporaryDirectory() as tmp:
-        async with running_tgt(Path(tmp), IP, 3262, size_mb=mib + 64, pids=pids) as target:
-            return await write(3262, target, TGT_TAPE_LUN, mib, digests, depth, pids[0])
+        async with TgtTape(Path(tmp), IP, port=3262, size_mib=mib + 64, session=FAST_SESSION) as tgt:
+            return await write(3262, tgt.iqn, tgt.lun, mib, digests, depth, tgt.pid or 0)
 
 
 def main() -> None:

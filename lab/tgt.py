@@ -1,18 +1,22 @@
 """tgt (the Linux SCSI target framework, ``tgtd``) serving one SSC tape LUN: a peer nobody here wrote.
 
-Tests and bench/iscsi_throughput.py point our initiator at it to check the host side
-against a real target, and to compare rates. tgtd runs in userspace; it ignores SIGTERM,
-so it is stopped the way REAL-CLIENTS.md says (delete the target, then the system), and
-killed by its PID only if that fails. Each instance uses its own management socket
-(``-C PORT``) so several can run at once on one machine.
+The one harness for tgt: tests (tests/integration, tests/realclients) and benchmarks
+(bench/iscsi_throughput.py, bench/iscsi_transport.py) point real clients and our initiator
+at it. tgtd runs in userspace; it ignores SIGTERM, so it is stopped the way REAL-CLIENTS.md
+says (delete the target, then the system), and killed by its own PID only if that fails.
+Each instance listens on the ``address:port`` it is given and has its own management socket
+(``-C PORT``): those are files under /var/run/tgtd shared by every network namespace, so
+an instance only uses a port once its own tgtd holds that port's lock.
 
-    with TgtTape(workdir, "127.0.0.1") as tgt:
+    with TgtTape(workdir, "127.0.0.1") as tgt:          # blocking callers
         tgt.iqn, tgt.lun   # the tape is LUN 1 (tgt keeps LUN 0 for its controller)
+    async with TgtTape(workdir, "127.0.0.1") as tgt:    # asyncio callers: the same code in a thread
+        tgt.pid            # tgtd's PID (benchmarks read its CPU time)
 """
 
 from __future__ import annotations
 
-import os
+import asyncio
 import random
 import shutil
 import subprocess
@@ -28,12 +32,16 @@ TGT_RUN_DIR = "/var/run/tgtd"
 #: tgtd's management port (-C) must be below 32768; each instance draws its own.
 CONTROL_PORTS = (1024, 32767)
 CONTROL_PORT_ATTEMPTS = 5
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
 
 
-#: Session keys tgt offers by default are small (8 KiB data segments, InitialR2T=Yes): the tests
-#: keep them (they exercise R2T), the benchmark offers what our own target negotiates.
+#: Session keys tgt offers by default are small (8 KiB data segments, InitialR2T=Yes): tests that
+#: exercise R2T keep them; the benchmarks and the tuned tests offer what our own target negotiates,
+#: and digests as an option (the initiator picks).
 FAST_SESSION = {"MaxRecvDataSegmentLength": "262144", "InitialR2T": "No", "ImmediateData": "Yes",
-                "FirstBurstLength": "262144", "MaxBurstLength": "1048576"}
+                "FirstBurstLength": "262144", "MaxBurstLength": "1048576",
+                "HeaderDigest": "None,CRC32C", "DataDigest": "None,CRC32C"}
 
 
 class TgtError(Exception):
@@ -42,6 +50,23 @@ class TgtError(Exception):
 
 def tgt_available() -> bool:
     return all(shutil.which(tool) for tool in ("tgtd", "tgtadm", "tgtimg"))
+
+
+def _lock_holders(lock_file: Path) -> set[int]:
+    """PIDs holding a POSIX lock on ``lock_file`` (from /proc/locks); empty if none or no file."""
+    try:
+        inode = lock_file.stat().st_ino
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return set()
+    holders = set()
+    for line in lines:
+        fields = line.split()
+        if "->" in fields:  # a waiter, not a holder
+            continue
+        if len(fields) >= 6 and fields[5].rsplit(":", 1)[-1] == str(inode):
+            holders.add(int(fields[4]))
+    return holders
 
 
 class TgtTape:
@@ -68,12 +93,20 @@ class TgtTape:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    async def __aenter__(self) -> TgtTape:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
     def start(self) -> None:
+        """tgtd up with the target, the LUN, the session keys and CHAP; stopped again if any step fails."""
         if not tgt_available():
             raise TgtError("tgt is not installed: apt-get install --no-install-recommends tgt")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.new_tape()
-        for attempt in range(CONTROL_PORT_ATTEMPTS):  # another tgtd may hold the port we drew
+        for attempt in range(CONTROL_PORT_ATTEMPTS):  # another tgtd may take the port we drew
             if self._spawn():
                 break
             if attempt == CONTROL_PORT_ATTEMPTS - 1:
@@ -91,21 +124,26 @@ class TgtTape:
                 self._adm("--lld", "iscsi", "--mode", "account", "--op", "bind", "--tid", str(_TID), "--user", user)
             self._adm("--lld", "iscsi", "--mode", "target", "--op", "bind", "--tid", str(_TID),
                       "--initiator-address", "ALL")
-        except TgtError:
+        except BaseException:
             self.stop()
             raise
 
     def _spawn(self) -> bool:
-        """Start tgtd on a free management port; False if it exits (that port was taken)."""
+        """Start tgtd on a free management port; False if it exits (that port was taken).
+
+        Ready means our tgtd holds that port's lock file and answers tgtadm: a tgtadm answer
+        alone could come from another instance that won the same port."""
         taken = {p.name for p in Path(TGT_RUN_DIR).glob("socket.*")} if Path(TGT_RUN_DIR).is_dir() else set()
         self.control_port = next(p for p in iter(lambda: random.randint(*CONTROL_PORTS), None)
                                  if f"socket.{p}" not in taken)
-        with open(self._log, "wb") as log:
+        lock = Path(TGT_RUN_DIR, f"socket.{self.control_port}.lock")
+        with open(self._log, "ab") as log:
             self._proc = subprocess.Popen(
                 ["tgtd", "-f", "-C", str(self.control_port), "--iscsi", f"portal={self.address}:{self.port}"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while self._adm("--mode", "system", "--op", "show", check=False).returncode != 0:
+        deadline = time.monotonic() + START_TIMEOUT
+        while (self._proc.pid not in _lock_holders(lock)
+               or self._adm("--mode", "system", "--op", "show", check=False).returncode != 0):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self._kill()
                 self._proc = None
@@ -114,6 +152,7 @@ class TgtTape:
         return True
 
     def stop(self) -> None:
+        """Delete the target, then the system (tgtd ignores SIGTERM); its PID is killed only if it stays."""
         if self._proc is None:
             return
         if self._proc.poll() is None:
@@ -121,12 +160,14 @@ class TgtTape:
                       check=False)
             self._adm("--mode", "system", "--op", "delete", check=False)
             try:
-                self._proc.wait(5)
+                self._proc.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self._kill()
         self._proc = None
-        for leftover in (f"socket.{self.control_port}", f"socket.{self.control_port}.lock"):
-            Path(TGT_RUN_DIR, leftover).unlink(missing_ok=True)
+        lock = Path(TGT_RUN_DIR, f"socket.{self.control_port}.lock")
+        if not _lock_holders(lock):  # leave the files alone if another tgtd took the port meanwhile
+            for leftover in (f"socket.{self.control_port}", lock.name):
+                Path(TGT_RUN_DIR, leftover).unlink(missing_ok=True)
 
     @property
     def pid(self) -> int | None:
@@ -165,9 +206,10 @@ class TgtTape:
         return result
 
     def _kill(self) -> None:
+        """Our own child, by its PID."""
         if self._proc is not None and self._proc.poll() is None:
-            os.kill(self._proc.pid, 9)
-            self._proc.wait(5)
+            self._proc.kill()
+            self._proc.wait(STOP_TIMEOUT)
 
     def _log_tail(self) -> str:
         try:

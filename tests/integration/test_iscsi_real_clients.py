@@ -11,8 +11,8 @@ import pytest
 
 from drive_daemon.iscsi import IscsiConfig, IscsiPortal
 from host.iscsi_client import IscsiClient, discover
+from lab.tgt import FAST_SESSION, TgtTape
 from tests.iscsi_lun import MemoryTapeLun
-from tests.tgt import TGT_TAPE_LUN, running_tgt
 from tests.unit.iscsi.pair import TARGET
 
 pytestmark = pytest.mark.network
@@ -71,10 +71,12 @@ TGT_DEFAULTS: dict[str, str] = {"HeaderDigest": "None,CRC32C", "DataDigest": "No
 @pytest.mark.parametrize("digests,params", [(False, None), (True, None), (False, TGT_DEFAULTS)],
                          ids=["tuned", "tuned-digests", "tgt-defaults"])
 async def test_our_initiator_against_tgt_ssc(tmp_path: Path, digests: bool, params: dict[str, str] | None) -> None:
-    async with running_tgt(tmp_path / "tgt", IP, 3261, size_mb=64, params=params) as target:
+    async with TgtTape(tmp_path / "tgt", IP, port=3261, size_mib=64,
+                       session=FAST_SESSION if params is None else params) as tgt:
+        target = tgt.iqn
         assert (target, f"{IP}:3261,1") in await discover(IP, 3261)
         async with IscsiClient(IP, 3261, target=target, digests=digests) as client:
-            client.lun = TGT_TAPE_LUN
+            client.lun = tgt.lun
             reply = await client.execute(bytes([0x12, 0, 0, 0, 96, 0]), expected_in=96)
             assert reply.status == 0 and reply.data[0] & 0x1F == 0x01  # a sequential-access device
             assert reply.residual == 96 - len(reply.data)

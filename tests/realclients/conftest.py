@@ -8,7 +8,7 @@ from typing import Iterator
 import pytest
 
 from lab.guest.build import GuestImage, ensure_image
-from tests.realclients.tgt import Tgt
+from lab.tgt import TgtTape
 
 TGT_IP = "127.0.12.1"
 
@@ -19,9 +19,6 @@ def guest_image() -> GuestImage:
 
 
 @pytest.fixture
-def tgt(tmp_path: Path) -> Iterator[Tgt]:
-    target = Tgt(tmp_path, TGT_IP).start()
-    try:
+def tgt(tmp_path: Path) -> Iterator[TgtTape]:
+    with TgtTape(tmp_path, TGT_IP) as target:  # stopped by tgtadm, then PID, even when the test fails
         yield target
-    finally:
-        target.stop()

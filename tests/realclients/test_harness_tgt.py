@@ -16,21 +16,21 @@ import pytest
 
 from lab.guest.build import GuestImage
 from lab.guest.runner import GuestRun, Lun, run_script
+from lab.tgt import TgtTape
 from tests.realclients.scripts import SEQ_FILES, TAR_ROUND_TRIP, checksums, seq_sha256
-from tests.realclients.tgt import TGT_IQN, TGT_TAPE_LUN, Tgt
 
 pytestmark = pytest.mark.network
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def on_tgt(tgt: Tgt, image: GuestImage, script: str, timeout: float = 90) -> GuestRun:
-    run = run_script(script, lun=Lun(tgt.ip, TGT_IQN, lun=TGT_TAPE_LUN), timeout=timeout, image=image)
+def on_tgt(tgt: TgtTape, image: GuestImage, script: str, timeout: float = 90) -> GuestRun:
+    run = run_script(script, lun=Lun(tgt.address, tgt.iqn, lun=tgt.lun), timeout=timeout, image=image)
     assert run.tape, run.console[-2000:]
     assert run.status == 0, run.output[-3000:]
     return run
 
 
-def test_gnu_tar_writes_a_tree_to_tgt_and_reads_it_back_identical(tgt: Tgt, guest_image: GuestImage) -> None:
+def test_gnu_tar_writes_a_tree_to_tgt_and_reads_it_back_identical(tgt: TgtTape, guest_image: GuestImage) -> None:
     out = on_tgt(tgt, guest_image, TAR_ROUND_TRIP).output
     assert "TAR-CREATE 0" in out and "TAR-EXTRACT 0" in out, out
     before, after = checksums(out, "BEFORE"), checksums(out, "AFTER")
@@ -39,7 +39,7 @@ def test_gnu_tar_writes_a_tree_to_tgt_and_reads_it_back_identical(tgt: Tgt, gues
         assert after[path] == seq_sha256(n)
 
 
-def test_mt_against_tgt(tgt: Tgt, guest_image: GuestImage) -> None:
+def test_mt_against_tgt(tgt: TgtTape, guest_image: GuestImage) -> None:
     out = on_tgt(tgt, guest_image, """
 mt status
 for i in 1 2 3; do echo "file $i" | dd of=/dev/nst0 bs=512 conv=sync 2>/dev/null; done
@@ -63,7 +63,7 @@ mt offline; echo "OFFLINE $?"; sg_turs /dev/sg0; echo "TUR $?"
     assert "OFFLINE 0\nTUR 0" in out                                 # tgt: still ready after UNLOAD
 
 
-def test_sg_raw_and_sg_requests_show_tgt_sense_bytes(tgt: Tgt, guest_image: GuestImage) -> None:
+def test_sg_raw_and_sg_requests_show_tgt_sense_bytes(tgt: TgtTape, guest_image: GuestImage) -> None:
     out = on_tgt(tgt, guest_image, """
 sg_turs /dev/sg0; echo "TUR $?"
 sg_raw -v /dev/sg0 2b 00 00 00 00 00 00 00 00 00; echo "LOCATE $?"
@@ -80,7 +80,7 @@ sg_requests -H /dev/sg0; echo "REQUEST-SENSE $?"
 
 
 @pytest.mark.timeout(600)
-def test_btape_runs_to_completion_and_reports_tgts_append_failure(tgt: Tgt, guest_image: GuestImage) -> None:
+def test_btape_runs_to_completion_and_reports_tgts_append_failure(tgt: TgtTape, guest_image: GuestImage) -> None:
     run = on_tgt(tgt, guest_image, """
 printf 'test\\nquit\\n' | btape -c /etc/bacula/bacula-sd.conf /dev/nst0 > /tmp/btape.out 2>&1
 echo "BTAPE $?"
@@ -94,9 +94,9 @@ grep -v 'btape.c:191[79]' /tmp/btape.out
     assert "Append test failed.\n" in out and "Unable to correct the problem." in out
 
 
-def test_t10k_lab_guest_discovers_the_target_and_returns_the_exit_status(tgt: Tgt) -> None:
-    result = subprocess.run([sys.executable, "-m", "lab.cli", "lab", "guest", "--ip", tgt.ip, "--lun",
-                             str(TGT_TAPE_LUN), "--command", "lsscsi; mt status | head -2; exit 3"], cwd=ROOT,
+def test_t10k_lab_guest_discovers_the_target_and_returns_the_exit_status(tgt: TgtTape) -> None:
+    result = subprocess.run([sys.executable, "-m", "lab.cli", "lab", "guest", "--ip", tgt.address, "--lun",
+                             str(tgt.lun), "--command", "lsscsi; mt status | head -2; exit 3"], cwd=ROOT,
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 3, result.stderr
     assert result.stdout.startswith("[0:0:0:0]    tape    IET      VIRTUAL-TAPE     0001  /dev/st0 \n"), result.stdout
