@@ -27,6 +27,7 @@ from typing import AsyncIterator
 import pytest
 
 from kms_client import station
+from lab.addresses import free_net
 from lab.cluster import Lab, LabPlan
 from lab.guest.build import GuestImage
 from lab.guest.runner import GuestRun, Lun, run_script
@@ -38,7 +39,8 @@ pytestmark = pytest.mark.network
 
 ROOT = Path(__file__).resolve().parents[2]
 T10K = [sys.executable, "-m", "lab.cli"]
-TOKEN_IP, DRIVE_IP, PLAIN_DRIVE_IP = "127.0.12.21", "127.0.12.101", "127.0.12.102"
+NET = free_net()  # beside any lab, the README's daemons included
+TOKEN_IP, DRIVE_IP, PLAIN_DRIVE_IP = NET.token_ip(0), NET.drive_ip(0), NET.drive_ip(1)
 POOL = "pool-1"
 FSC = slice(18, 20)
 KEY_ID = slice(20, 28)
@@ -78,7 +80,7 @@ class Site:
 
 @pytest.fixture
 async def site(tmp_path: Path, guest_image: GuestImage) -> AsyncIterator[Site]:
-    plan = LabPlan(tokens=(("token-A", TOKEN_IP),), drive_count=1, first_drive_ip=DRIVE_IP, announce_interval_s=0.3)
+    plan = LabPlan(token_names=("token-A",), drive_count=1, net=NET, announce_interval_s=0.3)
     async with Lab(tmp_path / "lab", plan) as lab:
         key = await lab.arm(POOL)
         yield Site(lab, key, guest_image)
@@ -91,8 +93,8 @@ async def plain_drive(tmp_path: Path, site: Site) -> AsyncIterator[bytes]:
     (tmp_path / "2g.json").write_text(format_manufacturing(made))
     proc = await asyncio.create_subprocess_exec(
         *T10K, "drive", "run", "--ip", PLAIN_DRIVE_IP, "--manufacturing", str(tmp_path / "2g.json"), "--state",
-        str(tmp_path / "2g"), "--library", str(site.lab.library), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        str(tmp_path / "2g"), "--library", str(site.lab.library), "--drive-lan-port", str(NET.lan_port), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 30)
     assert b"serving" in line, line
