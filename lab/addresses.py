@@ -152,3 +152,21 @@ def allocate(tokens: int, drives: int, *, rng: random.Random | None = None) -> L
             return net
     raise AddressError(f"no free loopback /24 and drive-LAN port found in {MAX_ATTEMPTS} tries: "
                        f"give them with --net 127.X.Y.0/24:PORT")
+
+
+#: Every port a token or a drive binds on its own address (the drive LAN's broadcast port aside).
+DAEMON_PORTS = ((TOKEN_LAN_PORT, "udp"), (TOKEN_MGMT_PORT, "tcp"), (DRIVE_PORT, "udp"), (VOP_PORT, "tcp"),
+                (ISCSI_PORT, "tcp"))
+
+
+def free_net(*, rng: random.Random | None = None) -> LabNet:
+    """A /24 and drive-LAN port where nothing holds any port a token or a drive binds on any host .1-.254.
+
+    For tests and tools that start daemons one by one at addresses of their choosing
+    (``net.host(n)``), or need an address where nothing answers.
+    """
+    for _ in range(MAX_ATTEMPTS):
+        net = allocate(0, 0, rng=rng)
+        if all(_probe(net.host(n), port, transport) is None for n in range(1, 255) for port, transport in DAEMON_PORTS):
+            return net
+    raise AddressError(f"no loopback /24 with every daemon port free found in {MAX_ATTEMPTS} tries")

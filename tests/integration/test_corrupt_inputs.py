@@ -21,12 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from lab.addresses import free_net
 from lab.cli import build_parser, main
 
 pytestmark = pytest.mark.network
 
 ROOT = Path(__file__).resolve().parents[2]
-NOBODY = "127.9.255.1"  # nothing listens there
+#: Free addresses (beside any lab): the store's token and drives, where nothing listens, and one per job
+NOBODY, JOB_NET = free_net().host(1), free_net()
 RUN_LIMIT_S = 6.0
 
 
@@ -139,6 +141,8 @@ def damaged(world: World, how: str, into: Path) -> dict[str, Path]:
 _BY_DEST = {"store": "store", "dir": "store", "primary": "store", "source": "store", "manufacturing": "manufacturing",
             "secret_file": "secret", "key_file": "key-file", "topology": "topology", "library": "library",
             "files": "export", "sources": "export"}
+#: Given even where optional: an address left out is a default another lab may hold (pcap replay: the captured ones).
+_ALWAYS = {"csn", "ip", "ip_option", "first_ip", "to", "drive_lan_port"}
 _FILE_BY_COMMAND = {"import-keys": "export", "plan": "plan", "decode": "pcap", "replay": "pcap"}
 _OUTPUTS = {"out", "secret_out", "text", "capture", "keep"}
 _VALUES = {"count": "1", "key": "0000000500000001",
@@ -150,7 +154,7 @@ OUTPUT = "output"
 
 def nobody(n: int) -> str:
     """Job n's network address, where nothing listens unless that job starts it."""
-    return f"127.9.{n % 250}.1"
+    return JOB_NET.host(1 + n % 254)
 
 
 def input_kind(command: list[str], action: argparse.Action) -> str | None:
@@ -206,10 +210,11 @@ def jobs_for(intact: dict[str, Path], broken: dict[str, Path], work: Path) -> li
 
             argv = list(command)
             for action in parser._actions:
-                if action.dest in ("help", "json", "verbose") or isinstance(action, argparse._SubParsersAction):
+                if action.dest in ("help", "json", "verbose", "_ip_positional") or isinstance(
+                        action, argparse._SubParsersAction):  # the address goes with --ip (always given)
                     continue
                 kind = input_kind(command, action)
-                if kind is None and not (action.required or not action.option_strings or action.dest == "csn"):
+                if kind is None and not (action.required or not action.option_strings or action.dest in _ALWAYS):
                     continue
                 if kind == OUTPUT:
                     value = str(own / f"new-{action.dest}")
@@ -217,6 +222,8 @@ def jobs_for(intact: dict[str, Path], broken: dict[str, Path], work: Path) -> li
                     value = str(pick(kind))
                 elif action.dest in ("ip", "ip_option", "first_ip", "to"):
                     value = nobody(n)  # each job its own: a daemon one job starts is no other job's peer
+                elif action.dest == "drive_lan_port":  # a daemon a job starts hears no other lab's LAN
+                    value = str(JOB_NET.lan_port)
                 elif action.dest == "mqtt":
                     value = f"mqtt://{nobody(n)}:1"
                 else:
@@ -346,7 +353,8 @@ def test_no_command_shows_a_traceback_on_damaged_inputs(world: World, how: str, 
     failed = [r for r in results if r.code not in (0, None)]
     unclear = [r for r in failed if len(errors := [line for line in r.err.splitlines() if line.startswith("t10k: error:")])
                != 1 or r.err.splitlines()[-1] != errors[0] or (
-        r.job.damaged and str(r.job.damaged) not in r.err and "127.9." not in r.err and "nothing answers at" not in r.err)]
+        r.job.damaged and str(r.job.damaged) not in r.err and NOBODY not in r.err and f"{JOB_NET.prefix}." not in r.err
+        and "nothing answers at" not in r.err)]
     assert not unclear, "\n\n".join(r.show() for r in unclear)
     # A KMS command on a damaged store fails, with the way out. (SQLite reads a WAL cut short,
     # or empty, as that of a store that stopped mid-write: such a store opens.)

@@ -20,11 +20,13 @@ import pytest
 from host import errors as e
 from host.session import open_tape
 from host.tape import TapeDrive
+from lab.addresses import free_net
 from lab.tgt import TgtTape
 
 pytestmark = pytest.mark.network
 
-ADDRESS = "127.0.9.31"
+NET = free_net()  # beside any lab; NET.drive_ip(1) is an address where nothing answers
+ADDRESS = NET.drive_ip(0)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -157,7 +159,7 @@ def test_discovery_finds_the_target_without_naming_it(tgt: TgtTape, tmp_path: Pa
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
-    (["host", "list", "--ip", "127.0.9.99", "--json"], 1, "cannot log in"),
+    (["host", "list", "--ip", NET.drive_ip(1), "--json"], 1, "cannot log in"),
     (["host", "backup", "--ip", ADDRESS, "--block-size", "0", "x"], 2, "a block is 1.."),
     (["host", "list"], 2, "--ip"),
     (["host", "backup", "--ip", ADDRESS, "/nonexistent/file"], 1, "is not a readable file"),

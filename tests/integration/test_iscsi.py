@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from drive_daemon.iscsi import IscsiConfig, IscsiPortal
+from lab.addresses import free_net
 from host.iscsi_client import IscsiClient, IscsiClientError, discover
 from protocol.iscsi import LoginRequest, NopIn, PduReader, TmfFunction, TmfResult, encode_pdu_bytes, encode_text
 from protocol.iscsi.negotiation import DEFAULTS
@@ -15,7 +16,7 @@ from tests.unit.iscsi.pair import TARGET
 
 pytestmark = pytest.mark.network
 
-IP = "127.0.0.31"
+IP = free_net().drive_ip(0)  # beside any lab, the README's daemons included
 BLOCK = bytes(range(256)) * 1024
 
 

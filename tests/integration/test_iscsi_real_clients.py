@@ -11,13 +11,14 @@ import pytest
 
 from drive_daemon.iscsi import IscsiConfig, IscsiPortal
 from host.iscsi_client import IscsiClient, discover
+from lab.addresses import free_net
 from lab.tgt import FAST_SESSION, TgtTape
 from tests.iscsi_lun import MemoryTapeLun
 from tests.unit.iscsi.pair import TARGET
 
 pytestmark = pytest.mark.network
 
-IP = "127.0.0.32"
+IP = free_net().drive_ip(0)  # beside any lab, the README's daemons included
 
 
 async def run(*args: str) -> str:

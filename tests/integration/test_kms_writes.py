@@ -24,6 +24,7 @@ from kms_client.errors import TokenRefused, TokenUnreachable, WriteUnsettled, Wr
 from kms_client.keyadmin import set_backupkey
 from kms_client.push import request
 from kms_client.store import KmsStore
+from lab.addresses import free_net
 from protocol import MgmtResult, ReadStatus, decode
 from protocol.constants import TOKEN_MGMT_PORT, MgmtStatus
 from protocol.manufacturing import make_drives
@@ -32,8 +33,9 @@ pytestmark = pytest.mark.network
 
 ROOT = Path(__file__).resolve().parents[2]
 T10K = [sys.executable, "-m", "lab.cli"]
-TOKEN_IP = "127.0.5.21"
-PROXY_IP = "127.0.5.31"
+NET = free_net()  # beside any lab, the README's daemons included
+TOKEN_IP = NET.token_ip(0)
+PROXY_IP = NET.token_ip(1)
 DRIVES = ["d0", "d1"]
 
 
@@ -76,7 +78,7 @@ class TokenProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen([*T10K, "token", "run", "--ip", TOKEN_IP, "--state", str(self.state),
-                                      "--secret-file", str(self.secret_file)], cwd=ROOT, stdout=subprocess.PIPE,
+                                      "--secret-file", str(self.secret_file), "--drive-lan-port", str(NET.lan_port)], cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         assert "serving" in line, f"the token daemon did not start: {line} {self.proc.stderr.read()}"  # type: ignore[union-attr]

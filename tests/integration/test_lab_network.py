@@ -126,7 +126,7 @@ async def test_malformed_input_is_counted_and_the_daemons_keep_serving(lab: Lab)
                b"T10K\x09" + bytes(11)]
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-    udp.bind(("127.0.0.250", 0))
+    udp.bind((lab.net.host(250), 0))
     for data in garbage:
         udp.sendto(data, (lab.token_ips["token-A"], TOKEN_LAN_PORT))
         udp.sendto(data, (lab.drive_ips["drive-01"], DRIVE_PORT))

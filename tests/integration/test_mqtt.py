@@ -18,6 +18,7 @@ import pytest
 
 import protocol as p
 from kms_client import station
+from lab.addresses import free_net
 from lab.cluster import Lab, LabPlan
 from protocol.constants import TOKEN_LAN_PORT, EncryptionLed
 from tests.integration.conftest import POOL, enrol_and_arm
@@ -83,7 +84,7 @@ async def watch(broker: Broker, seconds: float, subscribed: asyncio.Event | None
         subscribed.set()
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
-    return [json.loads(line) for line in out.decode().splitlines()]
+    return [json.loads(line) for line in out.decode().splitlines()]  # 'watching' was on stderr
 
 
 def _states(messages: list[dict[str, object]], kind: str) -> dict[str, dict[str, object]]:
@@ -140,7 +141,8 @@ def test_watch_says_clearly_when_there_is_no_broker() -> None:
 
 # --- availability: the MQTT last will, and what watch makes of it -------------------------
 
-WATCH_TOKEN_IP = "127.0.4.21"
+NET = free_net()  # beside any lab, the README's daemons included
+WATCH_TOKEN_IP = NET.token_ip(0)
 
 
 def _watch_text(broker: Broker, seconds: float, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -153,7 +155,7 @@ def _token_daemon(tmp_path: Path, broker: Broker) -> subprocess.Popen[str]:
     secret.write_text(os.urandom(32).hex() + "\n")
     proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "token", "run", "--ip", WATCH_TOKEN_IP, "--state",
                              str(tmp_path / "tok"), "--secret-file", str(secret), "--mqtt", broker.url,
-                             "--site", "tokyo", "--json"], cwd=ROOT, stdout=subprocess.PIPE,
+                             "--site", "tokyo", "--json", "--drive-lan-port", str(NET.lan_port)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     ready = json.loads(proc.stdout.readline())

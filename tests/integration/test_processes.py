@@ -14,14 +14,15 @@ from typing import Iterator
 
 import pytest
 
-from lab.addresses import allocate
+from lab.addresses import free_net
 
 pytestmark = pytest.mark.network
 
 T10K = [sys.executable, "-m", "lab.cli"]
 ROOT = Path(__file__).resolve().parents[2]
-#: A free 127.x.y.0/24 and drive-LAN port, so these run beside another lab (or the README's daemons).
-NET = allocate(tokens=0, drives=0)
+#: A free 127.x.y.0/24 (every daemon port of every host, the dead ones the tests use too) and drive-LAN port,
+#: so these run beside another lab (or the README's daemons).
+NET = free_net()
 TOKEN_IP = NET.token_ip(0)
 FIRST_DRIVE_IP = NET.drive_ip(0)
 

@@ -12,7 +12,7 @@ import pytest
 
 from drive_daemon.vop import vop_reset
 from kms_client import station
-from lab.addresses import DEFAULT_NET
+from lab.addresses import DEFAULT_NET, free_net
 from lab.captures import SCENARIOS
 from lab.cluster import Lab
 from lab.replay import replay
@@ -54,13 +54,14 @@ async def test_replay_changes_nothing_protected(lab: Lab, name: str) -> None:
 
 
 def test_replay_to_a_dead_address_says_what_it_waits_for_and_fails() -> None:
+    dead = free_net().token_ip(0)  # nothing answers there (not a fixed address another lab may hold)
     result = subprocess.run([sys.executable, "-m", "lab.cli", "pcap", "replay", str(ROOT / "captures" / "reset.pcap"),
-                             "--ip", "127.0.6.1", "--timeout", "0.05", "--json"], cwd=ROOT, capture_output=True,
+                             "--ip", dead, "--timeout", "0.05", "--json"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 1 and result.stdout == ""
     progress = result.stderr.splitlines()
-    assert progress[0].startswith("replay: [1/") and "to 127.0.6.1:7020, waiting up to 0.05 s for its reply" in progress[0]
-    assert progress[-1] == ("t10k: error: nothing answers at 127.0.6.1: 3 request(s) in a row got no reply within "
+    assert progress[0].startswith("replay: [1/") and f"to {dead}:7020, waiting up to 0.05 s for its reply" in progress[0]
+    assert progress[-1] == (f"t10k: error: nothing answers at {dead}: 3 request(s) in a row got no reply within "
                             "0.05 s (is the daemon running there? is --ip right?)")
 
 

@@ -151,3 +151,24 @@ def test_lab_up_names_the_holder_of_a_site_address(tmp_path: Path) -> None:
                                               rf"held by this process {os.getpid()}"):
             lab.up()
     assert lab.daemons == [] and not (tmp_path / "state").exists()
+
+
+def test_the_drive_tests_run_beside_a_lab_on_the_default_addresses(tmp_path: Path) -> None:
+    """The VOP-loading and iSCSI tests (a lab, a drive process, our portal, libiscsi and tgt) while a lab holds
+    127.0.0.0/24 and LAN port 7010, 127.0.0.101:3260 included: their addresses are found free."""
+    default = _default_lab(tmp_path / "default") if not clashes(DEFAULT_NET, 2, 8) else None
+    try:
+        assert clashes(DEFAULT_NET, 2, 8), "a lab holds the default addresses"
+        modules = ["test_vop_loading.py", "test_drive_real_clients.py", "test_iscsi_real_clients.py"]
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                 *(f"tests/integration/{m}" for m in modules)], cwd=ROOT, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        assert " passed" in result.stdout and "skipped" not in result.stdout and "error" not in result.stdout
+        assert default is None or default.poll() is None  # the lab on the default addresses was not disturbed
+    finally:
+        if default is not None:
+            assert default.stdin is not None
+            default.stdin.write("\n")
+            default.stdin.close()
+            default.wait(20)

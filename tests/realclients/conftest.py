@@ -7,10 +7,12 @@ from typing import Iterator
 
 import pytest
 
+from lab.addresses import free_net
 from lab.guest.build import GuestImage, ensure_image
 from lab.tgt import TgtTape
 
-TGT_IP = "127.0.12.1"
+NET = free_net()  # beside any lab, the README's daemons included
+TGT_IP = NET.host(1)
 
 
 @pytest.fixture(scope="session")

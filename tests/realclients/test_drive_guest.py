@@ -15,10 +15,7 @@ What these tests assume of the merged tree (issue 9, the scsi-iscsi and scsi-ssc
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +24,7 @@ from typing import AsyncIterator
 import pytest
 
 from kms_client import station
+from lab.addresses import free_net
 from lab.cluster import Lab, LabPlan
 from lab.guest.build import GuestImage
 from lab.guest.runner import GuestRun, Lun, run_script
@@ -38,7 +36,8 @@ pytestmark = pytest.mark.network
 
 ROOT = Path(__file__).resolve().parents[2]
 T10K = [sys.executable, "-m", "lab.cli"]
-TOKEN_IP, DRIVE_IP, PLAIN_DRIVE_IP = "127.0.12.21", "127.0.12.101", "127.0.12.102"
+NET = free_net()  # beside any lab, the README's daemons included
+TOKEN_IP, DRIVE_IP, PLAIN_DRIVE_IP = NET.token_ip(0), NET.drive_ip(0), NET.drive_ip(1)
 POOL = "pool-1"
 FSC = slice(18, 20)
 KEY_ID = slice(20, 28)
@@ -78,7 +77,7 @@ class Site:
 
 @pytest.fixture
 async def site(tmp_path: Path, guest_image: GuestImage) -> AsyncIterator[Site]:
-    plan = LabPlan(tokens=(("token-A", TOKEN_IP),), drive_count=1, first_drive_ip=DRIVE_IP, announce_interval_s=0.3)
+    plan = LabPlan(token_names=("token-A",), drive_count=1, net=NET, announce_interval_s=0.3)
     async with Lab(tmp_path / "lab", plan) as lab:
         key = await lab.arm(POOL)
         yield Site(lab, key, guest_image)
@@ -91,8 +90,8 @@ async def plain_drive(tmp_path: Path, site: Site) -> AsyncIterator[bytes]:
     (tmp_path / "2g.json").write_text(format_manufacturing(made))
     proc = await asyncio.create_subprocess_exec(
         *T10K, "drive", "run", "--ip", PLAIN_DRIVE_IP, "--manufacturing", str(tmp_path / "2g.json"), "--state",
-        str(tmp_path / "2g"), "--library", str(site.lab.library), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        str(tmp_path / "2g"), "--library", str(site.lab.library), "--drive-lan-port", str(NET.lan_port), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 30)
     assert b"serving" in line, line
@@ -286,24 +285,3 @@ grep -v 'btape.c:191[79]' /tmp/btape.out
     assert "Block re-read correct. Test succeeded!\n=== End Write, backup, and re-read test ===" in out
     assert "We should be in file 5. I am at file 5. This is correct!\n\n=== End Forward space files test ===" in out
     assert "NOT correct" not in out and "failed" not in out.lower()
-
-
-def test_the_guest_document_runs_as_written(tmp_path: Path) -> None:
-    """Every ```sh block of docs/GUEST.md, in order, in one bash; its daemons go with its process group."""
-    text = (ROOT / "docs" / "GUEST.md").read_text()
-    blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
-    assert len(blocks) == 4
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", TMPDIR=str(tmp_path))
-    proc = subprocess.Popen(["bash", "-c", "set -euo pipefail\n" + "\n".join(blocks)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=600)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)  # the script's own group: its token and drive if it failed
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
-    assert proc.returncode == 0, out[-3000:] + err[-3000:]
-    assert "led                   RED" in out and "d/hello.txt" in out and "File number=" in out
-    assert re.search(r"Drive Encryption:\s+mixed", out) and "exit status 0" in err

@@ -16,6 +16,7 @@ import pytest
 
 from lab.guest.build import GuestImage
 from lab.guest.runner import GuestRun, Lun, run_script
+from tests.realclients.conftest import NET
 from lab.tgt import TgtTape
 from tests.realclients.scripts import SEQ_FILES, TAR_ROUND_TRIP, checksums, seq_sha256
 
@@ -102,7 +103,7 @@ def test_t10k_lab_guest_discovers_the_target_and_returns_the_exit_status(tgt: Tg
     assert result.stdout.startswith("[0:0:0:0]    tape    IET      VIRTUAL-TAPE     0001  /dev/st0 \n"), result.stdout
     assert "SCSI 2 tape drive:\nFile number=0, block number=0, partition=0.\n" in result.stdout
     assert "t10k lab guest: exit status 3 in " in result.stderr
-    wrong = subprocess.run([sys.executable, "-m", "lab.cli", "lab", "guest", "--ip", "127.0.12.9", "--command", "true"],
+    wrong = subprocess.run([sys.executable, "-m", "lab.cli", "lab", "guest", "--ip", NET.host(9), "--command", "true"],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert wrong.returncode == 1 and "t10k: error: no iSCSI target found at 127.0.12.9:3260" in wrong.stderr
+    assert wrong.returncode == 1 and f"t10k: error: no iSCSI target found at {NET.host(9)}:3260" in wrong.stderr
     assert "Traceback" not in wrong.stderr
