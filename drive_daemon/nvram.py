@@ -84,7 +84,8 @@ def save_nvram(state_dir: Path, csn: bytes, pckey: bytes, nvram: Nvram) -> None:
 
 
 def write_nvram(state_dir: Path, csn: bytes, data: bytes) -> None:
-    """Write then rename: a crash leaves the old NVRAM or the new one."""
+    """Write, fsync, rename, fsync the directory: a crash leaves the old NVRAM or the new one,
+    and once this returns the new one survives a crash (the drive may then acknowledge)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     path = nvram_path(state_dir, csn)
     tmp = path.with_suffix(".tmp")
@@ -93,3 +94,8 @@ def write_nvram(state_dir: Path, csn: bytes, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)  # the rename itself is durable
+    finally:
+        os.close(fd)

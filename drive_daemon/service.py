@@ -55,7 +55,7 @@ from .tape import TapeCheck, TapeSession
 if TYPE_CHECKING:
     from events import EventPublisher
 from protocol.manufacturing import ManufacturedDrive
-from .nvram import encode_nvram, load_nvram, write_nvram
+from .nvram import encode_nvram, load_nvram, nvram_path, write_nvram
 
 log = logging.getLogger("t10k.drive")
 
@@ -94,6 +94,12 @@ class Counters:
     events: collections.Counter[str] = field(default_factory=collections.Counter)
     datagrams_in: int = 0
     datagrams_out: int = 0
+    #: NVRAM writes that failed (their replies were not sent).
+    nvram_failures: int = 0
+
+
+#: Writes a drive's NVRAM (state_dir, csn, data); injectable for tests of failing disks.
+NvramWriter = Callable[[Path, bytes, bytes], None]
 
 
 @contextlib.contextmanager
@@ -132,6 +138,8 @@ class HostedDrive:
         self.iscsi: IscsiPortal | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._writes: asyncio.Lock = asyncio.Lock()
+        #: Outputs queued behind an NVRAM write: later sends wait, so per-drive order holds.
+        self._queued = 0
         #: A stopped drive (powered off) hears nothing and sends nothing.
         self.powered = False
 
@@ -187,12 +195,15 @@ class HostedDrive:
             self.apply(self.drive.receive(frame, addr, time.time()))
 
     def apply(self, out: Output) -> None:
-        if out.persist:
-            # Serialise now (consistent), write in a thread; ordered per drive.
-            data = encode_nvram(self.csn, self.made.pckey, self.drive.nvram)
-            self.host.spawn(self._write(data))
-        for t in out.sends:
-            self.send(t)
+        if out.persist or self._queued:
+            # Serialise now (consistent), write in a thread; the sends (a KEY_ACK says "stored")
+            # go only once the write is durable, and later sends queue behind it (per-drive order).
+            data = encode_nvram(self.csn, self.made.pckey, self.drive.nvram) if out.persist else None
+            self._queued += 1
+            self.host.spawn(self._write_then_send(data, list(out.sends)))
+        else:
+            for t in out.sends:
+                self.send(t)
         for event in out.events:
             self.host.counters.events[type(event).__name__] += 1
             log.debug("drive %s: %s", self.csn.hex(), event)
@@ -218,9 +229,22 @@ class HostedDrive:
                 publisher.event(drive_event(site, self.csn),
                                 {"type": type(event).__name__, "csn": self.csn.hex(), "ip": self.ip} | describe(event))
 
-    async def _write(self, data: bytes) -> None:
-        async with self._writes:
-            await asyncio.to_thread(write_nvram, self.host.config.state_dir, self.csn, data)
+    async def _write_then_send(self, data: bytes | None, sends: list[Transmit]) -> None:
+        try:
+            async with self._writes:
+                if data is not None:
+                    state_dir = self.host.config.state_dir
+                    try:
+                        await asyncio.to_thread(self.host.nvram_writer, state_dir, self.csn, data)
+                    except OSError as exc:
+                        self.host.counters.nvram_failures += 1
+                        log.error("drive %s: NVRAM write to %s failed (%s): its replies are not sent",
+                                  self.csn.hex(), nvram_path(state_dir, self.csn), exc)
+                        return
+                for t in sends:
+                    self.send(t)
+        finally:
+            self._queued -= 1
 
     def send(self, t: Transmit) -> None:
         if not self.powered or self.transport is None or self.transport.is_closing():
@@ -299,8 +323,10 @@ class DriveHost:
     """Hosts drives in one process; ``async with DriveHost(cfg, [(made, ip), ...])``."""
 
     def __init__(self, config: DriveHostConfig, drives: list[tuple[ManufacturedDrive, str]], *, tap: Tap | None = None,
-                 events: EventPublisher | None = None, site: str = "lab") -> None:
+                 events: EventPublisher | None = None, site: str = "lab",
+                 nvram_writer: NvramWriter = write_nvram) -> None:
         self.config = config
+        self.nvram_writer = nvram_writer
         self.publisher = events
         self.site = site
         self.counters = Counters()

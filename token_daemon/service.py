@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import copy
 import logging
 import socket
 
@@ -15,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from protocol import DecodeError, Transmit, decode, decode_header
+from protocol import (
+    ClearError, DecodeError, Frame, MgmtResult, Transmit, WriteEkt, WriteOkt, decode, decode_header, encode_authenticated,
+)
 from protocol.constants import (
     ANNOUNCE_INTERVAL_S,
     DRIVE_LAN_PORT,
@@ -23,10 +27,11 @@ from protocol.constants import (
     LOOPBACK_BROADCAST,
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
+    MgmtStatus,
 )
 from protocol.timestamps import now_us
 
-from .memory import MemoryStore
+from .memory import IMAGE_NAME, MemoryStore
 from .token import ErrorRecorded, Event, ManagementRefused, Output, Token
 
 if TYPE_CHECKING:
@@ -55,6 +60,8 @@ class TokenConfig:
     receive_buffer_bytes: int = 4 * 1024 * 1024
     #: Acknowledgements and error reports are written at most this often (coalesced).
     persist_interval_s: float = 0.2
+    #: A failed write is retried after this, doubling up to ``persist_backoff_max_s``.
+    persist_backoff_max_s: float = 5.0
 
 
 @dataclass
@@ -64,6 +71,8 @@ class Counters:
     datagrams_in: int = 0
     datagrams_out: int = 0
     dropped: int = 0
+    #: Writes of the token's state that failed (each is retried).
+    persist_failures: int = 0
 
 
 class _LanProtocol(asyncio.DatagramProtocol):
@@ -98,6 +107,8 @@ class TokenService:
         self._persist_lock = asyncio.Lock()
         self._dirty = asyncio.Event()
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        #: Why the state cannot be written now (None: it can); the log and status say it.
+        self.persist_error: str | None = None
 
     def subscribe(self, sink: EventSink) -> None:
         self._sinks.append(sink)
@@ -185,7 +196,8 @@ class TokenService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._dirty.is_set():
-            await self._persist()
+            with contextlib.suppress(OSError):  # logged by _persist; nothing more to do at stop
+                await self._persist()
         if self._server is not None:
             await self._server.wait_closed()
         if self._transport is not None:
@@ -233,25 +245,47 @@ class TokenService:
         from protocol.pcap import describe
 
         assert self._publisher is not None
-        self._publisher.state(token_state(self._site, self.config.ip), lambda: describe(self.token.status()))
+        self._publisher.state(token_state(self._site, self.config.ip), lambda: describe(self.token.status()) | (
+            {"persist_error": self.persist_error} if self.persist_error else {}))
         for event in out.events:
             if isinstance(event, ErrorRecorded):
                 self._publisher.event(token_event(self._site, self.config.ip),
                                       {"type": "ErrorRecorded", "token": self.config.ip} | describe(event.error))
 
     async def _persist(self) -> None:
+        """Write the token's state; an OSError (disk full, permission...) is logged, counted
+        and raised, and the state stays dirty so the write-behind task retries it."""
         # Snapshot in the loop (consistent), write in a thread (no blocking).
         async with self._persist_lock:
             self._dirty.clear()
             snapshot = self._memory.snapshot(self.token.memory)
-            await asyncio.to_thread(self._memory.write, *snapshot)
+            try:
+                await asyncio.to_thread(self._memory.write, *snapshot)
+            except OSError as exc:
+                self._dirty.set()
+                self.counters.persist_failures += 1
+                error = f"token state {self.config.state_dir / IMAGE_NAME} cannot be written: {exc}"
+                if error != self.persist_error:  # once per distinct error, not once per retry
+                    log.error("token %s: %s; writes from the KMS are refused until it can", self.config.ip, error)
+                self.persist_error = error
+                raise
+            if self.persist_error is not None:
+                log.warning("token %s: state written again to %s after %d failed attempt(s)",
+                            self.config.ip, self.config.state_dir / IMAGE_NAME, self.counters.persist_failures)
+                self.persist_error = None
 
     async def _write_behind(self) -> None:
-        """Coalesce LAN-driven changes: one write per interval, however many acknowledgements."""
+        """Coalesce LAN-driven changes: one write per interval, however many acknowledgements;
+        a failed write is retried with backoff until the disk works again."""
+        delay = self.config.persist_interval_s
         while True:
             await self._dirty.wait()
-            await self._persist()
-            await asyncio.sleep(self.config.persist_interval_s)
+            try:
+                await self._persist()
+                delay = self.config.persist_interval_s
+            except OSError:
+                delay = min(max(delay, self.config.persist_interval_s) * 2, self.config.persist_backoff_max_s)
+            await asyncio.sleep(delay)
 
     async def _drain(self) -> None:
         while True:
@@ -277,6 +311,30 @@ class TokenService:
             if announcement is not None:
                 self._send(announcement)
 
+    async def _management(self, frame: Frame) -> tuple[bytes | None, bool]:
+        """Apply one management request; its reply goes only once what it says is on disk.
+
+        A write (or error clear) the token cannot persist is undone and refused, naming the
+        state file and the OS error; other requests are answered and their state retried.
+        Returns the reply and whether the peer was refused (it gets no second try)."""
+        changes = isinstance(frame.message, (WriteEkt, WriteOkt, ClearError))
+        before = copy.deepcopy(self.token.memory) if changes else None
+        out = self.token.receive_management(frame, now_us())
+        refused = any(isinstance(e, ManagementRefused) for e in out.events)
+        try:
+            await self._apply(out, durable=True)  # persisted before the reply says "written"
+        except OSError:
+            if before is None or refused:
+                await self._apply(out)  # nothing acknowledged that is not on disk: answer, retry the write
+                return out.reply, refused
+            self.token = Token(before, self.config.secret)  # as before the request: nothing half-done
+            self._dirty.set()
+            why = f"{type(frame.message).__name__} not applied: {self.persist_error}"
+            log.warning("token %s: refused %s", self.config.ip, why)
+            return encode_authenticated(MgmtResult(MgmtStatus.REFUSED, why), secret=self.config.secret,
+                                        counter=frame.counter or 0, sequence=frame.sequence, reply=True), False
+        return out.reply, refused
+
     async def _handle_mgmt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
         local = (self.config.ip, self.config.mgmt_port)
@@ -294,14 +352,13 @@ class TokenService:
                 if self._tap:
                     self._tap("in", "tcp", peer, local, data)
                 frame = decode(data)
-                out = self.token.receive_management(frame, now_us())
-                await self._apply(out, durable=True)  # persisted before the reply says "written"
-                if out.reply is not None:
-                    writer.write(out.reply)
+                reply, refused = await self._management(frame)
+                if reply is not None:
+                    writer.write(reply)
                     await writer.drain()
                     if self._tap:
-                        self._tap("out", "tcp", local, peer, out.reply)
-                if any(isinstance(e, ManagementRefused) for e in out.events):
+                        self._tap("out", "tcp", local, peer, reply)
+                if refused:
                     return  # a peer that failed authentication or replayed gets no second try on this connection
         except DecodeError as exc:
             self.counters.decode_errors[exc.reason.name] += 1
