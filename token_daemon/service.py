@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from protocol import DecodeError, Transmit, decode, decode_header
+from netcheck.limits import ConnectionGate, ReasonLog, read_bounded
+from protocol import DecodeError, DecodeReason, Transmit, decode, decode_header
 from protocol.constants import (
     ANNOUNCE_INTERVAL_S,
     DRIVE_LAN_PORT,
@@ -24,6 +25,7 @@ from protocol.constants import (
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
 )
+from protocol.layouts import body_cap
 from protocol.timestamps import now_us
 
 from .memory import MemoryStore
@@ -50,6 +52,13 @@ class TokenConfig:
     mgmt_port: int = TOKEN_MGMT_PORT
     announce_interval_s: float = ANNOUNCE_INTERVAL_S
     mgmt_backlog: int = 128
+    #: A management connection waits at most this long for a request's header (idle timeout)...
+    mgmt_idle_timeout_s: float = 30.0
+    #: ...and this long for its body once the header passed its checks.
+    mgmt_body_timeout_s: float = 60.0
+    #: Management connections one address may hold, and the listener in all (excess closed at once).
+    mgmt_per_peer: int = 8
+    mgmt_total: int = 64
     datagram_queue: int = 16384
     #: Receive buffer for the LAN socket: a pool's pulls arrive as a burst (the kernel caps it at rmem_max).
     receive_buffer_bytes: int = 4 * 1024 * 1024
@@ -64,6 +73,8 @@ class Counters:
     datagrams_in: int = 0
     datagrams_out: int = 0
     dropped: int = 0
+    #: Management connections refused or ended early, per reason (caps, timeouts, decode errors).
+    mgmt_refused: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class _LanProtocol(asyncio.DatagramProtocol):
@@ -98,6 +109,9 @@ class TokenService:
         self._persist_lock = asyncio.Lock()
         self._dirty = asyncio.Event()
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._gate = ConnectionGate(config.mgmt_per_peer, config.mgmt_total)
+        self._reasons = ReasonLog(log, self.counters.mgmt_refused)
+        self._lan_reasons = ReasonLog(log, collections.Counter())
 
     def subscribe(self, sink: EventSink) -> None:
         self._sinks.append(sink)
@@ -263,7 +277,7 @@ class TokenService:
                 frame = decode(data)
             except DecodeError as exc:
                 self.counters.decode_errors[exc.reason.name] += 1
-                log.info("token %s: dropped datagram from %s:%d: %s", self.config.ip, addr[0], addr[1], exc)
+                self._lan_reasons.note(exc.reason.name, f"token {self.config.ip}: dropped datagram from {addr[0]}:{addr[1]}: {exc}")
                 continue
             try:
                 await self._apply(self.token.receive_lan(frame, addr, now_us()))
@@ -279,6 +293,11 @@ class TokenService:
 
     async def _handle_mgmt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
+        refused = self._gate.admit(peer[0])
+        if refused is not None:  # over a cap: closed at once, counted
+            self._reasons.note(refused, f"token {self.config.ip}: management connection from {peer[0]} refused")
+            writer.close()
+            return
         local = (self.config.ip, self.config.mgmt_port)
         task = asyncio.current_task()
         assert task is not None
@@ -286,15 +305,18 @@ class TokenService:
         try:
             while True:
                 try:
-                    header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), 30)
+                    header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), self.config.mgmt_idle_timeout_s)
                 except asyncio.IncompleteReadError:
                     return  # peer closed between requests
                 info = decode_header(header)
-                data = header + await asyncio.wait_for(reader.readexactly(info.remaining), 60)
+                cap = body_cap(info.message_type)
+                if info.body_length > cap:  # refused from the header alone: the body is never read
+                    raise DecodeError(DecodeReason.TOO_LARGE, f"{info.message_type.name} body of "
+                                      f"{info.body_length} octets exceeds its cap of {cap}")
+                data = header + await read_bounded(reader, info.remaining, self.config.mgmt_body_timeout_s)
                 if self._tap:
                     self._tap("in", "tcp", peer, local, data)
-                frame = decode(data)
-                out = self.token.receive_management(frame, now_us())
+                out = self.token.receive_management_bytes(data, now_us())  # MAC and counter before any parse
                 await self._apply(out, durable=True)  # persisted before the reply says "written"
                 if out.reply is not None:
                     writer.write(out.reply)
@@ -305,10 +327,14 @@ class TokenService:
                     return  # a peer that failed authentication or replayed gets no second try on this connection
         except DecodeError as exc:
             self.counters.decode_errors[exc.reason.name] += 1
-            log.info("token %s: closing management connection from %s: %s", self.config.ip, peer[0], exc)
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError) as exc:
-            log.info("token %s: management connection from %s ended: %s", self.config.ip, peer[0], exc or "timeout")
+            self._reasons.note(exc.reason.name,
+                               f"token {self.config.ip}: closing management connection from {peer[0]}: {exc}")
+        except (asyncio.TimeoutError, TimeoutError):
+            self._reasons.note("idle_timeout", f"token {self.config.ip}: management connection from {peer[0]} timed out")
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            self._reasons.note("cut_short", f"token {self.config.ip}: management connection from {peer[0]} ended: {exc}")
         finally:
+            self._gate.release(peer[0])
             self._connections.pop(task, None)
             writer.close()
 
