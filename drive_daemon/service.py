@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from netcheck import bind_failure, is_bind_clash
+from netcheck.limits import ConnectionGate, ReasonLog, read_bounded
 
 from protocol import (
     DecodeError,
+    DecodeReason,
     Frame,
     Transmit,
     VopLoad,
@@ -44,6 +46,7 @@ from protocol.constants import (
     drive_iqn,
 )
 
+from protocol.layouts import body_cap
 from protocol.sense import SenseProfile
 
 from .drive import Drive, Event, Output
@@ -75,6 +78,13 @@ class DriveHostConfig:
     drive_port: int = DRIVE_PORT
     vop_port: int = VOP_PORT
     vop_backlog: int = 16
+    #: A VOP connection gets its request's header, then its body, within this each.
+    vop_timeout_s: float = 10.0
+    #: VOP connections one address may hold on one drive, one drive's listener in all,
+    #: and every drive of this host together (excess closed at once, counted).
+    vop_per_peer: int = 4
+    vop_total: int = 16
+    vop_host_total: int = 4096
     #: Directory of cartridges (VOLSER.tape) the drives can load; default STATE/library.
     library: Path | None = None
     sense_profile: SenseProfile = SenseProfile.T10000
@@ -94,6 +104,8 @@ class Counters:
     events: collections.Counter[str] = field(default_factory=collections.Counter)
     datagrams_in: int = 0
     datagrams_out: int = 0
+    #: VOP connections refused or ended early, per reason (caps, timeouts, decode errors).
+    vop_refused: collections.Counter[str] = field(default_factory=collections.Counter)
     #: NVRAM writes that failed (their replies were not sent).
     nvram_failures: int = 0
 
@@ -140,6 +152,7 @@ class HostedDrive:
         self._writes: asyncio.Lock = asyncio.Lock()
         #: Outputs queued behind an NVRAM write: later sends wait, so per-drive order holds.
         self._queued = 0
+        self._vop_gate = ConnectionGate(host.config.vop_per_peer, host.config.vop_total)
         #: A stopped drive (powered off) hears nothing and sends nothing.
         self.powered = False
 
@@ -281,9 +294,23 @@ class HostedDrive:
     async def _vop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
         local = (self.ip, self.host.config.vop_port)
+        cfg = self.host.config
+        refused = self.host.vop_gate.admit(peer[0])
+        if refused is None:
+            refused = self._vop_gate.admit(peer[0])
+            if refused is not None:
+                self.host.vop_gate.release(peer[0])
+        if refused is not None:  # over a cap: closed at once, counted
+            self.host.vop_reasons.note(refused, f"drive {self.csn.hex()}: VOP connection from {peer[0]} refused")
+            writer.close()
+            return
         try:
-            header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), 10)
-            data = header + await asyncio.wait_for(reader.readexactly(decode_header(header).remaining), 10)
+            header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), cfg.vop_timeout_s)
+            info = decode_header(header)
+            if info.body_length > body_cap(info.message_type):  # refused from the header alone
+                raise DecodeError(DecodeReason.TOO_LARGE, f"{info.message_type.name} body of {info.body_length} "
+                                  f"octets exceeds its cap of {body_cap(info.message_type)}")
+            data = header + await read_bounded(reader, info.remaining, cfg.vop_timeout_s)
             self.host.tap_in(peer, local, data, "tcp")
             request = decode(data)
             msg = request.message
@@ -312,10 +339,15 @@ class HostedDrive:
             self.host.tap_out(local, peer, out, "tcp")
         except DecodeError as exc:
             self.host.counters.decode_errors[exc.reason.name] += 1
+            self.host.vop_reasons.note(exc.reason.name, f"drive {self.csn.hex()}: VOP request from {peer[0]}: {exc}")
             writer.write(encode(VopResult(VopStatusCode.BAD_REQUEST, str(exc)), reply=True))
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
-            pass
+        except (asyncio.TimeoutError, TimeoutError):
+            self.host.vop_reasons.note("idle_timeout", f"drive {self.csn.hex()}: VOP connection from {peer[0]} timed out")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.host.vop_reasons.note("cut_short", f"drive {self.csn.hex()}: VOP connection from {peer[0]} cut short")
         finally:
+            self._vop_gate.release(peer[0])
+            self.host.vop_gate.release(peer[0])
             writer.close()
 
 
@@ -335,6 +367,9 @@ class DriveHost:
         self.drives = {made.csn: HostedDrive(self, made, ip) for made, ip in drives}
         self._broadcast: asyncio.DatagramTransport | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.vop_gate = ConnectionGate(config.vop_host_total, config.vop_host_total)
+        self.vop_reasons = ReasonLog(log, self.counters.vop_refused)
+        self.lan_reasons = ReasonLog(log, collections.Counter())  # counted in decode_errors
 
     def subscribe(self, sink: EventSink) -> None:
         self.sinks.append(sink)
@@ -391,7 +426,7 @@ class DriveHost:
             return decode(data)
         except DecodeError as exc:
             self.counters.decode_errors[exc.reason.name] += 1
-            log.info("drive host: dropped datagram from %s:%d: %s", addr[0], addr[1], exc)
+            self.lan_reasons.note(exc.reason.name, f"drive host: dropped datagram from {addr[0]}:{addr[1]}: {exc}")
             return None
 
     def _lan(self, data: bytes, addr: tuple[str, int]) -> None:

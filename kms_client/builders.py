@@ -22,7 +22,7 @@ from protocol import (
     WriteOkt,
     envelope,
 )
-from protocol.constants import RECEIPT_SIZE, Wrapping
+from protocol.constants import MAX_CLEAR_AUTHORIZATIONS, RECEIPT_SIZE, Wrapping
 from protocol.ids import ZERO_KEY_ID
 
 from . import rules
@@ -30,7 +30,7 @@ from .errors import RuleViolation
 from .store import DeviceKeyChanges, KmsStore, Mapping
 
 #: Device keys per drive that a clear authorisation is made for (newest first).
-CLEAR_HISTORY = 3
+CLEAR_HISTORY = MAX_CLEAR_AUTHORIZATIONS  # the token refuses writes sized for more
 
 
 def _clear_authorizations(store: KmsStore, drive: str, csn: bytes,

@@ -141,10 +141,34 @@ def decode(data: bytes) -> Frame:
     body = data[HEADER_SIZE : HEADER_SIZE + info.body_length]
     message = decode_body(info.message_type, body)
     if info.flags & HeaderFlag.AUTHENTICATED:
-        trailer = AuthTrailer.parse(data[HEADER_SIZE + info.body_length :])
-        signed = data[: HEADER_SIZE + info.body_length + 8]
-        return Frame(message, info.sequence, info.flags, trailer.counter, trailer.mac, signed)
+        counter, mac, signed = _trailer(data, info)
+        return Frame(message, info.sequence, info.flags, counter, mac, signed)
     return Frame(message, info.sequence, info.flags)
+
+
+def _trailer(data: bytes, info: HeaderInfo) -> tuple[int, bytes, bytes]:
+    """(counter, mac, signed octets) of a whole authenticated frame."""
+    mac_at = len(data) - AuthTrailer.mac.sizeof()
+    trailer = AuthTrailer.parse(data[HEADER_SIZE + info.body_length :])
+    return trailer.counter, trailer.mac, data[:mac_at]
+
+
+def authenticate(data: bytes, secret: bytes) -> tuple[HeaderInfo, int]:
+    """Check a whole frame's MAC over its raw octets, before its body is parsed.
+
+    Returns the header and the replay counter; raises DecodeError (not an authenticated
+    frame of the length its header declares) or AuthenticationError. A forgery costs one
+    HMAC, never a parse of the body.
+    """
+    info = decode_header(data)
+    if not info.flags & HeaderFlag.AUTHENTICATED:
+        raise DecodeError(DecodeReason.BAD_FIELD, "message is not authenticated")
+    if len(data) != HEADER_SIZE + info.remaining:
+        raise DecodeError(DecodeReason.LENGTH_MISMATCH,
+                          f"{info.message_type.name} frame is {len(data)} octets, its header says {HEADER_SIZE + info.remaining}")
+    counter, mac, signed = _trailer(data, info)
+    verify_mgmt_mac(secret, signed, mac)
+    return info, counter
 
 
 def decode_body(message_type: MessageType, body: bytes) -> Message:

@@ -41,6 +41,11 @@ MAX_BROADCAST_DATAGRAM = 1200
 MAX_BODY_LENGTH = 64 * 1024 * 1024
 #: Largest datagram a daemon reads (a 32-key MEDIA_KEY_PACKAGE is ~2.3 KB).
 MAX_DATAGRAM = 65_507
+#: The largest pool the design allows: a WRITE_EKT/WRITE_OKT larger than one carrying a
+#: package for this many drives (protocol/layouts.MANAGEMENT_BODY_CAPS) is refused from its header.
+MAX_POOL_DRIVES = 10_000
+#: Clear authorisations per drive in a WRITE_EKT/WRITE_OKT entry (the drive's newest device keys).
+MAX_CLEAR_AUTHORIZATIONS = 3
 
 #: A drive holds one write/read key and up to 31 read keys.
 MAX_MEDIA_KEYS = 32

@@ -33,6 +33,10 @@ from .constants import (
     HEADER_SIZE,
     KEY_ID_SIZE,
     MAGIC,
+    MAX_CLEAR_AUTHORIZATIONS,
+    MAX_DATAGRAM,
+    MAX_MEDIA_KEYS,
+    MAX_POOL_DRIVES,
     NONCE_SIZE,
     RECEIPT_SIZE,
     WRAPPED_DEVICE_KEY_SIZE,
@@ -259,3 +263,28 @@ BODIES: dict[MessageType, Construct] = {
     MessageType.VOP_LOAD: _dc(m.VopLoad, "volser" / PascalString(Int8ub, "ascii")),
     MessageType.VOP_UNLOAD: _dc(m.VopUnload),
 }
+
+# --- size caps -----------------------------------------------------------------
+# What the largest legitimate request can be, computed from the layouts above, so a stream
+# reader refuses a larger declared length from the header alone, before reading the body.
+
+_CLEAR_AUTHS_MAX = 1 + MAX_CLEAR_AUTHORIZATIONS * ClearAuthorizationLayout.sizeof()
+_EKT_ENTRY_MAX = DeviceKeyPackageLayout.sizeof() + m.RECEIPT_HASH_SIZE + _CLEAR_AUTHS_MAX
+_MEDIA_PACKAGE_MAX = (
+    Csn.sizeof() + Timestamp.sizeof() + 2 * KeyId.sizeof() + WrappedReceiptLayout.sizeof()
+    + 1 + MAX_MEDIA_KEYS * WrappedMediaKeyLayout.sizeof()
+)
+_OKT_ENTRY_MAX = _MEDIA_PACKAGE_MAX + m.RECEIPT_HASH_SIZE + _CLEAR_AUTHS_MAX
+_TEXT_MAX = 2 + 4 * m.MAX_TEXT  # a pool name: up to MAX_TEXT characters, 4 octets each in UTF-8
+
+#: Largest body of each write: a package for each of MAX_POOL_DRIVES drives (EKT ~2.4 MB,
+#: OKT ~23 MB). Any other request is at most MAX_DATAGRAM octets (see body_cap).
+MANAGEMENT_BODY_CAPS: dict[MessageType, int] = {
+    MessageType.WRITE_EKT: Timestamp.sizeof() + 4 + MAX_POOL_DRIVES * _EKT_ENTRY_MAX,
+    MessageType.WRITE_OKT: _TEXT_MAX + Timestamp.sizeof() + 4 + MAX_POOL_DRIVES * _OKT_ENTRY_MAX,
+}
+
+
+def body_cap(message_type: MessageType) -> int:
+    """The largest body a stream listener reads for ``message_type``."""
+    return MANAGEMENT_BODY_CAPS.get(message_type, MAX_DATAGRAM)

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from protocol import (
-    ClearError, DecodeError, Frame, MgmtResult, Transmit, WriteEkt, WriteOkt, decode, decode_header, encode_authenticated,
-)
+from netcheck.limits import ConnectionGate, ReasonLog, read_bounded
+from protocol import DecodeError, DecodeReason, MgmtResult, Transmit, decode, decode_header, encode_authenticated
 from protocol.constants import (
     ANNOUNCE_INTERVAL_S,
     DRIVE_LAN_PORT,
@@ -27,8 +26,10 @@ from protocol.constants import (
     LOOPBACK_BROADCAST,
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
+    MessageType,
     MgmtStatus,
 )
+from protocol.layouts import body_cap
 from protocol.timestamps import now_us
 
 from .memory import IMAGE_NAME, MemoryStore
@@ -55,6 +56,13 @@ class TokenConfig:
     mgmt_port: int = TOKEN_MGMT_PORT
     announce_interval_s: float = ANNOUNCE_INTERVAL_S
     mgmt_backlog: int = 128
+    #: A management connection waits at most this long for a request's header (idle timeout)...
+    mgmt_idle_timeout_s: float = 30.0
+    #: ...and this long for its body once the header passed its checks.
+    mgmt_body_timeout_s: float = 60.0
+    #: Management connections one address may hold, and the listener in all (excess closed at once).
+    mgmt_per_peer: int = 8
+    mgmt_total: int = 64
     datagram_queue: int = 16384
     #: Receive buffer for the LAN socket: a pool's pulls arrive as a burst (the kernel caps it at rmem_max).
     receive_buffer_bytes: int = 4 * 1024 * 1024
@@ -73,6 +81,8 @@ class Counters:
     dropped: int = 0
     #: Writes of the token's state that failed (each is retried).
     persist_failures: int = 0
+    #: Management connections refused or ended early, per reason (caps, timeouts, decode errors).
+    mgmt_refused: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class _LanProtocol(asyncio.DatagramProtocol):
@@ -109,6 +119,9 @@ class TokenService:
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         #: Why the state cannot be written now (None: it can); the log and status say it.
         self.persist_error: str | None = None
+        self._gate = ConnectionGate(config.mgmt_per_peer, config.mgmt_total)
+        self._reasons = ReasonLog(log, self.counters.mgmt_refused)
+        self._lan_reasons = ReasonLog(log, collections.Counter())
 
     def subscribe(self, sink: EventSink) -> None:
         self._sinks.append(sink)
@@ -297,7 +310,7 @@ class TokenService:
                 frame = decode(data)
             except DecodeError as exc:
                 self.counters.decode_errors[exc.reason.name] += 1
-                log.info("token %s: dropped datagram from %s:%d: %s", self.config.ip, addr[0], addr[1], exc)
+                self._lan_reasons.note(exc.reason.name, f"token {self.config.ip}: dropped datagram from {addr[0]}:{addr[1]}: {exc}")
                 continue
             try:
                 await self._apply(self.token.receive_lan(frame, addr, now_us()))
@@ -311,15 +324,16 @@ class TokenService:
             if announcement is not None:
                 self._send(announcement)
 
-    async def _management(self, frame: Frame) -> tuple[bytes | None, bool]:
+    async def _management(self, data: bytes, message_type: MessageType, sequence: int) -> tuple[bytes | None, bool]:
         """Apply one management request; its reply goes only once what it says is on disk.
 
-        A write (or error clear) the token cannot persist is undone and refused, naming the
-        state file and the OS error; other requests are answered and their state retried.
-        Returns the reply and whether the peer was refused (it gets no second try)."""
-        changes = isinstance(frame.message, (WriteEkt, WriteOkt, ClearError))
+        The MAC and counter are checked over the raw octets before any parse. A write (or
+        error clear) the token cannot persist is undone and refused, naming the state file
+        and the OS error; other requests are answered and their state retried. Returns the
+        reply and whether the peer was refused (it gets no second try)."""
+        changes = message_type in (MessageType.WRITE_EKT, MessageType.WRITE_OKT, MessageType.CLEAR_ERROR)
         before = copy.deepcopy(self.token.memory) if changes else None
-        out = self.token.receive_management(frame, now_us())
+        out = self.token.receive_management_bytes(data, now_us())
         refused = any(isinstance(e, ManagementRefused) for e in out.events)
         try:
             await self._apply(out, durable=True)  # persisted before the reply says "written"
@@ -327,16 +341,22 @@ class TokenService:
             if before is None or refused:
                 await self._apply(out)  # nothing acknowledged that is not on disk: answer, retry the write
                 return out.reply, refused
+            counter = self.token.memory.mgmt_counter  # the request's: accepted, then undone
             self.token = Token(before, self.config.secret)  # as before the request: nothing half-done
             self._dirty.set()
-            why = f"{type(frame.message).__name__} not applied: {self.persist_error}"
+            why = f"{message_type.name} not applied: {self.persist_error}"
             log.warning("token %s: refused %s", self.config.ip, why)
             return encode_authenticated(MgmtResult(MgmtStatus.REFUSED, why), secret=self.config.secret,
-                                        counter=frame.counter or 0, sequence=frame.sequence, reply=True), False
+                                        counter=counter, sequence=sequence, reply=True), False
         return out.reply, refused
 
     async def _handle_mgmt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
+        refused = self._gate.admit(peer[0])
+        if refused is not None:  # over a cap: closed at once, counted
+            self._reasons.note(refused, f"token {self.config.ip}: management connection from {peer[0]} refused")
+            writer.close()
+            return
         local = (self.config.ip, self.config.mgmt_port)
         task = asyncio.current_task()
         assert task is not None
@@ -344,15 +364,18 @@ class TokenService:
         try:
             while True:
                 try:
-                    header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), 30)
+                    header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), self.config.mgmt_idle_timeout_s)
                 except asyncio.IncompleteReadError:
                     return  # peer closed between requests
                 info = decode_header(header)
-                data = header + await asyncio.wait_for(reader.readexactly(info.remaining), 60)
+                cap = body_cap(info.message_type)
+                if info.body_length > cap:  # refused from the header alone: the body is never read
+                    raise DecodeError(DecodeReason.TOO_LARGE, f"{info.message_type.name} body of "
+                                      f"{info.body_length} octets exceeds its cap of {cap}")
+                data = header + await read_bounded(reader, info.remaining, self.config.mgmt_body_timeout_s)
                 if self._tap:
                     self._tap("in", "tcp", peer, local, data)
-                frame = decode(data)
-                reply, refused = await self._management(frame)
+                reply, refused = await self._management(data, info.message_type, info.sequence)
                 if reply is not None:
                     writer.write(reply)
                     await writer.drain()
@@ -362,10 +385,14 @@ class TokenService:
                     return  # a peer that failed authentication or replayed gets no second try on this connection
         except DecodeError as exc:
             self.counters.decode_errors[exc.reason.name] += 1
-            log.info("token %s: closing management connection from %s: %s", self.config.ip, peer[0], exc)
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError) as exc:
-            log.info("token %s: management connection from %s ended: %s", self.config.ip, peer[0], exc or "timeout")
+            self._reasons.note(exc.reason.name,
+                               f"token {self.config.ip}: closing management connection from {peer[0]}: {exc}")
+        except (asyncio.TimeoutError, TimeoutError):
+            self._reasons.note("idle_timeout", f"token {self.config.ip}: management connection from {peer[0]} timed out")
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            self._reasons.note("cut_short", f"token {self.config.ip}: management connection from {peer[0]} ended: {exc}")
         finally:
+            self._gate.release(peer[0])
             self._connections.pop(task, None)
             writer.close()
 

@@ -29,6 +29,9 @@ from protocol import (
     Transmit,
     WriteEkt,
     WriteOkt,
+    authenticate,
+    decode,
+    decode_header,
     encode,
     encode_authenticated,
     envelope,
@@ -285,12 +288,34 @@ class Token:
         try:
             frame.verify(self._secret)
         except (AuthenticationError, DecodeError) as exc:
-            return self._refuse(frame, counter, MgmtStatus.AUTH_FAILED, str(exc))
+            return self._refuse(frame.sequence, counter, MgmtStatus.AUTH_FAILED, str(exc))
+        refused = self._replayed(frame.sequence, counter)
+        return refused if refused is not None else self._accepted(frame, counter)
+
+    def receive_management_bytes(self, data: bytes, now_us: int) -> Output:
+        """A whole management frame as it arrived: MAC and replay counter are checked over
+        the raw octets before the body is parsed, so a forgery never costs a parse.
+
+        Raises DecodeError only for an authenticated frame whose body does not decode."""
+        try:
+            info, counter = authenticate(data, self._secret)
+        except (AuthenticationError, DecodeError) as exc:
+            return self._refuse(_sequence_of(data), 0, MgmtStatus.AUTH_FAILED, str(exc))
+        refused = self._replayed(info.sequence, counter)
+        if refused is not None:
+            return refused
+        frame = decode(data)
+        return self._accepted(frame, counter)
+
+    def _replayed(self, sequence: int, counter: int) -> Output | None:
         if counter <= self.memory.mgmt_counter:
             return self._refuse(
-                frame, counter, MgmtStatus.REPLAYED,
+                sequence, counter, MgmtStatus.REPLAYED,
                 f"counter {counter} is not above the last accepted {self.memory.mgmt_counter}: a replay",
             )
+        return None
+
+    def _accepted(self, frame: Frame, counter: int) -> Output:
         self.memory.mgmt_counter = counter
         if isinstance(frame.message, (WriteEkt, WriteOkt)):
             self.memory.last_write_counter = counter
@@ -301,10 +326,10 @@ class Token:
         )
         return out
 
-    def _refuse(self, frame: Frame, counter: int, status: MgmtStatus, why: str) -> Output:
+    def _refuse(self, sequence: int, counter: int, status: MgmtStatus, why: str) -> Output:
         # The reply is MAC'd with our secret: a peer holding another secret learns nothing it can trust.
         reply = encode_authenticated(
-            MgmtResult(status, why), secret=self._secret, counter=counter, sequence=frame.sequence, reply=True
+            MgmtResult(status, why), secret=self._secret, counter=counter, sequence=sequence, reply=True
         )
         return Output(events=[ManagementRefused(status, why)], reply=reply)
 
@@ -338,3 +363,11 @@ class Token:
         """A write replaces the token's contents and clears its errors, as in the seed."""
         self.memory.load_write(message)
         self._rebuild_announcement()
+
+
+def _sequence_of(data: bytes) -> int:
+    """The sequence a refusal answers: the request's, when its header decodes."""
+    try:
+        return decode_header(data).sequence
+    except DecodeError:
+        return 0
