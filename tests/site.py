@@ -50,6 +50,14 @@ class Site:
         self.kms.set_mapping(pool, sets + [key_set], key)
         return key
 
+    def replace_keys(self, pool: str = "P", key_set: str = "New") -> bytes:
+        """A new key set holding a new key becomes the whole mapping: every older key leaves it."""
+        key = self.kms.create_key()
+        self.kms.create_key_set(key_set)
+        self.kms.add_key_to_set(key_set, key)
+        self.kms.set_mapping(pool, [key_set], key)
+        return key
+
 
 def make_site(tmp: Path, drive_count: int = 3) -> Site:
     kms = KmsStore.create(tmp / "kms", dbkey=os.urandom(32), kms_id=b"\x0a\x0b\x0c\x0d")

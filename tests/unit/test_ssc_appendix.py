@@ -127,10 +127,7 @@ def test_erase_and_relabel_without_the_key_through_scsi(tmp_path: Path) -> None:
         old("load", new_tape(library, volser))
         old.write_file(b"written under K1")
         old("unload")
-    site.kms.create_key_set("New")
-    new = site.kms.create_key()
-    site.kms.add_key_to_set("New", new)
-    site.kms.set_mapping("P", ["New"], new)
+    new = site.replace_keys()
     site.write_okt()
     site.lan.run()
     reports = lambda: [p.decode(t.data).message.key_id for _, t in site.lan.sent(MessageType.ERROR_REPORT)]  # noqa: E731

@@ -202,10 +202,7 @@ def test_erase_and_relabel_without_the_key_succeed_but_tell_the_token(tmp_path: 
         deck("load", new_tape(library, volser))
         deck.write_file(b"written under K1")
         deck("unload")
-    site.kms.create_key_set("New")
-    new = site.kms.create_key()
-    site.kms.add_key_to_set("New", new)
-    site.kms.set_mapping("P", ["New"], new)  # K1 is no longer mapped
+    new = site.replace_keys()  # K1 is no longer mapped
     site.write_okt()
     site.lan.run()
 
