@@ -10,11 +10,13 @@ import enum
 
 #: Frame header magic and the only protocol version this build speaks.
 MAGIC = b"T10K"
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 #: Versions this build refuses, and why (the decode error says so, so a person knows what to upgrade).
 RETIRED_VERSIONS = {
     1: "version 1 had the home-made host interface on TCP 7040 (LOAD..ENCRYPTION_STATUS); "
        "hosts now speak SCSI over iSCSI (TCP 3260): upgrade the peer to this build",
+    2: "version 2 sent KMS-to-token writes in clear and let anyone on the drive LAN forge announcements, "
+       "no-package answers and error reports (docs/SECURITY.md): upgrade the peer to this build",
 }
 HEADER_SIZE = 16
 

@@ -1,4 +1,4 @@
--- Wireshark dissector for the t10k-lab protocol (version 2).
+-- Wireshark dissector for the t10k-lab protocol (version 3).
 -- GENERATED from protocol/layouts.py by wireshark/generate.py: do not edit.
 -- Use: wireshark -X lua_script:t10k.lua capture.pcap   or copy it to your plugins folder.
 
