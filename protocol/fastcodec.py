@@ -79,8 +79,8 @@ class _Compiler:
         fields: list[Renamed] = list(adapter.subcon.subcons)
         if [f.name for f in fields] != adapter.names:
             raise NotCompilable(f"{adapter.cls.__name__}: Struct fields differ from the dataclass fields")
-        parse = [f"def _p{suffix}(b, o):"]
-        build = [f"def _b{suffix}(m, out):"]
+        parse: list[str] = []
+        build: list[str] = []
         runs: list[_Fixed | Renamed] = []
         for f in fields:
             kind = _fixed_kind(f.subcon)
@@ -99,10 +99,17 @@ class _Compiler:
                 self._fixed(run, parse, build)
             else:
                 self._variable(run, parse, build)
-        parse.append(f"    return {cls}({', '.join(f'{n}=v_{n}' for n in adapter.names)}), o")
-        if not fields:
-            build.append("    pass")
-        self.lines += parse + build
+        made = f"    return {cls}({', '.join(f'{n}=v_{n}' for n in adapter.names)})"
+        # Nested records thread the offset and the output list through ...
+        self.lines += [f"def _p{suffix}(b, o):", *parse, made + ", o"]
+        self.lines += [f"def _b{suffix}(m, out):", *build, "    pass"]
+        # ... a whole body is one call: from offset 0 to its very end, into one bytes object.
+        self.lines += [f"def _P{suffix}(b):", "    o = 0", *parse, "    if o != len(b): raise ValueError", made]
+        if len(runs) == 1 and isinstance(runs[0], _Fixed):
+            *setup, last = build
+            self.lines += [f"def _B{suffix}(m):", *setup, last.replace("out.append(", "return (", 1)]
+        else:
+            self.lines += [f"def _B{suffix}(m):", "    out = []", *build, '    return b"".join(out)']
         return suffix
 
     def _fixed(self, run: _Fixed, parse: list[str], build: list[str]) -> None:
@@ -223,57 +230,45 @@ def _compile() -> tuple[dict[MessageType, Parser], dict[MessageType, Builder]]:
             continue  # stays interpreted: still correct, only slower
     exec(compile("\n".join(compiler.lines), "<protocol.fastcodec>", "exec"), compiler.namespace)  # noqa: S102
     for message_type, suffix in tops.items():
-        parse_record, build_record = compiler.namespace[f"_p{suffix}"], compiler.namespace[f"_b{suffix}"]
-        parsers[message_type] = _whole(parse_record)
-        builders[message_type] = _joined(build_record)
+        parsers[message_type] = compiler.namespace[f"_P{suffix}"]
+        builders[message_type] = compiler.namespace[f"_B{suffix}"]
     return parsers, builders
 
 
-def _whole(parse_record: Callable[[bytes, int], tuple[Message, int]]) -> Parser:
-    def parse(body: bytes) -> Message:
-        message, end = parse_record(body, 0)
-        if end != len(body):
-            raise ValueError("trailing octets")
-        return message
-    return parse
-
-
-def _joined(build_record: Callable[[Message, list[bytes]], None]) -> Builder:
-    def build(message: Message) -> bytes:
-        out: list[bytes] = []
-        build_record(message, out)
-        return b"".join(out)
-    return build
-
-
-_compiled: tuple[dict[MessageType, Parser], dict[MessageType, Builder]] | None = None
+_PARSERS: dict[MessageType, Parser] = {}
+_BUILDERS: dict[MessageType, Builder] = {}
 
 
 def compiled() -> tuple[dict[MessageType, Parser], dict[MessageType, Builder]]:
     """(parsers, builders) by message type, compiled once per process."""
-    global _compiled
-    if _compiled is None:
-        _compiled = _compile()
-    return _compiled
+    if not _PARSERS:
+        parsers, builders = _compile()
+        _BUILDERS.update(builders)
+        _PARSERS.update(parsers)
+    return _PARSERS, _BUILDERS
 
 
 def try_parse(message_type: MessageType, body: bytes) -> Message | None:
     """The message, or None when the fast path is not sure (the layout must then decide)."""
-    parser = compiled()[0].get(message_type)
-    if parser is None:
-        return None
     try:
-        return parser(body)
+        return _PARSERS[message_type](body)
+    except KeyError:
+        if not _PARSERS:
+            compiled()
+            return try_parse(message_type, body)
+        return None
     except Exception:  # noqa: BLE001 - any doubt goes to the declared layout
         return None
 
 
 def try_build(message: Message) -> bytes | None:
     """The body, or None when the fast path is not sure (the layout must then decide)."""
-    builder = compiled()[1].get(message.TYPE)
-    if builder is None:
-        return None
     try:
-        return builder(message)  # type: ignore[arg-type]
+        return _BUILDERS[message.TYPE](message)  # type: ignore[arg-type]
+    except KeyError:
+        if not _BUILDERS:
+            compiled()
+            return try_build(message)
+        return None
     except Exception:  # noqa: BLE001 - any doubt goes to the declared layout
         return None
