@@ -3,9 +3,10 @@
 :class:`CaptureWriter` has the daemons' tap signature, so ``--capture FILE`` needs no root:
 it builds IPv4 packets itself (linktype 228, raw IPv4). TCP payloads get per-flow sequence
 numbers and are cut into segments of at most 1,448 octets, as a real stack would send them.
-:func:`read_capture` reassembles TCP per flow and decodes every frame with the catalogue;
-TCP 3260 is iSCSI (a host and a drive's tape LUN), read as PDUs with protocol.iscsi.
-The one module of protocol/ that touches files; scapy is imported when it is used.
+:func:`read_capture` reads the file with :mod:`protocol.pcapfile` (no scapy), reassembles TCP
+per flow and decodes every frame with the catalogue; TCP 3260 is iSCSI (a host and a drive's
+tape LUN), read as PDUs with protocol.iscsi. With pcapfile, the modules of protocol/ that
+touch files; scapy is imported only to write.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .codec import Frame, decode, decode_header
 from .describe import describe  # noqa: F401 - its former home; callers may import it from here
 from .constants import HEADER_SIZE, ISCSI_PORT
 from .errors import DecodeError
+from .pcapfile import PcapFormatError, Segment, read_segments
 
 Address = tuple[str, int]
 MSS = 1448
@@ -111,46 +113,38 @@ class CapturedFrame:
 
 def read_capture(path: Path) -> list[CapturedFrame]:
     """Every frame in a capture, in order: UDP datagrams as they are, TCP reassembled per flow."""
-    from scapy.error import Scapy_Exception
-    from scapy.layers.inet import IP, TCP, UDP
-    from scapy.utils import rdpcap
-
-    try:
-        packets = rdpcap(str(path))
-    except (OSError, ValueError, TypeError, EOFError, Scapy_Exception) as exc:
-        raise CaptureError(f"{path} is not a readable pcap: {exc}") from None
     frames: list[CapturedFrame] = []
     streams: dict[tuple[Address, Address], bytearray] = defaultdict(bytearray)
     iscsi: dict[tuple[Address, Address], Any] = {}  # per flow: a PduReader, or None once it is lost
-    for pkt in packets:
-        if IP not in pkt:
-            continue
-        ip = pkt[IP]
-        if UDP in pkt:
-            udp = pkt[UDP]
-            data = bytes(udp.payload)
-            src, dst = (ip.src, udp.sport), (ip.dst, udp.dport)
-            frames.append(_decoded(float(pkt.time), "udp", src, dst, data))
-        elif TCP in pkt:
-            tcp = pkt[TCP]
-            src, dst = (ip.src, tcp.sport), (ip.dst, tcp.dport)
-            if ISCSI_PORT in (tcp.sport, tcp.dport):
-                frames += _iscsi_pdus(iscsi, float(pkt.time), src, dst, bytes(tcp.payload))
-                continue
-            buffer = streams[(src, dst)]
-            buffer += bytes(tcp.payload)
-            while len(buffer) >= HEADER_SIZE:
-                try:
-                    need = HEADER_SIZE + decode_header(bytes(buffer[:HEADER_SIZE])).remaining
-                except DecodeError as exc:
-                    frames.append(CapturedFrame(float(pkt.time), "tcp", src, dst, None, str(exc), bytes(buffer)))
-                    buffer.clear()
-                    break
-                if len(buffer) < need:
-                    break
-                frames.append(_decoded(float(pkt.time), "tcp", src, dst, bytes(buffer[:need])))
-                del buffer[:need]
+    try:
+        for seg in read_segments(path):
+            if seg.transport == "udp":
+                frames.append(_decoded(seg.time, "udp", seg.src, seg.dst, seg.payload))
+            elif ISCSI_PORT in (seg.src[1], seg.dst[1]):
+                frames += _iscsi_pdus(iscsi, seg.time, seg.src, seg.dst, seg.payload)
+            else:
+                frames += _stream_frames(streams[(seg.src, seg.dst)], seg)
+    except PcapFormatError as exc:
+        raise CaptureError(str(exc)) from None
     return frames
+
+
+def _stream_frames(buffer: bytearray, seg: Segment) -> list[CapturedFrame]:
+    """The frames a TCP segment completes in its flow's buffer."""
+    out: list[CapturedFrame] = []
+    buffer += seg.payload
+    while len(buffer) >= HEADER_SIZE:
+        try:
+            need = HEADER_SIZE + decode_header(bytes(buffer[:HEADER_SIZE])).remaining
+        except DecodeError as exc:
+            out.append(CapturedFrame(seg.time, "tcp", seg.src, seg.dst, None, str(exc), bytes(buffer)))
+            buffer.clear()
+            break
+        if len(buffer) < need:
+            break
+        out.append(_decoded(seg.time, "tcp", seg.src, seg.dst, bytes(buffer[:need])))
+        del buffer[:need]
+    return out
 
 
 def _decoded(when: float, transport: str, src: Address, dst: Address, data: bytes) -> CapturedFrame:

@@ -151,4 +151,4 @@ def test_pcap_decode_cli(tmp_path: Path) -> None:
     assert "malformed" not in text
     (tmp_path / "not.pcap").write_bytes(b"this is not a pcap")
     bad = t10k("pcap", "decode", str(tmp_path / "not.pcap"))
-    assert bad.returncode == 1 and "not a readable pcap" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 1 and "is not a pcap or pcapng file" in bad.stderr and "Traceback" not in bad.stderr
