@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from drive_daemon.drive import DeviceKeysAccepted, MediaKeysAccepted
 from drive_daemon.service import DriveHost, DriveHostConfig
@@ -38,7 +39,7 @@ def drive_ip(i: int) -> str:
     return f"127.1.{i // 250}.{i % 250 + 1}"
 
 
-async def run(n: int, workdir: Path) -> dict[str, float]:
+async def run(n: int, workdir: Path, tap: Any = None) -> dict[str, float]:
     kms = KmsStore.create(workdir / "kms", dbkey=os.urandom(32), kms_id=b"\x00\x00\x00\x09")
     made = make_drives(n, first_serial=0x5800_0000_0000_0000)
     for i, m in enumerate(made):
@@ -58,11 +59,11 @@ async def run(n: int, workdir: Path) -> dict[str, float]:
                 armed.set()
 
     rss0 = rss_bytes()
-    host = DriveHost(DriveHostConfig(workdir / "drives"), [(m, drive_ip(i)) for i, m in enumerate(made)])
+    host = DriveHost(DriveHostConfig(workdir / "drives"), [(m, drive_ip(i)) for i, m in enumerate(made)], tap=tap)
     await host.start()
     rss1 = rss_bytes()
     host.subscribe(on_event)
-    async with TokenService(TokenConfig(TOKEN_IP, workdir / "tok", secret, announce_interval_s=2.0)) as token:
+    async with TokenService(TokenConfig(TOKEN_IP, workdir / "tok", secret, announce_interval_s=2.0), tap=tap) as token:
         names = [f"d{i}" for i in range(n)]
         t0 = time.perf_counter()
         await station.write_ekt(kms, "tok", names, use_pckey=True, timeout_s=120)

@@ -14,12 +14,15 @@ from construct import ConstructError, StreamError, Struct, Terminated, Terminate
 from .constants import HEADER_SIZE, MAGIC, MAX_BODY_LENGTH, PROTOCOL_VERSION, RETIRED_VERSIONS, HeaderFlag, MessageType
 from .envelope import mgmt_mac, verify_mgmt_mac
 from .errors import DecodeError, DecodeReason, EncodeError
+from .fastcodec import fixed_struct, try_build, try_parse
 from .layouts import AUTH_TRAILER_SIZE, BODIES, AuthTrailer, Header
 from .messages import Message
 
 _KNOWN_FLAGS = int(HeaderFlag.AUTHENTICATED | HeaderFlag.REPLY)
 # Trailing octets are an error, so every message has exactly one encoding.
 _WHOLE_BODIES = {t: Struct("body" / layout, Terminated) for t, layout in BODIES.items()}
+#: The header as one struct call (derived from the Header layout: still declared once).
+_HEADER = fixed_struct(Header)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class Frame:
 
 
 def _body(message: Message) -> bytes:
+    body = try_build(message)  # the compiled layouts; None whenever the declared one must decide
+    if body is not None:
+        return body
     try:
         return BODIES[message.TYPE].build(message)  # type: ignore[no-any-return]
     except (ConstructError, ValueError, KeyError, AttributeError) as exc:
@@ -71,10 +77,7 @@ def _body(message: Message) -> bytes:
 def _header(message_type: MessageType, flags: HeaderFlag, sequence: int, body_length: int) -> bytes:
     if not 0 <= sequence < 2**32:
         raise EncodeError(f"sequence {sequence} does not fit in 32 bits")
-    return Header.build(  # type: ignore[no-any-return]
-        dict(magic=MAGIC, version=PROTOCOL_VERSION, type=int(message_type), flags=int(flags),
-             sequence=sequence, body_length=body_length)
-    )
+    return _HEADER.pack(MAGIC, PROTOCOL_VERSION, int(message_type), int(flags), sequence, body_length)
 
 
 def frame_header(message_type: MessageType, body_length: int, *, sequence: int = 0, reply: bool = False) -> bytes:
@@ -112,22 +115,22 @@ def decode_header(data: bytes) -> HeaderInfo:
     """Check the 16-octet header; stream readers use it to know how much follows."""
     if len(data) < HEADER_SIZE:
         raise DecodeError(DecodeReason.TRUNCATED, f"header needs {HEADER_SIZE} octets, got {len(data)}")
-    h = Header.parse(data[:HEADER_SIZE])
-    if h.magic != MAGIC:
-        raise DecodeError(DecodeReason.BAD_MAGIC, f"expected {MAGIC!r}, got {h.magic!r}")
-    if h.version != PROTOCOL_VERSION:
-        why = RETIRED_VERSIONS.get(h.version, "")
+    magic, version, type_, flags, sequence, body_length = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise DecodeError(DecodeReason.BAD_MAGIC, f"expected {MAGIC!r}, got {magic!r}")
+    if version != PROTOCOL_VERSION:
+        why = RETIRED_VERSIONS.get(version, "")
         raise DecodeError(DecodeReason.UNKNOWN_VERSION,
-                          f"version {h.version}, this build speaks {PROTOCOL_VERSION}" + (f": {why}" if why else ""))
+                          f"version {version}, this build speaks {PROTOCOL_VERSION}" + (f": {why}" if why else ""))
     try:
-        message_type = MessageType(h.type)
+        message_type = MessageType(type_)
     except ValueError:
-        raise DecodeError(DecodeReason.UNKNOWN_TYPE, f"type {h.type:#04x}") from None
-    if h.flags & ~_KNOWN_FLAGS:
-        raise DecodeError(DecodeReason.BAD_FIELD, f"unknown header flags {h.flags:#06x}")
-    if h.body_length > MAX_BODY_LENGTH:
-        raise DecodeError(DecodeReason.TOO_LARGE, f"body of {h.body_length} octets exceeds {MAX_BODY_LENGTH}")
-    return HeaderInfo(message_type, HeaderFlag(h.flags), h.sequence, h.body_length)
+        raise DecodeError(DecodeReason.UNKNOWN_TYPE, f"type {type_:#04x}") from None
+    if flags & ~_KNOWN_FLAGS:
+        raise DecodeError(DecodeReason.BAD_FIELD, f"unknown header flags {flags:#06x}")
+    if body_length > MAX_BODY_LENGTH:
+        raise DecodeError(DecodeReason.TOO_LARGE, f"body of {body_length} octets exceeds {MAX_BODY_LENGTH}")
+    return HeaderInfo(message_type, HeaderFlag(flags), sequence, body_length)
 
 
 def decode(data: bytes) -> Frame:
@@ -172,6 +175,14 @@ def authenticate(data: bytes, secret: bytes) -> tuple[HeaderInfo, int]:
 
 
 def decode_body(message_type: MessageType, body: bytes) -> Message:
+    message = try_parse(message_type, body)  # the compiled layouts, when they are sure
+    if message is not None:
+        return message
+    return decode_body_declared(message_type, body)
+
+
+def decode_body_declared(message_type: MessageType, body: bytes) -> Message:
+    """The declared layout's verdict: what every malformed body gets, word for word."""
     try:
         message = _WHOLE_BODIES[message_type].parse(body).body
     except TerminatedError:

@@ -212,6 +212,17 @@ def _min_size(c: Construct) -> int:
         return 1  # variable-size records of ours always hold at least a length or count
 
 
+def fixed_struct(layout: Struct) -> struct.Struct:
+    """A Struct of fixed-size integer and octet fields (the frame header) as one struct.Struct."""
+    codes = []
+    for f in layout.subcons:
+        kind = _fixed_kind(f.subcon)
+        if kind is None or kind[1] not in ("int", "bytes"):
+            raise NotCompilable(f"{f.name} is not a plain fixed-size field")
+        codes.append(kind[0])
+    return struct.Struct(">" + "".join(codes))
+
+
 # --- the compiled catalogue -------------------------------------------------------------
 
 Parser = Callable[[bytes], Message]
