@@ -1,0 +1,161 @@
+"""One durable NVRAM store per drive host: every hosted drive's NVRAM in one SQLite file.
+
+A file per drive, written, fsynced and renamed by a thread per change, cost a pool rekey
+most of its time at thousands of drives. Here each drive's sealed NVRAM image (what
+:func:`drive_daemon.nvram.encode_nvram` makes: the device key stays sealed under the PCkey)
+is a row, and writes are group-committed: whatever drives changed while the previous
+commit ran go together in one transaction, on one writer thread, in WAL mode with
+``synchronous=FULL``. A write's future resolves only once its transaction is durable, so a
+drive acknowledges only what survives a ``kill -9``; SQLite's own journal means a crash
+leaves each row old or new, never half written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import NvramError
+
+STORE_NAME = "nvram.sqlite3"
+#: Most rows one transaction takes; the rest wait for the next (a commit stays short).
+MAX_BATCH = 2000
+
+
+@dataclass
+class NvramStoreStats:
+    commits: int = 0
+    rows: int = 0
+    largest_batch: int = 0
+    failures: int = 0
+
+
+@dataclass
+class _Pending:
+    rows: dict[bytes, bytes] = field(default_factory=dict)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class NvramStore:
+    """Load every drive's NVRAM image at start; ``await write(csn, image)`` before acknowledging."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stats = NvramStoreStats()
+        # One thread owns the connection: every statement runs there, in order.
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nvram")
+        self._conn: sqlite3.Connection | None = None
+        self._pending = _Pending()
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        try:
+            self._thread.submit(self._open).result()
+        except (sqlite3.Error, OSError) as exc:
+            self._thread.shutdown(wait=False)
+            raise NvramError(
+                f"the drive host's NVRAM store {path} cannot be opened ({exc}); if it is damaged, move it aside "
+                f"to start every drive as from the factory (each will need an EKT with 'use PCkey')"
+            ) from None
+
+    # --- the writer thread -------------------------------------------------------------
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+        conn.execute("CREATE TABLE IF NOT EXISTS nvram (csn BLOB PRIMARY KEY, image BLOB NOT NULL) WITHOUT ROWID")
+        conn.execute("SELECT count(*) FROM nvram").fetchone()  # a damaged file fails here, not later
+        self._conn = conn
+
+    def _commit(self, rows: dict[bytes, bytes]) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT OR REPLACE INTO nvram (csn, image) VALUES (?, ?)", rows.items())
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _read_all(self) -> dict[bytes, bytes]:
+        assert self._conn is not None
+        return {bytes(c): bytes(i) for c, i in self._conn.execute("SELECT csn, image FROM nvram")}
+
+    # --- the event loop's side ----------------------------------------------------------
+
+    def load_all(self) -> dict[bytes, bytes]:
+        """Every stored image by CSN (called once at start, before serving)."""
+        try:
+            return self._thread.submit(self._read_all).result()
+        except sqlite3.Error as exc:
+            raise NvramError(f"the drive host's NVRAM store {self.path} cannot be read ({exc})") from None
+
+    def import_rows(self, rows: dict[bytes, bytes]) -> None:
+        """Store images at once, durably (migrating a state directory of per-drive files)."""
+        if rows:
+            self._thread.submit(self._commit, dict(rows)).result()
+
+    async def write(self, csn: bytes, image: bytes) -> None:
+        """Returns once ``image`` is durable; raises OSError/sqlite3.Error if it cannot be."""
+        if self._closed:
+            raise RuntimeError("the NVRAM store is closed")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._pending.rows[csn] = image  # a later image of the same drive supersedes an unwritten one
+        self._pending.waiters.append(waiter)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush_loop())
+        await waiter
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending.waiters:
+            batch, self._pending = self._take_batch()
+            try:
+                await loop.run_in_executor(self._thread, self._commit, batch.rows)
+            except (sqlite3.Error, OSError) as exc:
+                self.stats.failures += 1
+                error = OSError(f"NVRAM store {self.path}: {exc}")
+                for w in batch.waiters:
+                    if not w.done():
+                        w.set_exception(error)
+                continue
+            self.stats.commits += 1
+            self.stats.rows += len(batch.rows)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch.rows))
+            for w in batch.waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    def _take_batch(self) -> tuple[_Pending, _Pending]:
+        """Up to MAX_BATCH drives for this commit; the rest stay pending for the next."""
+        pending = self._pending
+        if len(pending.rows) <= MAX_BATCH:
+            return pending, _Pending()
+        now, later = _Pending(), _Pending()
+        for i, (csn, image) in enumerate(pending.rows.items()):
+            (now if i < MAX_BATCH else later).rows[csn] = image
+        # Waiters cannot be told apart by drive here; all wait for the rows still pending.
+        later.waiters = pending.waiters
+        return now, later
+
+    async def drain(self) -> None:
+        """Wait until every write made so far is durable (or has failed)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    def close(self) -> None:
+        self._closed = True
+
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        self._thread.submit(_close).result()
+        self._thread.shutdown(wait=True)

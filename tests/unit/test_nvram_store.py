@@ -1,0 +1,128 @@
+"""The drive host's one NVRAM store: durable before it answers, group-committed, and whole
+after a kill -9 at any moment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from drive_daemon.errors import NvramError
+from drive_daemon.nvram_store import MAX_BATCH, NvramStore
+
+
+def _csn(i: int) -> bytes:
+    return (0x5700_0000_0000_0000 + i).to_bytes(8, "big")
+
+
+def test_images_survive_reopening(tmp_path: Path) -> None:
+    store = NvramStore(tmp_path / "nvram.sqlite3")
+
+    async def go() -> None:
+        for i in range(3):
+            await store.write(_csn(i), f"image {i} v1".encode())
+        await store.write(_csn(1), b"image 1 v2")
+
+    asyncio.run(go())
+    store.close()
+    again = NvramStore(tmp_path / "nvram.sqlite3")
+    assert again.load_all() == {_csn(0): b"image 0 v1", _csn(1): b"image 1 v2", _csn(2): b"image 2 v1"}
+    again.close()
+
+
+def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
+    """A pool rekey: every drive's write at once costs a few transactions, not one each."""
+    store = NvramStore(tmp_path / "nvram.sqlite3")
+    n = MAX_BATCH + 500
+
+    async def go() -> None:
+        await asyncio.gather(*(store.write(_csn(i), b"x" * 200) for i in range(n)))
+
+    asyncio.run(go())
+    assert store.stats.rows == n
+    assert 2 <= store.stats.commits <= 4  # MAX_BATCH rows per commit at most
+    assert store.stats.largest_batch == MAX_BATCH
+    assert len(store.load_all()) == n
+    store.close()
+
+
+def test_a_failed_commit_fails_its_writers_and_the_store_goes_on(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    store = NvramStore(tmp_path / "nvram.sqlite3")
+    real = store._commit
+    calls = {"n": 0}
+
+    def flaky(rows: dict[bytes, bytes]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        real(rows)
+
+    monkeypatch.setattr(store, "_commit", flaky)
+
+    async def go() -> None:
+        with pytest.raises(OSError, match="disk I/O error"):
+            await store.write(_csn(1), b"lost")
+        await store.write(_csn(2), b"kept")
+
+    asyncio.run(go())
+    assert store.load_all() == {_csn(2): b"kept"}
+    assert store.stats.failures == 1
+    store.close()
+
+
+def test_a_damaged_store_is_named_with_the_way_out(tmp_path: Path) -> None:
+    path = tmp_path / "nvram.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(NvramError, match="move it aside"):
+        NvramStore(path)
+
+
+_WRITER = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    from drive_daemon.nvram_store import NvramStore
+
+    store = NvramStore(Path(sys.argv[1]))
+
+    async def one(i: int, version: int) -> None:
+        csn = (0x5700_0000_0000_0000 + i).to_bytes(8, "big")
+        await store.write(csn, version.to_bytes(8, "big") * 20)
+        print(f"{i} {version}", flush=True)  # acknowledged: it must survive
+
+    async def main() -> None:
+        for version in range(1, 1_000_000):
+            await asyncio.gather(*(one(i, version) for i in range(64)))
+
+    asyncio.run(main())
+""")
+
+
+def test_kill_9_loses_no_acknowledged_image(tmp_path: Path) -> None:
+    path = tmp_path / "nvram.sqlite3"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2], env=os.environ | {"PYTHONPATH": "."})
+    acked: dict[int, int] = {}
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while len(acked) < 64 or min(acked.values()) < 3:
+        line = proc.stdout.readline()
+        assert line and time.monotonic() < deadline, "the writer stopped before it was killed"
+        i, version = map(int, line.split())
+        acked[i] = max(acked.get(i, 0), version)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    store = NvramStore(path)
+    stored = {int.from_bytes(c, "big") - 0x5700_0000_0000_0000: int.from_bytes(v[:8], "big")
+              for c, v in store.load_all().items()}
+    store.close()
+    for i, version in acked.items():
+        assert stored[i] >= version, f"drive {i}: acknowledged version {version}, stored {stored.get(i)}"
