@@ -36,8 +36,8 @@ def _dbkey_source(args: argparse.Namespace) -> DbKeySource:
     return DbKeySource(file=args.dbkey_file)
 
 
-def _open_store(args: argparse.Namespace, directory: Path | None = None) -> KmsStore:
-    return KmsStore.open(directory or _store_dir(args.store), dbkey=_dbkey_source(args))
+def _open_store(args: argparse.Namespace, source: DbKeySource | None = None) -> KmsStore:
+    return KmsStore.open(_store_dir(args.store), dbkey=source or _dbkey_source(args))
 
 
 def _db_key(text: str) -> bytes:
@@ -210,10 +210,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("action", choices=["list", "verify"])
 
 
-def _open(args: argparse.Namespace) -> KmsStore:
+def _open(args: argparse.Namespace, source: DbKeySource | None = None) -> KmsStore:
     """The store, with this command authorised for the session's operator when roles are on.
     A token write a crash left unsettled is settled first, from the token's status."""
-    store = _open_store(args)
+    store = _open_store(args, source)
     if operators.roles_enabled(store):
         who = operators.session_operator(store, args.session)
         operators.authorize(who, args.kms_command)
@@ -252,7 +252,11 @@ def _init_dbkey(args: argparse.Namespace) -> tuple[bytes, bool]:
     first is used as it is; a key from the environment is kept nowhere (unless --dbkey-file)."""
     source = _dbkey_source(args)
     if args.dbkey is None and args.dbkey_file is not None and args.dbkey_file.exists():
-        return parse_db_key(_read_text(args.dbkey_file, "a database key")), True
+        text = _read_text(args.dbkey_file, "a database key")
+        try:
+            return parse_db_key(text), True
+        except StoreError as exc:
+            raise StoreError(f"the database key in {args.dbkey_file}: {exc}") from None
     if args.dbkey is not None:
         return args.dbkey, True
     env = source.env_key()
@@ -512,7 +516,9 @@ def _restore(args: argparse.Namespace) -> int:
     directory = _store_dir(args.store)
     if (directory / "kms.sqlite3").exists():
         try:
-            _open(args).close()  # an existing KMS: only its Administrator restores over it
+            # an existing KMS: only its Administrator restores over it. Its own key, as any command finds it:
+            # --dbkey-file names where the restored key goes, and must not make the store look damaged.
+            _open(args, DbKeySource()).close()
         except StoreDamaged:
             pass  # a store that cannot be opened has no logins to ask: the backup key is the authority
     if args.dump_id in (None, "list"):

@@ -265,3 +265,14 @@ def test_on_a_terminal_the_key_is_asked_for_and_not_echoed(tmp_path: Path) -> No
     assert "database key of the KMS store" in seen and key not in seen  # getpass: nothing echoed
     code, seen = _run_on_a_terminal(["kms", "list", "--store", str(store)], os.urandom(32).hex(), env)
     assert code == 1 and "typed at the prompt is not the key of this store" in seen
+
+
+def test_naming_a_key_file_for_the_restore_does_not_skip_the_administrators_login(
+        cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "kms"
+    cli("kms", "init", "--store", str(store))  # roles on: restoring over it is the Administrator's
+    (tmp_path / "backup.key").write_text(os.urandom(32).hex())
+    monkeypatch.delenv("T10K_SESSION", raising=False)
+    _, err = cli("kms", "restore", "latest", "--store", str(store), "--key-file", str(tmp_path / "backup.key"),
+                 "--dbkey-file", str(tmp_path / "nowhere.dbkey"), "--session", "", rc=1)
+    assert "log in first" in err and not (tmp_path / "nowhere.dbkey").exists()
