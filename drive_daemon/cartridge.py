@@ -1,11 +1,13 @@
 """A tape cartridge as a file: an append-only log of records, one per logical object.
 
 Each record is a 20-octet header (magic, kind, length, key ID, CRC-32) followed by its
-payload: plain data, an encrypted block (nonce then AES-GCM ciphertext, the key ID in
-the clear in the header), or nothing for a filemark. The CRC covers the header and the
-whole payload of a plain block; of an encrypted block it covers the header, nonce and
-GCM tag, since GCM already authenticates every ciphertext octet and the tag, written
-last, shows a torn record. Writing at
+payload: plain data, an encrypted block (its head, then AES-GCM ciphertext; the key ID in
+the clear in the header, and the header's scheme octet says how it was sealed: since
+protocol version 3 the head is a session salt and a counter nonce, before it a random
+nonce, see protocol/blocks.py), or nothing for a filemark. The CRC covers the header and
+the whole payload of a plain block; of an encrypted block it covers the header, the head
+and the GCM tag, since GCM already authenticates every ciphertext octet and the tag,
+written last, shows a torn record. Writing at
 a position truncates the file there first, as writing truncates a tape. A crash can only
 leave a torn last record, which loading detects by its CRC and cuts off. A cartridge
 is locked while a drive has it loaded.
@@ -23,7 +25,8 @@ from pathlib import Path
 
 from construct import Bytes, Const, ConstructError, Int8ub, Int32ub, PaddedString, Struct
 
-from protocol.constants import KEY_ID_SIZE
+from protocol.blocks import head_size
+from protocol.constants import KEY_ID_SIZE, TAG_SIZE, BlockScheme
 from protocol.ids import ZERO_KEY_ID
 
 from .errors import DriveDaemonError
@@ -32,7 +35,7 @@ log = logging.getLogger("t10k.cartridge")
 
 FILE_HEADER = Struct("magic" / Const(b"T10KTAPE"), "version" / Const(1, Int8ub), "volser" / PaddedString(16, "ascii"))
 RECORD_HEADER = Struct(
-    "magic" / Const(b"TR"), "kind" / Int8ub, "reserved" / Const(0, Int8ub), "length" / Int32ub,
+    "magic" / Const(b"TR"), "kind" / Int8ub, "scheme" / Int8ub, "length" / Int32ub,
     "key_id" / Bytes(KEY_ID_SIZE), "crc" / Int32ub,
 )
 FILE_HEADER_SIZE = FILE_HEADER.sizeof()
@@ -71,17 +74,19 @@ class Record:
     kind: RecordKind
     length: int
     key_id: bytes
+    scheme: BlockScheme = BlockScheme.RANDOM_NONCE  # how an encrypted block was sealed
 
 
-_CHECKED_ENDS = 12 + 16  # nonce at the start, GCM tag at the end
-
-
-def _crc(kind: int, length: int, key_id: bytes, parts: list[bytes | memoryview]) -> int:
+def _crc(kind: int, length: int, key_id: bytes, parts: list[bytes | memoryview],
+         scheme: BlockScheme = BlockScheme.RANDOM_NONCE) -> int:
     crc = zlib.crc32(bytes([kind]) + length.to_bytes(4, "big") + key_id)
-    if kind == RecordKind.ENCRYPTED and length >= _CHECKED_ENDS:
-        # parts are [nonce, ciphertext] when written, [payload] when read back
-        crc = zlib.crc32(memoryview(parts[0])[:12], crc)
-        return zlib.crc32(memoryview(parts[-1])[-16:], crc)
+    if scheme is not BlockScheme.RANDOM_NONCE:  # the CRC of records written before the scheme octet is unchanged
+        crc = zlib.crc32(bytes([scheme]), crc)
+    head = head_size(scheme)
+    if kind == RecordKind.ENCRYPTED and length >= head + TAG_SIZE:
+        # parts are [head, ciphertext] when written, [payload] when read back
+        crc = zlib.crc32(memoryview(parts[0])[:head], crc)
+        return zlib.crc32(memoryview(parts[-1])[-TAG_SIZE:], crc)
     for p in parts:
         crc = zlib.crc32(p, crc)
     return crc
@@ -150,13 +155,15 @@ class Cartridge:
             raw = os.pread(fd, RECORD_HEADER_SIZE, offset)
             try:
                 h = RECORD_HEADER.parse(raw)
-                kind = RecordKind(h.kind)
+                kind, scheme = RecordKind(h.kind), BlockScheme(h.scheme)
             except (ConstructError, ValueError):
+                break
+            if scheme is not BlockScheme.RANDOM_NONCE and kind is not RecordKind.ENCRYPTED:
                 break
             end = offset + RECORD_HEADER_SIZE + h.length
             if end > size:
                 break
-            records.append(Record(offset, kind, h.length, h.key_id))
+            records.append(Record(offset, kind, h.length, h.key_id, scheme))
             offset = end
         if records and not Cartridge._crc_ok(fd, records[-1]):  # whole but wrong: torn by a crash
             offset = records.pop().offset
@@ -172,7 +179,7 @@ class Cartridge:
     def _crc_ok(fd: int, rec: Record) -> bool:
         h = RECORD_HEADER.parse(os.pread(fd, RECORD_HEADER_SIZE, rec.offset))
         payload = os.pread(fd, rec.length, rec.offset + RECORD_HEADER_SIZE)
-        return len(payload) == rec.length and h.crc == _crc(rec.kind, rec.length, rec.key_id, [payload])
+        return len(payload) == rec.length and h.crc == _crc(rec.kind, rec.length, rec.key_id, [payload], rec.scheme)
 
     # --- access -----------------------------------------------------------
 
@@ -184,7 +191,7 @@ class Cartridge:
         rec = self.records[index]
         h = RECORD_HEADER.parse(os.pread(self._fd, RECORD_HEADER_SIZE, rec.offset))
         payload = os.pread(self._fd, rec.length, rec.offset + RECORD_HEADER_SIZE)
-        if len(payload) != rec.length or h.crc != _crc(rec.kind, rec.length, rec.key_id, [payload]):
+        if len(payload) != rec.length or h.crc != _crc(rec.kind, rec.length, rec.key_id, [payload], rec.scheme):
             raise CorruptRecord(f"block {index} of {self.volser} fails its checksum")
         return payload
 
@@ -202,21 +209,22 @@ class Cartridge:
             self._allocated = offset
             del self.records[index:]
 
-    def append(self, kind: RecordKind, parts: list[bytes | memoryview], key_id: bytes = ZERO_KEY_ID) -> None:
+    def append(self, kind: RecordKind, parts: list[bytes | memoryview], key_id: bytes = ZERO_KEY_ID,
+               scheme: BlockScheme = BlockScheme.RANDOM_NONCE) -> None:
         length = sum(len(p) for p in parts)
         offset = self.end
         if offset + RECORD_HEADER_SIZE + length > self._allocated:
             claim = max(PREALLOCATE, RECORD_HEADER_SIZE + length)
             os.posix_fallocate(self._fd, self._allocated, offset + claim - self._allocated)
             self._allocated = offset + claim
-        header = RECORD_HEADER.build(dict(kind=kind, length=length, key_id=key_id,
-                                          crc=_crc(kind, length, key_id, parts)))
+        header = RECORD_HEADER.build(dict(kind=kind, scheme=scheme, length=length, key_id=key_id,
+                                          crc=_crc(kind, length, key_id, parts, scheme)))
         written = os.pwritev(self._fd, [header, *parts], offset)
         if written != RECORD_HEADER_SIZE + length:
             os.ftruncate(self._fd, offset)
             self._allocated = offset
             raise CartridgeError(f"short write to {self.path} ({written} of {RECORD_HEADER_SIZE + length} octets)")
-        self.records.append(Record(offset, kind, length, key_id))
+        self.records.append(Record(offset, kind, length, key_id, scheme))
 
     def sync(self) -> None:
         os.fsync(self._fd)

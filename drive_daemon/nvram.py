@@ -62,6 +62,21 @@ def nvram_path(state_dir: Path, csn: bytes) -> Path:
     return state_dir / f"drive-{csn.hex()}.json"
 
 
+def temporary_path(state_dir: Path, csn: bytes) -> Path:
+    """Where a new NVRAM image is written before it is renamed over the old one."""
+    return nvram_path(state_dir, csn).with_suffix(".tmp")
+
+
+def remove_stale_temporary(state_dir: Path, csn: bytes) -> bool:
+    """At start: remove the temporary image a kill left in mid-write (it was never acknowledged:
+    the rename is what makes an image count). Only this drive's: another process may host others."""
+    try:
+        temporary_path(state_dir, csn).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def load_nvram(state_dir: Path, csn: bytes, pckey: bytes) -> Nvram:
     path = nvram_path(state_dir, csn)
     if not path.exists():
@@ -88,7 +103,7 @@ def write_nvram(state_dir: Path, csn: bytes, data: bytes) -> None:
     and once this returns the new one survives a crash (the drive may then acknowledge)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     path = nvram_path(state_dir, csn)
-    tmp = path.with_suffix(".tmp")
+    tmp = temporary_path(state_dir, csn)
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()

@@ -58,7 +58,7 @@ from .tape import TapeCheck, TapeSession
 if TYPE_CHECKING:
     from events import EventPublisher
 from protocol.manufacturing import ManufacturedDrive
-from .nvram import encode_nvram, load_nvram, nvram_path, write_nvram
+from .nvram import encode_nvram, load_nvram, nvram_path, remove_stale_temporary, write_nvram
 
 log = logging.getLogger("t10k.drive")
 
@@ -141,6 +141,8 @@ class HostedDrive:
 
     def __init__(self, host: DriveHost, made: ManufacturedDrive, ip: str) -> None:
         self.host, self.made, self.ip = host, made, ip
+        if remove_stale_temporary(host.config.state_dir, made.csn):
+            log.info("drive %s: removed a temporary NVRAM image left by an interrupted write", made.csn.hex())
         self.drive = Drive(made.csn, made.pckey, load_nvram(host.config.state_dir, made.csn, made.pckey),
                            encrypting=made.encrypting)
         self.tape = TapeSession(self.drive, host.config.library_dir, host.config.sense_profile)

@@ -13,8 +13,8 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol import envelope
-from protocol.constants import MAX_BLOCK_SIZE, NONCE_SIZE, EncryptionMode, NextBlockStatus, SpaceUnit
+from protocol.blocks import BlockCrypto, BlockWriter
+from protocol.constants import MAX_BLOCK_SIZE, MAX_BLOCKS_PER_BLOCK_KEY, BlockScheme, EncryptionMode, NextBlockStatus, SpaceUnit
 from protocol.errors import UnwrapError
 from protocol.ids import ZERO_KEY_ID
 from protocol.sense import Condition, SenseProfile
@@ -118,11 +118,16 @@ class EncryptionState:
 class TapeSession:
     """The host side of one drive: at most one cartridge, one position."""
 
+    #: Blocks one block key seals before a new write session takes over (protocol/blocks.py).
+    block_key_limit = MAX_BLOCKS_PER_BLOCK_KEY
+
     def __init__(self, drive: Drive, library: Path, profile: SenseProfile = SenseProfile.T10000) -> None:
         self.drive, self.library, self.profile = drive, library, profile
         self.cartridge: Cartridge | None = None
         self.position = 0
-        self._ciphers: dict[bytes, envelope.BlockCipher] = {}
+        self._ciphers: dict[bytes, BlockCrypto] = {}
+        #: This load's write sessions, one per media key: each has its own salt and block key.
+        self._writers: dict[bytes, BlockWriter] = {}
         self._keys_checked: tuple[object, int] = (None, 0)  # (the media key set, records verified)
         #: A cartridge unloaded by the host but still in the drive (LOAD threads it again).
         self.unloaded: str | None = None
@@ -223,6 +228,7 @@ class TapeSession:
         self.unloaded = None
         self.load_generation += 1
         self._keys_checked = (None, 0)
+        self._writers.clear()
         self.drive.load_tape()
 
     def unload(self, out: Output, *, keep_in_drive: bool = False) -> str:
@@ -230,6 +236,7 @@ class TapeSession:
         ``keep_in_drive``: the host's LOAD UNLOAD, after which a LOAD threads the same cartridge again."""
         tape = self._tape()
         tape.close()
+        self._writers.clear()
         self.cartridge, self.position = None, 0
         self.unloaded = tape.volser if keep_in_drive else None
         held = self.drive.unload_tape()
@@ -291,9 +298,8 @@ class TapeSession:
         media = self.drive.media
         if self.drive.encrypting and media is not None:
             key_id = media.write_key_id
-            cipher = self._cipher(key_id, media.keys[key_id])
-            nonce, ciphertext = cipher.seal(tape.volser, self.position, key_id, data)
-            tape.append(RecordKind.ENCRYPTED, [nonce, ciphertext], key_id)
+            head, ciphertext = self._seal(tape.volser, key_id, media.keys[key_id], data)
+            tape.append(RecordKind.ENCRYPTED, [head, ciphertext], key_id, BlockScheme.SESSION_KEY)
         else:
             tape.append(RecordKind.PLAIN, [data])
         self.position += 1
@@ -316,7 +322,7 @@ class TapeSession:
             assert media is not None  # the appendix refused otherwise
             try:
                 data = self._cipher(rec.key_id, media.keys[rec.key_id]).open(
-                    tape.volser, self.position, rec.key_id, payload[:NONCE_SIZE], memoryview(payload)[NONCE_SIZE:])
+                    tape.volser, self.position, rec.key_id, rec.scheme, payload)
             except UnwrapError as exc:
                 raise TapeCheck(Condition.MEDIUM_CORRUPT, str(exc)) from None
         else:
@@ -405,13 +411,22 @@ class TapeSession:
                 status = NextBlockStatus.ENCRYPTED if held else NextBlockStatus.ENCRYPTED_KEY_MISSING
         return EncryptionState(self.drive.encrypting, mode, write_key, self.position, status, key_id)
 
-    def _cipher(self, key_id: bytes, key: bytes) -> envelope.BlockCipher:
+    def _cipher(self, key_id: bytes, key: bytes) -> BlockCrypto:
         cipher = self._ciphers.get(key_id)
         if cipher is None:
-            cipher = self._ciphers[key_id] = envelope.BlockCipher(key)
+            cipher = self._ciphers[key_id] = BlockCrypto(key)
         return cipher
+
+    def _seal(self, volser: str, key_id: bytes, key: bytes, data: bytes | memoryview) -> tuple[bytes, bytes]:
+        """Seal the block at the position in this load's write session for the key; a session whose
+        block key has sealed all it may is replaced by a new one (a new salt), never reused."""
+        writer = self._writers.get(key_id)
+        if writer is None or writer.exhausted:
+            writer = self._writers[key_id] = self._cipher(key_id, key).writer(volser, key_id, limit=self.block_key_limit)
+        return writer.seal(self.position, data)
 
     def power_off(self) -> None:
         """Power lost: the tape stays in the drive (closed), keys and ciphers are gone."""
         self._ciphers.clear()
+        self._writers.clear()
         self._keys_checked = (None, 0)

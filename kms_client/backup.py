@@ -4,11 +4,15 @@ A backup is the whole store (a consistent SQLite snapshot) together with its dat
 key, encrypted with AES-256-GCM under the backup key and bound to its dump ID; restoring
 it onto any KMS therefore brings the KMS ID and the database key along, as the seed says.
 A wrong backup key or a damaged file fails authentication before anything is touched.
+The restored store's database key goes where the operator says (--dbkey-file), else where
+the backed-up store kept it (the key file it names, or STORE/dbkey); when $T10K_DBKEY
+already holds it, nowhere.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 import logging
 import os
@@ -24,7 +28,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from protocol.timestamps import format_timestamp, now_us
 
 from .errors import NotFound, StoreError
-from .store import DB_NAME, DBKEY_NAME, KmsStore
+from .store import DB_NAME, KmsStore
+from .storefiles import (
+    DbKeySource,
+    default_dbkey_path,
+    pending_path,
+    record_dbkey_file,
+    recorded_dbkey_file,
+    write_dbkey_file,
+)
 
 log = logging.getLogger("t10k.kms.backup")
 MAGIC = b"T10KBAK1"
@@ -121,7 +133,31 @@ def list_backups(store_dir: Path) -> list[BackupInfo]:
     return found
 
 
-def restore(store_dir: Path, backup_key: bytes, dump_id: str = "latest", *, source: Path | None = None) -> BackupInfo:
+def _keyfile_for(store_dir: Path, dump_id: str, dbkey: bytes, tmp_db: Path, given: DbKeySource) -> Path | None:
+    """Where the restored store's database key goes (None: $T10K_DBKEY holds it); the restored
+    database is made to name that file. Refuses, changing nothing, what would leave it unopenable."""
+    if given.file is None:
+        env = given.env_key()
+        if env is not None:
+            if hmac.compare_digest(env, dbkey):
+                return None
+            raise StoreError(f"$T10K_DBKEY is not the database key of backup {dump_id}: unset it to keep the "
+                             f"backup's key in a file, or give --dbkey-file PATH for it")
+    conn = sqlite3.connect(tmp_db)
+    try:
+        keyfile = given.file or recorded_dbkey_file(conn) or default_dbkey_path(store_dir)
+        if not keyfile.parent.is_dir():
+            raise StoreError(f"backup {dump_id} keeps its database key in {keyfile}, and {keyfile.parent} is not a "
+                             f"directory here: give --dbkey-file PATH for the restored store's database key")
+        with conn:
+            record_dbkey_file(conn, store_dir, keyfile)
+    finally:
+        conn.close()
+    return keyfile
+
+
+def restore(store_dir: Path, backup_key: bytes, dump_id: str = "latest", *, source: Path | None = None,
+            dbkey_from: DbKeySource | None = None) -> BackupInfo:
     """Replace the store in ``store_dir`` by a backup (from ``source``, default its own backups).
     Authenticated first: a wrong key or a damaged file changes nothing."""
     backups = list_backups(source or store_dir)
@@ -140,15 +176,23 @@ def restore(store_dir: Path, backup_key: bytes, dump_id: str = "latest", *, sour
     dbkey = bytes.fromhex(json.loads(plain[4 : 4 + n])["dbkey"])
     database = plain[4 + n :]
     store_dir.mkdir(parents=True, exist_ok=True)
-    # The database key first (beside the old one), then the database: a crash in between is
-    # finished at the next open (see store._current_dbkey).
-    pending = store_dir / (DBKEY_NAME + ".new")
-    fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(dbkey.hex() + "\n")
+    db_path = store_dir / DB_NAME
+    tmp_db = db_path.with_suffix(".restore")
+    with open(tmp_db, "wb") as fh:
+        fh.write(database)
         fh.flush()
         os.fsync(fh.fileno())
-    db_path = store_dir / DB_NAME
+    dbkey_source = dbkey_from or DbKeySource()
+    try:
+        keyfile = _keyfile_for(store_dir, chosen.dump_id, dbkey, tmp_db, dbkey_source)
+    except BaseException:
+        tmp_db.unlink(missing_ok=True)
+        raise
+    # The database key first (beside the old one), then the database: a crash in between is
+    # finished at the next open (see storefiles._current_dbkey).
+    pending = None if keyfile is None else pending_path(keyfile)
+    if pending is not None:
+        write_dbkey_file(pending, dbkey)
     if db_path.exists():  # fold the WAL into the old file so no stale WAL meets the new one
         try:
             old = sqlite3.connect(db_path)
@@ -156,16 +200,12 @@ def restore(store_dir: Path, backup_key: bytes, dump_id: str = "latest", *, sour
             old.close()
         except sqlite3.DatabaseError:
             pass  # a damaged store: it is being replaced whole
-    tmp_db = db_path.with_suffix(".restore")
-    with open(tmp_db, "wb") as fh:
-        fh.write(database)
-        fh.flush()
-        os.fsync(fh.fileno())
     for suffix in ("-wal", "-shm"):
         Path(str(db_path) + suffix).unlink(missing_ok=True)
     os.replace(tmp_db, db_path)
-    os.replace(pending, store_dir / DBKEY_NAME)
-    restored = KmsStore.open(store_dir)
+    if pending is not None and keyfile is not None:
+        os.replace(pending, keyfile)
+    restored = KmsStore.open(store_dir, dbkey=DbKeySource(keyfile, dbkey_source.environ, interactive=False))
     with restored.transaction():
         restored.audit("restore", {"dump_id": chosen.dump_id, "kms_id": restored.kms_id.hex()})
     restored.close()

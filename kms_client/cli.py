@@ -1,6 +1,8 @@
 """``t10k kms ...``: the thin KMS station from the command line.
 
-Every command takes ``--store DIR`` (or $T10K_KMS_STORE) and ``--json``.
+Every command takes ``--store DIR`` (or $T10K_KMS_STORE), ``--json`` and ``--dbkey-file PATH``
+(the database key's file; else $T10K_DBKEY, the file named at init, STORE/dbkey or a prompt:
+kms_client/storefiles.resolve_dbkey, the one place every command finds the key).
 """
 
 from __future__ import annotations
@@ -22,10 +24,20 @@ from . import intents, operators, station, views
 from .files import write_key_file
 from .errors import NotFound, StoreDamaged, StoreError
 from .store import KmsStore, parse_db_key
+from .storefiles import DBKEY_ENV, DbKeySource
 
 
 def _store_dir(value: str | None) -> Path:
     return Path(value or os.environ.get("T10K_KMS_STORE", "kms-store"))
+
+
+def _dbkey_source(args: argparse.Namespace) -> DbKeySource:
+    """How this command was told the database key (the same for every command)."""
+    return DbKeySource(file=args.dbkey_file)
+
+
+def _open_store(args: argparse.Namespace, source: DbKeySource | None = None) -> KmsStore:
+    return KmsStore.open(_store_dir(args.store), dbkey=source or _dbkey_source(args))
 
 
 def _db_key(text: str) -> bytes:
@@ -42,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     def cmd(name: str, func: Any, help: str) -> argparse.ArgumentParser:
         p = ksub.add_parser(name, help=help)
         p.add_argument("--store", help="KMS store directory (default $T10K_KMS_STORE or ./kms-store)")
+        p.add_argument("--dbkey-file", type=Path, help=f"the file holding the database key (init: where to keep it); "
+                       f"default: the file named at init, else ${DBKEY_ENV} (64 hex), else STORE/dbkey, else asked "
+                       f"on a terminal")
         p.add_argument("--session", default=os.environ.get("T10K_SESSION"),
                        help="session token from 't10k kms login' (default $T10K_SESSION)")
         add_json(p)
@@ -50,7 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = cmd("init", _init, "create a KMS store with its database key and KMS ID")
     p.add_argument("--kms-id", type=cli_type(lambda s: parse_hex(s, 4, "a KMS ID")), help="8 hex characters (default: random)")
-    p.add_argument("--dbkey", type=cli_type(_db_key), help="64 hex characters (default: random, kept in STORE/dbkey)")
+    p.add_argument("--dbkey", type=cli_type(_db_key), help=f"64 hex characters (default: the key in --dbkey-file if "
+                   f"it exists, else ${DBKEY_ENV}, else random); kept in --dbkey-file, else in STORE/dbkey unless it "
+                   f"came from ${DBKEY_ENV}")
     p.add_argument("--no-roles", action="store_true",
                    help="no operator logins (a quick lab): every action is recorded as the OS user")
     p.add_argument("--force", action="store_true", help="overwrite a database key file left in the directory")
@@ -193,10 +210,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("action", choices=["list", "verify"])
 
 
-def _open(args: argparse.Namespace) -> KmsStore:
+def _open(args: argparse.Namespace, source: DbKeySource | None = None) -> KmsStore:
     """The store, with this command authorised for the session's operator when roles are on.
     A token write a crash left unsettled is settled first, from the token's status."""
-    store = KmsStore.open(_store_dir(args.store))
+    store = _open_store(args, source)
     if operators.roles_enabled(store):
         who = operators.session_operator(store, args.session)
         operators.authorize(who, args.kms_command)
@@ -230,18 +247,41 @@ def _out(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
     return 0
 
 
+def _init_dbkey(args: argparse.Namespace) -> tuple[bytes, bool]:
+    """(the new store's database key, whether to keep it in a file). A key file the operator made
+    first is used as it is; a key from the environment is kept nowhere (unless --dbkey-file)."""
+    source = _dbkey_source(args)
+    if args.dbkey is None and args.dbkey_file is not None and args.dbkey_file.exists():
+        text = _read_text(args.dbkey_file, "a database key")
+        try:
+            return parse_db_key(text), True
+        except StoreError as exc:
+            raise StoreError(f"the database key in {args.dbkey_file}: {exc}") from None
+    if args.dbkey is not None:
+        return args.dbkey, True
+    env = source.env_key()
+    if env is not None:
+        return env, args.dbkey_file is not None
+    return os.urandom(32), True
+
+
 def _init(args: argparse.Namespace) -> int:
     directory = _store_dir(args.store)
     kms_id = args.kms_id or os.urandom(4)
-    store = KmsStore.create(directory, dbkey=args.dbkey or os.urandom(32), kms_id=kms_id, force=args.force)
+    dbkey, keep = _init_dbkey(args)
+    store = KmsStore.create(directory, dbkey=dbkey, kms_id=kms_id, force=args.force, dbkey_file=args.dbkey_file,
+                            keep_dbkey=keep)
     if not args.no_roles:
         operators.enable_roles(store)
+    where = store.dbkey_path
     store.close()
     logins = "" if args.no_roles else (f"; operator {operators.DEFAULT_ADMIN}, password {operators.DEFAULT_PASSWORD}"
                                        f" (common to every KMS: change it at first login)")
-    return _out(args, {"store": str(directory), "kms_id": kms_id.hex(), "roles": not args.no_roles},
-                f"KMS store created in {directory} (KMS ID {kms_id.hex()}); database key in "
-                f"{directory / 'dbkey'}{logins}")
+    kept = f"database key in {where}" if where is not None else \
+        f"database key kept nowhere: give it as ${DBKEY_ENV} (or at the prompt) to every command"
+    return _out(args, {"store": str(directory), "kms_id": kms_id.hex(), "roles": not args.no_roles,
+                       "dbkey_file": None if where is None else str(where)},
+                f"KMS store created in {directory} (KMS ID {kms_id.hex()}); {kept}{logins}")
 
 
 def _import_drive(args: argparse.Namespace) -> int:
@@ -416,8 +456,12 @@ def _read_text(path: Path, what: str) -> str:
 def _set_dbkey(args: argparse.Namespace) -> int:
     from .keyadmin import set_dbkey
 
-    count = set_dbkey(_open(args), _read_key(args, "the new database key"))
-    return _out(args, {"resealed": count}, f"database key changed: {count} stored value(s) re-encrypted")
+    store = _open(args)
+    count = set_dbkey(store, _read_key(args, "the new database key"))
+    where = f"the new key is in {store.dbkey_path}" if store.dbkey_path is not None else \
+        f"give the new key from now on (${DBKEY_ENV} or the prompt)"
+    return _out(args, {"resealed": count, "dbkey_file": None if store.dbkey_path is None else str(store.dbkey_path)},
+                f"database key changed: {count} stored value(s) re-encrypted; {where}")
 
 
 def _set_backupkey(args: argparse.Namespace) -> int:
@@ -472,7 +516,9 @@ def _restore(args: argparse.Namespace) -> int:
     directory = _store_dir(args.store)
     if (directory / "kms.sqlite3").exists():
         try:
-            _open(args).close()  # an existing KMS: only its Administrator restores over it
+            # an existing KMS: only its Administrator restores over it. Its own key, as any command finds it:
+            # --dbkey-file names where the restored key goes, and must not make the store look damaged.
+            _open(args, DbKeySource()).close()
         except StoreDamaged:
             pass  # a store that cannot be opened has no logins to ask: the backup key is the authority
     if args.dump_id in (None, "list"):
@@ -488,7 +534,7 @@ def _restore(args: argparse.Namespace) -> int:
             from None
     progress = Progress("restore")
     progress.note(f"decrypting backup {args.dump_id} from {args.source or directory} into {directory}")
-    info = restore(directory, key, args.dump_id, source=args.source)
+    info = restore(directory, key, args.dump_id, source=args.source, dbkey_from=_dbkey_source(args))
     progress.done(f"{info.dump_id} restored")
     return _out(args, info.to_json() | {"restored_into": str(directory)},
                 f"restored {info.dump_id} into {directory} (KMS ID {info.kms_id})")
@@ -621,8 +667,8 @@ def _failover(args: argparse.Namespace) -> int:
     from .standby import failover
 
     key = _read_key(args, "the backup key")
-    primary = KmsStore.open(args.primary) if args.primary else None
-    dump_id = failover(_store_dir(args.store), key, primary=primary)
+    primary = KmsStore.open(args.primary) if args.primary else None  # its own key: $T10K_DBKEY, its key file
+    dump_id = failover(_store_dir(args.store), key, primary=primary, dbkey_from=_dbkey_source(args))
     return _out(args, {"restored": dump_id}, f"the standby is now a KMS, restored from {dump_id}")
 
 
@@ -633,7 +679,7 @@ def _password() -> str:
 
 
 def _login(args: argparse.Namespace) -> int:
-    store = KmsStore.open(_store_dir(args.store))
+    store = _open_store(args)
     token = operators.login(store, args.operator, _password())
     who = operators.operator(store, args.operator)
     note = " (change the default password now: t10k kms passwd)" if who.must_change else ""
@@ -643,14 +689,14 @@ def _login(args: argparse.Namespace) -> int:
 
 
 def _logout(args: argparse.Namespace) -> int:
-    store = KmsStore.open(_store_dir(args.store))
+    store = _open_store(args)
     _me(store, args)
     operators.end_session(store, args.session)
     return _out(args, {"logged_out": True}, "logged out (a backup was taken)")
 
 
 def _passwd(args: argparse.Namespace) -> int:
-    store = KmsStore.open(_store_dir(args.store))
+    store = _open_store(args)
     operators.set_password(store, _me(store, args), _password())
     return _out(args, {"password": "changed"}, "password changed")
 

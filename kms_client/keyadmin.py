@@ -1,22 +1,24 @@
 """The database key, the backup key and the KMS ID (seed, Chapter 2: set_dbkey, set_backupkey,
 view_backup_key, set_kmsid).
 
-Changing the database key re-encrypts every stored key in one transaction. The new key
-is written to ``dbkey.new`` before the transaction and renamed over ``dbkey`` after it;
-a crash in between is finished the next time the store is opened, so nothing is ever
-left sealed under a key that is not on disk.
+Changing the database key re-encrypts every stored key in one transaction. When the key
+lives in a file (STORE/dbkey, or the file named by --dbkey-file), the new key is written
+beside it (``NAME.new``) before the transaction and renamed over it after; a crash in
+between is finished the next time the store is opened, so nothing is ever left sealed
+under a key that is not on disk. When it came from $T10K_DBKEY or a prompt, no file is
+written: the operator, who typed the new key, gives it from then on.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from protocol import envelope
 from protocol.constants import KMS_ID_SIZE
 
 from .errors import StoreError
-from .store import DBKEY_NAME, KmsStore
+from .store import KmsStore
+from .storefiles import pending_path, write_dbkey_file
 
 #: (table, key column, sealed column, associated-data prefix, how the AD suffix is made)
 _SEALED = (
@@ -27,14 +29,6 @@ _SEALED = (
 _META = (("dbkey_check", b"meta:check"), ("audit_key", b"meta:audit_key"), ("backup_key", b"meta:backup_key"))
 
 
-def _write_key_file(path: Path, key: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def set_dbkey(store: KmsStore, new: bytes) -> int:
     """Re-encrypt every stored key under ``new``; returns how many values were re-sealed."""
     if len(new) != 32:
@@ -42,8 +36,9 @@ def set_dbkey(store: KmsStore, new: bytes) -> int:
     if store._conn.execute("SELECT 1 FROM pending_writes").fetchone():
         raise StoreError("a token write is still unsettled: run 't10k kms reconcile' before changing the database key")
     old = store._dbkey
-    pending = store.directory / (DBKEY_NAME + ".new")
-    _write_key_file(pending, new)
+    pending = None if store.dbkey_path is None else pending_path(store.dbkey_path)
+    if pending is not None:
+        write_dbkey_file(pending, new)
     count = 0
     with store.transaction() as conn:
         for table, key_col, sealed_col, prefix in _SEALED:
@@ -66,7 +61,8 @@ def set_dbkey(store: KmsStore, new: bytes) -> int:
                 count += 1
         store._dbkey = new  # the audit record below is made under the new key's audit key (unchanged)
         store.audit("set_dbkey", {"resealed": count})
-    os.replace(pending, store.directory / DBKEY_NAME)
+    if pending is not None and store.dbkey_path is not None:
+        os.replace(pending, store.dbkey_path)
     return count
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from .backup import SUFFIX, backup_dir, restore, take_backup
 from .errors import StoreError
 from .store import KmsStore
+from .storefiles import DbKeySource
 
 
 def set_standby(store: KmsStore, directory: Path) -> None:
@@ -55,10 +56,11 @@ def sync(store: KmsStore) -> list[str]:
     return copied
 
 
-def failover(standby: Path, backup_key: bytes, *, primary: KmsStore | None = None) -> str:
+def failover(standby: Path, backup_key: bytes, *, primary: KmsStore | None = None,
+             dbkey_from: DbKeySource | None = None) -> str:
     """Make the standby the primary from the latest backup; returns the dump ID restored."""
     if primary is not None:  # the primary still runs: a final backup, copied, then it stops
         take_backup(primary, "failover")
         sync(primary)
         primary.close()
-    return restore(standby, backup_key, "latest").dump_id
+    return restore(standby, backup_key, "latest", dbkey_from=dbkey_from).dump_id

@@ -22,16 +22,22 @@ from protocol.timestamps import now_us
 
 from . import audit, migrations, rules
 from .errors import NotFound, RuleViolation, StoreError
-from .storefiles import (  # noqa: F401  (parse_db_key, DB_NAME: re-exported)
+from .storefiles import (  # noqa: F401  (parse_db_key, DB_NAME, DbKeySource...: re-exported)
     _CHECK,
     DB_NAME,
     DBKEY_NAME,
+    DbKeyMissing,
+    DbKeySource,
     _check_wal,
     _connect,
     _current_dbkey,
-    _read_dbkey,
     damaged,
+    default_dbkey_path,
     parse_db_key,
+    record_dbkey_file,
+    recorded_dbkey_file,
+    resolve_dbkey,
+    write_dbkey_file,
 )
 
 #: The base schema below is version 1; kms_client/migrations.py takes it to the latest.
@@ -131,30 +137,33 @@ def default_operator() -> str:
 
 
 class KmsStore:
-    def __init__(self, conn: sqlite3.Connection, dbkey: bytes, directory: Path, operator: str | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, dbkey: bytes, directory: Path, operator: str | None = None,
+                 dbkey_path: Path | None = None) -> None:
         self._conn = conn
         self._dbkey = dbkey
         self.directory = directory
         self.operator = operator or default_operator()
+        #: The file holding the database key (set-dbkey writes the new one there); None: it came
+        #: from $T10K_DBKEY or a prompt, and the operator keeps it.
+        self.dbkey_path = dbkey_path
 
     # --- opening ----------------------------------------------------------
 
     @classmethod
     def create(cls, directory: Path, *, dbkey: bytes, kms_id: bytes, operator: str | None = None,
-               force: bool = False) -> KmsStore:
+               force: bool = False, dbkey_file: Path | None = None, keep_dbkey: bool = True) -> KmsStore:
+        """A new store. Its database key is kept in ``dbkey_file`` (default STORE/dbkey; a file that
+        already holds this very key is left as it is), or nowhere when ``keep_dbkey`` is false
+        (the operator gives it as $T10K_DBKEY or at a prompt every time)."""
         if len(kms_id) != KMS_ID_SIZE:
             raise StoreError(f"a KMS ID is {KMS_ID_SIZE} octets (8 hex characters)")
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / DB_NAME
         if path.exists():
             raise StoreError(f"a KMS store already exists in {directory}; use it, or choose another directory")
-        keyfile = directory / DBKEY_NAME
-        if keyfile.exists() and not force:
-            raise StoreError(f"{keyfile} exists (a database key, maybe of a lost store): not overwriting it without "
-                             f"--force; or choose another directory")
-        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(dbkey.hex() + "\n")
+        keyfile = (dbkey_file or default_dbkey_path(directory)) if keep_dbkey else None
+        if keyfile is not None:
+            cls._keep_dbkey(keyfile, dbkey, force=force)
         conn = _connect(path)
         with conn:
             conn.executescript(_SCHEMA)
@@ -163,24 +172,41 @@ class KmsStore:
                 ("last_timestamp", 0), ("dbkey_check", envelope.seal(dbkey, _CHECK, b"meta:check")),
             ])
             migrations.migrate(conn, dbkey, BASE_SCHEMA_VERSION)
-        store = cls(conn, dbkey, directory, operator)
+            record_dbkey_file(conn, directory, keyfile)
+        store = cls(conn, dbkey, directory, operator, keyfile)
         with store.transaction():
             store.audit("init", {"kms_id": kms_id.hex()})
         return store
 
+    @staticmethod
+    def _keep_dbkey(keyfile: Path, dbkey: bytes, *, force: bool) -> None:
+        if keyfile.exists():
+            try:
+                if parse_db_key(keyfile.read_text()) == dbkey:
+                    return  # the operator made the key file first: it stays as it is
+            except (OSError, UnicodeDecodeError, StoreError):
+                pass
+            if not force:
+                raise StoreError(f"{keyfile} exists (a database key, maybe of a lost store): not overwriting it "
+                                 f"without --force; or choose another directory")
+        if not keyfile.parent.is_dir():
+            raise StoreError(f"cannot keep the database key in {keyfile}: {keyfile.parent} is not a directory")
+        write_dbkey_file(keyfile, dbkey)
+
     @classmethod
-    def open(cls, directory: Path, *, operator: str | None = None) -> KmsStore:
-        """Open a store; a damaged database, WAL or key file is named, with the way out."""
+    def open(cls, directory: Path, *, operator: str | None = None, dbkey: DbKeySource | None = None) -> KmsStore:
+        """Open a store, its database key found as ``dbkey`` says (storefiles.resolve_dbkey); a damaged
+        database, WAL or key file is named, with the way out; a key found nowhere, with the ways."""
         path = directory / DB_NAME
         if not path.exists():
             raise StoreError(f"no KMS store in {directory}: run 't10k kms init --store {directory}' first")
-        dbkey = _read_dbkey(directory / DBKEY_NAME, directory)
         _check_wal(path, directory)
         try:
             conn = _connect(path)
             version = conn.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
             check = conn.execute("SELECT value FROM meta WHERE name='dbkey_check'").fetchone()
             problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+            recorded = recorded_dbkey_file(conn)
         except sqlite3.DatabaseError as exc:
             raise damaged(path, f"is damaged or not a KMS store ({exc})", directory) from None
         if problems != ["ok"]:
@@ -190,15 +216,19 @@ class KmsStore:
         if version is None or not BASE_SCHEMA_VERSION <= version[0] <= migrations.LATEST:
             raise StoreError(f"{path} has schema version {version and version[0]}; this build reads "
                              f"{BASE_SCHEMA_VERSION}..{migrations.LATEST}")
-        dbkey = _current_dbkey(directory, dbkey, check[0])
+        try:
+            found = _current_dbkey(directory, resolve_dbkey(directory, dbkey or DbKeySource(), recorded), check[0])
+        except BaseException:
+            conn.close()
+            raise
         if version[0] < migrations.LATEST:
             try:
                 with conn:
                     conn.execute("BEGIN IMMEDIATE")
-                    migrations.migrate(conn, dbkey, version[0])
+                    migrations.migrate(conn, found.key, version[0])
             except sqlite3.DatabaseError as exc:  # its schema and its version disagree
                 raise damaged(path, f"cannot be upgraded from schema version {version[0]} ({exc})", directory) from None
-        return cls(conn, dbkey, directory, operator)
+        return cls(conn, found.key, directory, operator, found.path)
 
     def close(self) -> None:
         self._conn.close()

@@ -32,6 +32,20 @@ TOKEN_MGMT_PORT = 7020
 VOP_PORT = 7030
 #: Largest logical block a drive accepts (the T10000's 2 MiB).
 MAX_BLOCK_SIZE = 2 * 1024 * 1024
+#: Tape blocks (protocol/blocks.py): each write session's random salt, and the most blocks one
+#: block key (HKDF of the media key, volume serial and salt) seals: its nonces are a counter below
+#: this, so none repeats. Far above a tape's capacity (8.5 TB in 2 MiB blocks is ~4 million).
+BLOCK_SALT_SIZE = 16
+MAX_BLOCKS_PER_BLOCK_KEY = 2**32
+
+
+class BlockScheme(enum.IntEnum):
+    """How an encrypted tape block was sealed: the cartridge record header says which."""
+
+    #: Before protocol version 3: a random nonce under the media key itself (read, never written).
+    RANDOM_NONCE = 0
+    #: A per-session block key and a counter nonce; the payload starts with salt and nonce.
+    SESSION_KEY = 1
 
 #: Loopback "LAN broadcast": Linux delivers it to every socket bound to the port
 #: on 0.0.0.0 or on this address.

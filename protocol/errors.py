@@ -40,6 +40,10 @@ class CryptoError(ProtocolError):
     """A wrapped key or an authenticator did not verify."""
 
 
+class BlockKeyExhausted(ProtocolError):
+    """A tape block key sealed as many blocks as its nonces allow: start a new write session."""
+
+
 class UnwrapError(CryptoError):
     """Decryption failed: wrong key, or the data or its binding was altered."""
 
