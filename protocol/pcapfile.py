@@ -11,7 +11,6 @@ runs on IPv4 and its datagrams are never fragmented.
 
 from __future__ import annotations
 
-import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,7 +170,7 @@ def _transport(when: float, ip: bytes) -> Segment | None:
     if flags_offset & 0x3FFF or ihl < 20 or total < ihl:
         return None  # a fragment, or a broken header
     packet = ip[:total]
-    src, dst = socket.inet_ntoa(packet[12:16]), socket.inet_ntoa(packet[16:20])
+    src, dst = "%d.%d.%d.%d" % tuple(packet[12:16]), "%d.%d.%d.%d" % tuple(packet[16:20])
     body = packet[ihl:]
     if ip[9] == 17 and len(body) >= 8:
         sport, dport, length = struct.unpack_from(">HHH", body)
