@@ -10,14 +10,22 @@ from protocol.constants import MgmtStatus
 from . import intents
 from .backup import backup_after
 from .builders import PreparedWrite, prepare_ekt, prepare_okt
-from .errors import ReplyLost, ReplyNotAuthentic, TokenRefused, TokenUnreachable, WriteUnsettled, WrongSecret
+from .errors import (
+    CounterLost,
+    ReplyLost,
+    ReplyNotAuthentic,
+    TokenRefused,
+    TokenUnreachable,
+    WriteUnsettled,
+    WrongSecret,
+)
 from .files import write_key_file
-from .push import request
+from .push import request, request_resyncing, resync
 from .store import KmsStore
 
 
 def write_image(store: KmsStore, token: str, prepared: PreparedWrite, image: Path, *, force: bool = False) -> None:
-    """Air gap: the exact authenticated frame the token would have received, to a file (0600).
+    """Air gap: the exact sealed frame the token would have received, to a file (0600).
     The file is written first; then its device keys, counter and audit record land together
     (the KMS cannot see the token take it), and a backup follows like any token write."""
     from protocol import encode_authenticated
@@ -35,11 +43,10 @@ def write_image(store: KmsStore, token: str, prepared: PreparedWrite, image: Pat
 
 def read_status_image(store: KmsStore, token: str, image: object) -> TokenStatus:
     """Air gap, the way back: a token's saved status, checked against its secret."""
-    from protocol import AuthenticationError, DecodeError, decode
+    from protocol import AuthenticationError, DecodeError, open_frame
 
     try:
-        frame = decode(Path(str(image)).read_bytes())
-        frame.verify(store.token_secret(token))
+        frame = open_frame(Path(str(image)).read_bytes(), store.token_secret(token))
     except (OSError, DecodeError, AuthenticationError) as exc:
         raise ReplyNotAuthentic(f"{image} is not a status image of token {token}: {exc}") from None
     if not isinstance(frame.message, TokenStatus):
@@ -48,11 +55,27 @@ def read_status_image(store: KmsStore, token: str, image: object) -> TokenStatus
 
 
 async def _send(store: KmsStore, token: str, message: object, timeout_s: float) -> object:
+    """A request that changes no keys (status, clear error), resynchronising a token that
+    lost its replay counter (every counter is recorded before use: it never goes down)."""
     record = store.token(token)
-    return await request(
-        record.ip, message, secret=store.token_secret(token), counter=store.next_token_counter(token),  # type: ignore[arg-type]
-        port=record.port, timeout_s=timeout_s,
+    return await request_resyncing(
+        record.ip, message, secret=store.token_secret(token), next_counter=lambda: store.next_token_counter(token),  # type: ignore[arg-type]
+        port=record.port, timeout_s=timeout_s, on_resync=lambda floor: _audit_resync(store, token, floor),
     )
+
+
+def _audit_resync(store: KmsStore, token: str, floor: int) -> None:
+    with store.transaction():
+        store.raise_token_counter(token, floor)
+        store.audit("resync_token_counter", {"token": token, "counter": floor})
+
+
+async def _resync(store: KmsStore, token: str, challenge: bytes, timeout_s: float) -> None:
+    record = store.token(token)
+    floor = store.next_token_counter(token)
+    await resync(record.ip, challenge, secret=store.token_secret(token), counter=floor, port=record.port,
+                 timeout_s=timeout_s)
+    _audit_resync(store, token, floor)
 
 
 async def write_ekt(store: KmsStore, token: str, drives: list[str], *, use_pckey: bool, timeout_s: float = 30.0) -> MgmtResult:
@@ -68,8 +91,11 @@ async def write_okt(store: KmsStore, token: str, pool: str, *, timeout_s: float 
     return await push_write(store, token, prepare_okt(store, pool), timeout_s)
 
 
-async def push_write(store: KmsStore, token: str, prepared: PreparedWrite, timeout_s: float) -> MgmtResult:
-    """One token write, settled by the token's answer (kms_client/intents.py)."""
+async def push_write(store: KmsStore, token: str, prepared: PreparedWrite, timeout_s: float, *,
+                     resynced: bool = False) -> MgmtResult:
+    """One token write, settled by the token's answer (kms_client/intents.py). A token that
+    lost its replay counter took nothing: it is resynchronised and the write sent again,
+    above the new floor."""
     record = store.token(token)
     secret = store.token_secret(token)
     counter = store.peek_token_counter(token)
@@ -79,6 +105,15 @@ async def push_write(store: KmsStore, token: str, prepared: PreparedWrite, timeo
                               timeout_s=timeout_s)
         if not isinstance(reply, MgmtResult):
             raise ReplyLost(f"the token answered {type(reply).__name__} to a write")
+    except CounterLost as lost:
+        if resynced:
+            intents.drop(store, write, str(lost))
+            raise TokenRefused(f"{lost}, again right after a RESYNC (restarting?)") from None
+        try:
+            await _resync(store, token, lost.challenge, timeout_s)  # above this write's counter: never reused
+        finally:
+            intents.drop(store, write, f"{lost}: resynchronised, the write is sent again")
+        return await push_write(store, token, prepared, timeout_s, resynced=True)
     except ReplyLost as exc:
         settled = await settle(store, write, timeout_s=timeout_s)
         if settled is None:

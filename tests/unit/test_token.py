@@ -168,9 +168,9 @@ def test_memory_survives_a_restart_with_acks_and_errors(site: Site, tmp_path: Pa
     token = site.lan.tokens[TOKEN_A]
     token.receive_lan(p.decode(p.encode(p.ErrorReport(site.made[1].csn, ErrorCode.MISSING_KEY, bytes(8), 1))),
                       (site.ip(1), 7012), 5)
-    store = MemoryStore(tmp_path / "tok")
+    store = MemoryStore(tmp_path / "tok", site.secrets[TOKEN_A])
     store.save(token.memory)
-    restored = MemoryStore(tmp_path / "tok").load()
+    restored = MemoryStore(tmp_path / "tok", site.secrets[TOKEN_A]).load()
     assert restored == token.memory
     assert Token(restored, site.secrets[TOKEN_A]).status() == token.status()
     assert token.status().packages_held == 1 and len(list((tmp_path / "tok").glob("contents-*.bin"))) == 1
@@ -178,14 +178,14 @@ def test_memory_survives_a_restart_with_acks_and_errors(site: Site, tmp_path: Pa
 
 def test_a_corrupt_contents_file_is_detected(site: Site, tmp_path: Path) -> None:
     arm(site)
-    store = MemoryStore(tmp_path / "tok")
+    store = MemoryStore(tmp_path / "tok", site.secrets[TOKEN_A])
     store.save(site.lan.tokens[TOKEN_A].memory)
     (contents,) = (tmp_path / "tok").glob("contents-*.bin")
     data = bytearray(contents.read_bytes())
     data[40] ^= 1
     contents.write_bytes(bytes(data))
-    with pytest.raises(MemoryImageError, match="checksum"):
-        MemoryStore(tmp_path / "tok").load()
+    with pytest.raises(MemoryImageError, match="does not open under this token's secret"):
+        MemoryStore(tmp_path / "tok", site.secrets[TOKEN_A]).load()
 
 
 def test_keys_available_fits_one_datagram_for_ten_thousand_drives() -> None:
