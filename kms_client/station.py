@@ -43,10 +43,11 @@ def write_image(store: KmsStore, token: str, prepared: PreparedWrite, image: Pat
 
 def read_status_image(store: KmsStore, token: str, image: object) -> TokenStatus:
     """Air gap, the way back: a token's saved status, checked against its secret."""
-    from protocol import AuthenticationError, DecodeError, open_frame
+    from protocol import AuthenticationError, DecodeError, decode
 
     try:
-        frame = open_frame(Path(str(image)).read_bytes(), store.token_secret(token))
+        frame = decode(Path(str(image)).read_bytes())  # the file's shape first: a damaged one says so
+        frame = frame.open(store.token_secret(token))
     except (OSError, DecodeError, AuthenticationError) as exc:
         raise ReplyNotAuthentic(f"{image} is not a status image of token {token}: {exc}") from None
     if not isinstance(frame.message, TokenStatus):
@@ -111,8 +112,10 @@ async def push_write(store: KmsStore, token: str, prepared: PreparedWrite, timeo
             raise TokenRefused(f"{lost}, again right after a RESYNC (restarting?)") from None
         try:
             await _resync(store, token, lost.challenge, timeout_s)  # above this write's counter: never reused
-        finally:
-            intents.drop(store, write, f"{lost}: resynchronised, the write is sent again")
+        except Exception as exc:
+            intents.drop(store, write, f"{lost}, and the RESYNC failed: {exc}")
+            raise
+        intents.withdraw(store, write)
         return await push_write(store, token, prepared, timeout_s, resynced=True)
     except ReplyLost as exc:
         settled = await settle(store, write, timeout_s=timeout_s)
