@@ -97,9 +97,13 @@ async def request_resyncing(
         return await request(host, message, secret=secret, counter=next_counter(), port=port, timeout_s=timeout_s)
     except CounterLost as lost:
         floor = next_counter()
-        await resync(host, lost.challenge, secret=secret, counter=floor, port=port, timeout_s=timeout_s)
-        if on_resync is not None:
-            on_resync(floor)
+        try:
+            await resync(host, lost.challenge, secret=secret, counter=floor, port=port, timeout_s=timeout_s)
+        except TokenRefused:
+            pass  # the challenge was spent by a concurrent RESYNC: ask again, above its floor
+        else:
+            if on_resync is not None:
+                on_resync(floor)
     try:
         return await request(host, message, secret=secret, counter=next_counter(), port=port, timeout_s=timeout_s)
     except CounterLost:

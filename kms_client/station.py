@@ -92,18 +92,35 @@ async def write_okt(store: KmsStore, token: str, pool: str, *, timeout_s: float 
     return await push_write(store, token, prepare_okt(store, pool), timeout_s)
 
 
+#: Writes this process is pushing right now, by (store, counter): another of its writes waits
+#: for them instead of settling them from the token's status, which would fence them.
+_PUSHING: set[tuple[str, int]] = set()
+
+
+def _pushing(store: KmsStore, write: intents.PendingWrite) -> tuple[str, int]:
+    return str(store.directory), write.counter
+
+
 async def push_write(store: KmsStore, token: str, prepared: PreparedWrite, timeout_s: float, *,
                      resynced: bool = False) -> MgmtResult:
     """One token write, settled by the token's answer (kms_client/intents.py). A token that
     lost its replay counter took nothing: it is resynchronised and the write sent again,
     above the new floor."""
-    record = store.token(token)
-    secret = store.token_secret(token)
     counter = store.peek_token_counter(token)
     write = intents.record(store, token, prepared.kind, counter, prepared.changes, prepared.detail | {"token": token})
+    _PUSHING.add(_pushing(store, write))
     try:
-        reply = await request(record.ip, prepared.message, secret=secret, counter=counter, port=record.port,
-                              timeout_s=timeout_s)
+        return await _push(store, token, prepared, write, timeout_s, resynced)
+    finally:
+        _PUSHING.discard(_pushing(store, write))
+
+
+async def _push(store: KmsStore, token: str, prepared: PreparedWrite, write: intents.PendingWrite, timeout_s: float,
+                resynced: bool) -> MgmtResult:
+    record = store.token(token)
+    try:
+        reply = await request(record.ip, prepared.message, secret=store.token_secret(token), counter=write.counter,
+                              port=record.port, timeout_s=timeout_s)
         if not isinstance(reply, MgmtResult):
             raise ReplyLost(f"the token answered {type(reply).__name__} to a write")
     except CounterLost as lost:
@@ -112,6 +129,8 @@ async def push_write(store: KmsStore, token: str, prepared: PreparedWrite, timeo
             raise TokenRefused(f"{lost}, again right after a RESYNC (restarting?)") from None
         try:
             await _resync(store, token, lost.challenge, timeout_s)  # above this write's counter: never reused
+        except TokenRefused:
+            pass  # the challenge was spent by another KMS process's RESYNC: the write goes above its floor
         except Exception as exc:
             intents.drop(store, write, f"{lost}, and the RESYNC failed: {exc}")
             raise
@@ -155,14 +174,22 @@ async def settle(store: KmsStore, write: intents.PendingWrite, *, timeout_s: flo
 
 async def reconcile(store: KmsStore, *, timeout_s: float = 10.0) -> list[tuple[intents.PendingWrite, bool | None]]:
     """Settle every write left pending (a lost answer, a KMS that stopped mid-write); a write
-    another KMS process is still pushing is left to it (None)."""
-    return [(w, None if w.in_flight else await settle(store, w, timeout_s=timeout_s)) for w in intents.pending(store)]
+    another KMS process, or this one, is still pushing is left to it (None)."""
+    return [(w, None if w.in_flight or _pushing(store, w) in _PUSHING else await settle(store, w, timeout_s=timeout_s))
+            for w in intents.pending(store)]
 
 
 async def _settle_leftovers(store: KmsStore, timeout_s: float) -> None:
-    """A new write waits for the old ones: its keys would be wrapped under keys not yet settled."""
+    """A new write waits for the old ones: its keys would be wrapped under keys not yet settled.
+    Those this process is pushing (writes to other tokens, in parallel) are awaited."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_pushing(store, w) in _PUSHING for w in intents.pending(store)):
+        await asyncio.sleep(0.02)
     for write, took in await reconcile(store, timeout_s=timeout_s):
-        if took is None and write.in_flight:
+        if took is None and (write.in_flight or _pushing(store, write) in _PUSHING):
             raise WriteUnsettled(f"{write.describe()} is still being pushed by KMS process {write.pid}: "
                                  f"try again when it has finished")
         if took is None:
