@@ -49,3 +49,12 @@ class WrongSecret(ReplyNotAuthentic):
 
 class WriteUnsettled(KmsError):
     """A token write's answer was lost and the token's status could not be read to settle it."""
+
+
+class CounterLost(TokenRefused):
+    """The token has no replay counter (blank, or its state directory moved aside) and answered
+    with a challenge: a RESYNC carrying it sets the counter (push.request_resyncing does it)."""
+
+    def __init__(self, message: str, challenge: bytes) -> None:
+        super().__init__(message)
+        self.challenge = challenge

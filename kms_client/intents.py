@@ -8,6 +8,9 @@ device keys, sealed, and what to audit), itself sealed under the database key. T
   transaction), and a backup follows;
 - the write never left, was refused, or went to a peer without this token's secret: the
   intent is dropped, and the store is as it was (an audit record says what failed);
+- the token answers MGMT_CHALLENGE (it lost its replay counter, so it applied nothing):
+  the intent is withdrawn without a trace, the token resynchronised, and the write sent
+  again as a new intent above the new floor;
 - the answer is lost (timeout, connection dropped, the KMS itself crashed): the intent
   stays until the token's status, read over its authenticated channel, settles it: its
   ``last_write_counter`` equals the intent's counter exactly when THIS write was applied.
@@ -105,3 +108,10 @@ def drop(store: KmsStore, write: PendingWrite, why: str) -> None:
         if conn.execute("DELETE FROM pending_writes WHERE counter=?", (write.counter,)).rowcount != 1:
             return
         store.audit(write.action + "_failed", write.detail | {"counter": write.counter, "why": why})
+
+
+def withdraw(store: KmsStore, write: PendingWrite) -> None:
+    """The token authentically applied nothing and the write goes again under a new counter:
+    this intent never happened (the resync that follows is audited)."""
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM pending_writes WHERE counter=?", (write.counter,))

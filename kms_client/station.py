@@ -10,14 +10,22 @@ from protocol.constants import MgmtStatus
 from . import intents
 from .backup import backup_after
 from .builders import PreparedWrite, prepare_ekt, prepare_okt
-from .errors import ReplyLost, ReplyNotAuthentic, TokenRefused, TokenUnreachable, WriteUnsettled, WrongSecret
+from .errors import (
+    CounterLost,
+    ReplyLost,
+    ReplyNotAuthentic,
+    TokenRefused,
+    TokenUnreachable,
+    WriteUnsettled,
+    WrongSecret,
+)
 from .files import write_key_file
-from .push import request
+from .push import request, request_resyncing, resync
 from .store import KmsStore
 
 
 def write_image(store: KmsStore, token: str, prepared: PreparedWrite, image: Path, *, force: bool = False) -> None:
-    """Air gap: the exact authenticated frame the token would have received, to a file (0600).
+    """Air gap: the exact sealed frame the token would have received, to a file (0600).
     The file is written first; then its device keys, counter and audit record land together
     (the KMS cannot see the token take it), and a backup follows like any token write."""
     from protocol import encode_authenticated
@@ -38,8 +46,8 @@ def read_status_image(store: KmsStore, token: str, image: object) -> TokenStatus
     from protocol import AuthenticationError, DecodeError, decode
 
     try:
-        frame = decode(Path(str(image)).read_bytes())
-        frame.verify(store.token_secret(token))
+        frame = decode(Path(str(image)).read_bytes())  # the file's shape first: a damaged one says so
+        frame = frame.open(store.token_secret(token))
     except (OSError, DecodeError, AuthenticationError) as exc:
         raise ReplyNotAuthentic(f"{image} is not a status image of token {token}: {exc}") from None
     if not isinstance(frame.message, TokenStatus):
@@ -48,11 +56,27 @@ def read_status_image(store: KmsStore, token: str, image: object) -> TokenStatus
 
 
 async def _send(store: KmsStore, token: str, message: object, timeout_s: float) -> object:
+    """A request that changes no keys (status, clear error), resynchronising a token that
+    lost its replay counter (every counter is recorded before use: it never goes down)."""
     record = store.token(token)
-    return await request(
-        record.ip, message, secret=store.token_secret(token), counter=store.next_token_counter(token),  # type: ignore[arg-type]
-        port=record.port, timeout_s=timeout_s,
+    return await request_resyncing(
+        record.ip, message, secret=store.token_secret(token), next_counter=lambda: store.next_token_counter(token),  # type: ignore[arg-type]
+        port=record.port, timeout_s=timeout_s, on_resync=lambda floor: _audit_resync(store, token, floor),
     )
+
+
+def _audit_resync(store: KmsStore, token: str, floor: int) -> None:
+    with store.transaction():
+        store.raise_token_counter(token, floor)
+        store.audit("resync_token_counter", {"token": token, "counter": floor})
+
+
+async def _resync(store: KmsStore, token: str, challenge: bytes, timeout_s: float) -> None:
+    record = store.token(token)
+    floor = store.next_token_counter(token)
+    await resync(record.ip, challenge, secret=store.token_secret(token), counter=floor, port=record.port,
+                 timeout_s=timeout_s)
+    _audit_resync(store, token, floor)
 
 
 async def write_ekt(store: KmsStore, token: str, drives: list[str], *, use_pckey: bool, timeout_s: float = 30.0) -> MgmtResult:
@@ -68,17 +92,50 @@ async def write_okt(store: KmsStore, token: str, pool: str, *, timeout_s: float 
     return await push_write(store, token, prepare_okt(store, pool), timeout_s)
 
 
-async def push_write(store: KmsStore, token: str, prepared: PreparedWrite, timeout_s: float) -> MgmtResult:
-    """One token write, settled by the token's answer (kms_client/intents.py)."""
-    record = store.token(token)
-    secret = store.token_secret(token)
+#: Writes this process is pushing right now, by (store, counter): another of its writes waits
+#: for them instead of settling them from the token's status, which would fence them.
+_PUSHING: set[tuple[str, int]] = set()
+
+
+def _pushing(store: KmsStore, write: intents.PendingWrite) -> tuple[str, int]:
+    return str(store.directory), write.counter
+
+
+async def push_write(store: KmsStore, token: str, prepared: PreparedWrite, timeout_s: float, *,
+                     resynced: bool = False) -> MgmtResult:
+    """One token write, settled by the token's answer (kms_client/intents.py). A token that
+    lost its replay counter took nothing: it is resynchronised and the write sent again,
+    above the new floor."""
     counter = store.peek_token_counter(token)
     write = intents.record(store, token, prepared.kind, counter, prepared.changes, prepared.detail | {"token": token})
+    _PUSHING.add(_pushing(store, write))
     try:
-        reply = await request(record.ip, prepared.message, secret=secret, counter=counter, port=record.port,
-                              timeout_s=timeout_s)
+        return await _push(store, token, prepared, write, timeout_s, resynced)
+    finally:
+        _PUSHING.discard(_pushing(store, write))
+
+
+async def _push(store: KmsStore, token: str, prepared: PreparedWrite, write: intents.PendingWrite, timeout_s: float,
+                resynced: bool) -> MgmtResult:
+    record = store.token(token)
+    try:
+        reply = await request(record.ip, prepared.message, secret=store.token_secret(token), counter=write.counter,
+                              port=record.port, timeout_s=timeout_s)
         if not isinstance(reply, MgmtResult):
             raise ReplyLost(f"the token answered {type(reply).__name__} to a write")
+    except CounterLost as lost:
+        if resynced:
+            intents.drop(store, write, str(lost))
+            raise TokenRefused(f"{lost}, again right after a RESYNC (restarting?)") from None
+        try:
+            await _resync(store, token, lost.challenge, timeout_s)  # above this write's counter: never reused
+        except TokenRefused:
+            pass  # the challenge was spent by another KMS process's RESYNC: the write goes above its floor
+        except Exception as exc:
+            intents.drop(store, write, f"{lost}, and the RESYNC failed: {exc}")
+            raise
+        intents.withdraw(store, write)
+        return await push_write(store, token, prepared, timeout_s, resynced=True)
     except ReplyLost as exc:
         settled = await settle(store, write, timeout_s=timeout_s)
         if settled is None:
@@ -117,14 +174,22 @@ async def settle(store: KmsStore, write: intents.PendingWrite, *, timeout_s: flo
 
 async def reconcile(store: KmsStore, *, timeout_s: float = 10.0) -> list[tuple[intents.PendingWrite, bool | None]]:
     """Settle every write left pending (a lost answer, a KMS that stopped mid-write); a write
-    another KMS process is still pushing is left to it (None)."""
-    return [(w, None if w.in_flight else await settle(store, w, timeout_s=timeout_s)) for w in intents.pending(store)]
+    another KMS process, or this one, is still pushing is left to it (None)."""
+    return [(w, None if w.in_flight or _pushing(store, w) in _PUSHING else await settle(store, w, timeout_s=timeout_s))
+            for w in intents.pending(store)]
 
 
 async def _settle_leftovers(store: KmsStore, timeout_s: float) -> None:
-    """A new write waits for the old ones: its keys would be wrapped under keys not yet settled."""
+    """A new write waits for the old ones: its keys would be wrapped under keys not yet settled.
+    Those this process is pushing (writes to other tokens, in parallel) are awaited."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_pushing(store, w) in _PUSHING for w in intents.pending(store)):
+        await asyncio.sleep(0.02)
     for write, took in await reconcile(store, timeout_s=timeout_s):
-        if took is None and write.in_flight:
+        if took is None and (write.in_flight or _pushing(store, write) in _PUSHING):
             raise WriteUnsettled(f"{write.describe()} is still being pushed by KMS process {write.pid}: "
                                  f"try again when it has finished")
         if took is None:

@@ -57,13 +57,16 @@ def _run_token_status(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from kms_client.push import request
+    import itertools
+
+    from kms_client.push import request_resyncing
     from protocol import ReadStatus, TokenStatus
     from protocol.timestamps import format_timestamp, now_us
     from token_daemon.service import read_secret_file
 
-    reply = asyncio.run(request(args.ip, ReadStatus(), secret=read_secret_file(args.secret_file), counter=now_us(),
-                                port=args.port))
+    counters = itertools.count(now_us())  # a token that lost its counter is resynchronised first
+    reply = asyncio.run(request_resyncing(args.ip, ReadStatus(), secret=read_secret_file(args.secret_file),
+                                          next_counter=lambda: next(counters), port=args.port))
     assert isinstance(reply, TokenStatus)
     data = {"mode": reply.mode.name, "led3": reply.led3.name, "error_led": reply.error_led.name,
             "pool": reply.pool, "timestamp": format_timestamp(reply.timestamp), "csns": reply.csn_count,

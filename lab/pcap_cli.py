@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from protocol import AuthenticationError, DecodeError, Frame, SealedBody
 from protocol.cli_options import Progress, add_broadcast, add_ip, add_json
 from protocol.constants import DRIVE_LAN_PORT, MessageType
 from protocol.describe import describe, describe_iscsi, render
@@ -27,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_json(dec, "one JSON object per frame, in a list")
     dec.add_argument("--type", action="append", type=str.upper, choices=TYPES, metavar="TYPE",
                      help=f"only these message types (repeat): {', '.join(TYPES)}")
+    dec.add_argument("--secret-file", type=Path, metavar="FILE",
+                     help="a token secret (64 hex digits): open the management frames sealed under it "
+                          "(without it they show as 'sealed, N octets')")
     dec.set_defaults(func=_decode)
     rep = psub.add_parser("replay", help="replay a capture's requests against live daemons; compare replies")
     rep.add_argument("file", type=Path)
@@ -41,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help=f"the live lab's drive-LAN port, for replayed broadcasts (default {DRIVE_LAN_PORT})")
     rep.add_argument("--source", default="127.0.0.250", help="local address to replay from (default 127.0.0.250)")
     rep.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS", help="wait per reply")
+    rep.add_argument("--secret-file", type=Path, action="append", default=[], metavar="FILE",
+                     help="a token secret (repeat): open the sealed management replies, to judge them")
     rep.add_argument("--allow-vop-reset", action="store_true",
                      help="also replay VOP Reset Drive (unauthenticated: it really wipes the drives)")
     add_json(rep)
@@ -63,6 +69,11 @@ def _decode(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise CaptureError(f"{args.file} does not exist")
     frames = read_capture(args.file)
+    secret = None
+    if args.secret_file is not None:
+        from token_daemon.service import read_secret_file
+
+        secret = read_secret_file(args.secret_file)
     wanted = set(args.type) if args.type else None
     start = frames[0].time if frames else 0.0
     rows = []
@@ -74,7 +85,7 @@ def _decode(args: argparse.Namespace) -> int:
                "dst": f"{f.dst[0]}:{f.dst[1]}", "message": name}
         if f.frame is not None:
             row |= {"sequence": f.frame.sequence, "reply": f.frame.is_reply, "authenticated": f.frame.authenticated,
-                    "fields": describe(f.frame.message)}
+                    "fields": _fields(f.frame, secret)}
         elif f.iscsi is not None:
             row |= {"fields": describe_iscsi(f.iscsi)}
         else:
@@ -101,6 +112,20 @@ def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fields(frame: Frame, secret: bytes | None) -> dict[str, object]:
+    """A message's fields; a sealed management frame's size and counter, or, opened under
+    ``secret`` (when it opens), its fields and counter."""
+    if not frame.authenticated:
+        return describe(frame.message)
+    if secret is not None:
+        try:
+            return describe(frame.open(secret).message) | {"counter": frame.counter}
+        except (AuthenticationError, DecodeError):
+            pass  # sealed under another token's secret
+    assert isinstance(frame.message, SealedBody)
+    return {"body": f"sealed, {frame.message.sealed_octets} octets", "counter": frame.counter}
+
+
 def _replay(args: argparse.Namespace) -> int:
     import asyncio
     import collections
@@ -109,12 +134,15 @@ def _replay(args: argparse.Namespace) -> int:
 
     if not args.file.is_file():
         raise CaptureError(f"{args.file} does not exist")
+    from token_daemon.service import read_secret_file
+
+    secrets = [read_secret_file(path) for path in args.secret_file]
     progress = Progress("replay")
     try:
         results = asyncio.run(replay(args.file, to=args.ip, broadcast=args.broadcast, source=args.source,
                                      timeout_s=args.timeout, allow_vop_reset=args.allow_vop_reset,
                                      progress=progress, give_up_after=GIVE_UP_AFTER, renumber=args.renumber,
-                                     lan_port=args.drive_lan_port))
+                                     lan_port=args.drive_lan_port, secrets=secrets))
     finally:
         progress.close()
     if args.json:

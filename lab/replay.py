@@ -5,7 +5,11 @@ Requests are frames sent to a service port (token LAN 7011, token management 702
 destination or to ``to``, and its reply compared with the captured reply (same flow,
 same sequence). Frames a drive receives unsolicited (key packages on 7012, and with
 ``broadcast`` the LAN broadcasts on 7010) are injected too: replay must change nothing
-that the protocol protects (authenticated management, timestamps, clear-key MACs).
+that the protocol protects (sealed management, timestamps, clear-key MACs).
+
+Management replies are sealed under the token's secret: with ``secrets`` (the secrets of
+the tokens replayed to) a reply is opened and judged by its status; without, its verdict
+is "sealed" (its type and size are all anyone else sees).
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
-from protocol import Frame, MgmtResult, decode, decode_header
+from protocol import AuthenticationError, Frame, MgmtResult, SealedBody, decode, decode_header
 from protocol.constants import (
     DRIVE_LAN_PORT,
     DRIVE_PORT,
@@ -51,7 +55,7 @@ class ReplayResult:
     request: str
     captured_reply: str | None
     replay_reply: str | None
-    verdict: str  # "same", "different", "refused as replay", "no reply", "injected", "skipped"
+    verdict: str  # "same", "different", "refused as replay", "sealed", "no reply", "injected", "skipped"
     note: str = ""
 
     def to_json(self) -> dict[str, object]:
@@ -62,6 +66,8 @@ def _describe_reply(frame: Frame | None) -> str | None:
     if frame is None:
         return None
     m = frame.message
+    if isinstance(m, SealedBody):
+        return f"{m.TYPE.name} (sealed)"
     status = getattr(m, "status", None)
     return m.TYPE.name + (f" {status.name}" if hasattr(status, "name") else "")
 
@@ -76,10 +82,24 @@ def _captured_reply(frames: list[CapturedFrame], i: int) -> Frame | None:
     return None
 
 
+def _opened(frame: Frame | None, secrets: Sequence[bytes]) -> Frame | None:
+    """A sealed reply opened under whichever of ``secrets`` it was sealed with (or as it is)."""
+    if frame is None or not frame.sealed:
+        return frame
+    for secret in secrets:
+        try:
+            return frame.open(secret)
+        except (AuthenticationError, DecodeError):
+            continue
+    return frame
+
+
 def _verdict(captured: Frame | None, replayed: Frame | None) -> tuple[str, str]:
     if replayed is None:
         return "no reply", ""
     m = replayed.message
+    if isinstance(m, SealedBody):
+        return "sealed", "a sealed reply: give the token's secret (--secret-file) to judge it"
     if isinstance(m, MgmtResult) and m.status in (MgmtStatus.REPLAYED, MgmtStatus.AUTH_FAILED):
         return "refused as replay", m.message[:80]
     if captured is None:
@@ -150,7 +170,8 @@ def _renumber(ip: str, renumber: tuple[ipaddress.IPv4Network, ipaddress.IPv4Netw
 async def replay(path: Path, *, to: str | None = None, broadcast: str | None = None, source: str = "127.0.0.250",
                  timeout_s: float = 1.0, allow_vop_reset: bool = False, progress: Progress | None = None,
                  give_up_after: int | None = None, lan_port: int = DRIVE_LAN_PORT,
-                 renumber: tuple[ipaddress.IPv4Network, ipaddress.IPv4Network] | None = None) -> list[ReplayResult]:
+                 renumber: tuple[ipaddress.IPv4Network, ipaddress.IPv4Network] | None = None,
+                 secrets: Sequence[bytes] = ()) -> list[ReplayResult]:
     """VOP Reset Drive is skipped unless ``allow_vop_reset``: the VOP is unauthenticated (a drive's
     service port), so replaying it would really wipe drives. ``progress`` hears of each request
     before it is sent (what is awaited, for how long). With ``give_up_after`` N, a host that has
@@ -185,7 +206,7 @@ async def replay(path: Path, *, to: str | None = None, broadcast: str | None = N
             assert f.frame is not None
             host = to or _renumber(f.dst[0], renumber)
             name = f.frame.message.TYPE.name
-            captured = _captured_reply(frames, i) if action in ("tcp", "udp") else None
+            captured = _opened(_captured_reply(frames, i), secrets) if action in ("tcp", "udp") else None
             dest = f"{broadcast if action == 'broadcast' else host}:{f.dst[1]}"
             if progress is not None:
                 progress.step(_announce(action, dest, name, timeout_s, captured is not None))
@@ -193,7 +214,7 @@ async def replay(path: Path, *, to: str | None = None, broadcast: str | None = N
                 record(ReplayResult(i, "tcp", dest, name, None, None, "skipped",
                                     "destructive and unauthenticated: --allow-vop-reset to replay it"), host)
             elif action == "tcp":
-                replayed = await _tcp_exchange(host, f.dst[1], f.raw, timeout_s)
+                replayed = _opened(await _tcp_exchange(host, f.dst[1], f.raw, timeout_s), secrets)
                 verdict, note = _verdict(captured, replayed)
                 record(ReplayResult(i, "tcp", dest, name, _describe_reply(captured), _describe_reply(replayed),
                                     verdict, note), host)

@@ -1,22 +1,37 @@
-"""Framing: header, body and optional authentication trailer.
+"""Framing: header, body and, for management frames, the sealing trailer.
 
 ``encode`` and ``decode`` are the only way bytes become messages and back.
 ``decode`` raises only :class:`DecodeError`, naming what was wrong.
+
+A management frame (AUTHENTICATED flag) is sealed: its body is AES-256-GCM ciphertext and
+tag under a key derived from the token secret, followed by the replay counter and the
+nonce; header and counter are the associated data. Without the secret ``decode`` shows
+only its type, lengths and counter (a :class:`SealedBody`); ``open_frame`` (or
+``Frame.open``) decrypts and only then parses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from construct import ConstructError, StreamError, Struct, Terminated, TerminatedError
 
-from .constants import HEADER_SIZE, MAGIC, MAX_BODY_LENGTH, PROTOCOL_VERSION, RETIRED_VERSIONS, HeaderFlag, MessageType
-from .envelope import mgmt_mac, verify_mgmt_mac
+from .constants import (
+    HEADER_SIZE,
+    MAGIC,
+    MAX_BODY_LENGTH,
+    PROTOCOL_VERSION,
+    RETIRED_VERSIONS,
+    TAG_SIZE,
+    HeaderFlag,
+    MessageType,
+)
+from .envelope import open_mgmt, seal_mgmt
 from .errors import DecodeError, DecodeReason, EncodeError
 from .fastcodec import fixed_struct, try_build, try_parse
 from .layouts import AUTH_TRAILER_SIZE, BODIES, AuthTrailer, Header
-from .messages import Message
+from .messages import Message, SealedBody
 
 _KNOWN_FLAGS = int(HeaderFlag.AUTHENTICATED | HeaderFlag.REPLY)
 # Trailing octets are an error, so every message has exactly one encoding.
@@ -41,27 +56,47 @@ class HeaderInfo:
 
 @dataclass(frozen=True)
 class Frame:
-    message: Message
+    #: The message, or for a sealed frame not yet opened its :class:`SealedBody`.
+    message: Message | SealedBody
     sequence: int
     flags: HeaderFlag
     counter: Optional[int] = None
-    mac: Optional[bytes] = None
-    signed: Optional[bytes] = None
+    #: The whole frame as it arrived: a sealed one is opened from it.
+    raw: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def authenticated(self) -> bool:
-        return self.mac is not None
+        return bool(self.flags & HeaderFlag.AUTHENTICATED)
+
+    @property
+    def sealed(self) -> bool:
+        """A management frame not yet opened: its body is still ciphertext."""
+        return isinstance(self.message, SealedBody)
 
     @property
     def is_reply(self) -> bool:
         return bool(self.flags & HeaderFlag.REPLY)
 
-    def verify(self, secret: bytes) -> int:
-        """Check the MAC under ``secret``; returns the replay counter."""
-        if self.mac is None or self.signed is None or self.counter is None:
+    def open(self, secret: bytes) -> Frame:
+        """This frame decrypted under ``secret`` and parsed (AuthenticationError or DecodeError)."""
+        if not self.authenticated:
             raise DecodeError(DecodeReason.BAD_FIELD, "message is not authenticated")
-        verify_mgmt_mac(secret, self.signed, self.mac)
-        return self.counter
+        return open_frame(self.raw, secret)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A management frame decrypted under the token secret, its body not yet parsed."""
+
+    info: HeaderInfo
+    counter: int
+    body: bytes
+    raw: bytes
+
+    def frame(self) -> Frame:
+        """Parse the plaintext body (DecodeError when it does not decode)."""
+        message = decode_body(self.info.message_type, self.body)
+        return Frame(message, self.info.sequence, self.info.flags, self.counter, self.raw)
 
 
 def _body(message: Message) -> bytes:
@@ -102,13 +137,15 @@ def encode(message: Message, *, sequence: int = 0, reply: bool = False) -> bytes
 def encode_authenticated(
     message: Message, *, secret: bytes, counter: int, sequence: int = 0, reply: bool = False
 ) -> bytes:
-    """Frame with an HMAC-SHA256 trailer over header, body and the replay counter."""
+    """A sealed management frame: header, AES-256-GCM body (header and counter as associated
+    data), then the counter and the nonce."""
     if not 0 <= counter < 2**64:
         raise EncodeError("counter does not fit in 64 bits")
     body = _body(message)
     flags = HeaderFlag.AUTHENTICATED | (HeaderFlag.REPLY if reply else HeaderFlag.NONE)
-    signed = _header(message.TYPE, flags, sequence, len(body)) + body + counter.to_bytes(8, "big")
-    return signed + mgmt_mac(secret, signed)
+    header = _header(message.TYPE, flags, sequence, len(body) + TAG_SIZE)
+    nonce, sealed = seal_mgmt(secret, header, counter, body)
+    return header + sealed + AuthTrailer.build(dict(counter=counter, nonce=nonce))
 
 
 def decode_header(data: bytes) -> HeaderInfo:
@@ -134,34 +171,34 @@ def decode_header(data: bytes) -> HeaderInfo:
 
 
 def decode(data: bytes) -> Frame:
-    """Decode exactly one frame (a whole datagram, or header plus what followed it)."""
+    """Decode exactly one frame (a whole datagram, or header plus what followed it). A sealed
+    management frame decodes to its :class:`SealedBody`: open it with the token secret."""
     info = decode_header(data)
     end = HEADER_SIZE + info.remaining
     if len(data) < end:
         raise DecodeError(DecodeReason.TRUNCATED, f"{info.message_type.name} needs {end} octets, got {len(data)}")
     if len(data) > end:
         raise DecodeError(DecodeReason.LENGTH_MISMATCH, f"{len(data) - end} octets after the {info.message_type.name} frame")
-    body = data[HEADER_SIZE : HEADER_SIZE + info.body_length]
-    message = decode_body(info.message_type, body)
     if info.flags & HeaderFlag.AUTHENTICATED:
-        counter, mac, signed = _trailer(data, info)
-        return Frame(message, info.sequence, info.flags, counter, mac, signed)
-    return Frame(message, info.sequence, info.flags)
+        if info.body_length < TAG_SIZE:
+            raise DecodeError(DecodeReason.TRUNCATED, f"sealed {info.message_type.name} body is shorter than its tag")
+        counter, _ = _trailer(data, info)
+        return Frame(SealedBody(info.body_length, info.message_type), info.sequence, info.flags, counter, data)
+    body = data[HEADER_SIZE : HEADER_SIZE + info.body_length]
+    return Frame(decode_body(info.message_type, body), info.sequence, info.flags, None, data)
 
 
-def _trailer(data: bytes, info: HeaderInfo) -> tuple[int, bytes, bytes]:
-    """(counter, mac, signed octets) of a whole authenticated frame."""
-    mac_at = len(data) - AuthTrailer.mac.sizeof()
+def _trailer(data: bytes, info: HeaderInfo) -> tuple[int, bytes]:
+    """(counter, nonce) of a whole sealed frame."""
     trailer = AuthTrailer.parse(data[HEADER_SIZE + info.body_length :])
-    return trailer.counter, trailer.mac, data[:mac_at]
+    return trailer.counter, trailer.nonce
 
 
-def authenticate(data: bytes, secret: bytes) -> tuple[HeaderInfo, int]:
-    """Check a whole frame's MAC over its raw octets, before its body is parsed.
+def authenticate(data: bytes, secret: bytes) -> Opened:
+    """Decrypt a whole sealed frame under ``secret``, before its body is parsed.
 
-    Returns the header and the replay counter; raises DecodeError (not an authenticated
-    frame of the length its header declares) or AuthenticationError. A forgery costs one
-    HMAC, never a parse of the body.
+    Raises DecodeError (not a sealed frame of the length its header declares) or
+    AuthenticationError. A forgery costs one AES-GCM check, never a parse of the body.
     """
     info = decode_header(data)
     if not info.flags & HeaderFlag.AUTHENTICATED:
@@ -169,9 +206,16 @@ def authenticate(data: bytes, secret: bytes) -> tuple[HeaderInfo, int]:
     if len(data) != HEADER_SIZE + info.remaining:
         raise DecodeError(DecodeReason.LENGTH_MISMATCH,
                           f"{info.message_type.name} frame is {len(data)} octets, its header says {HEADER_SIZE + info.remaining}")
-    counter, mac, signed = _trailer(data, info)
-    verify_mgmt_mac(secret, signed, mac)
-    return info, counter
+    if info.body_length < TAG_SIZE:
+        raise DecodeError(DecodeReason.TRUNCATED, f"sealed {info.message_type.name} body is shorter than its tag")
+    counter, nonce = _trailer(data, info)
+    body = open_mgmt(secret, data[:HEADER_SIZE], counter, nonce, data[HEADER_SIZE : HEADER_SIZE + info.body_length])
+    return Opened(info, counter, body, data)
+
+
+def open_frame(data: bytes, secret: bytes) -> Frame:
+    """A whole sealed frame, decrypted and then parsed (AuthenticationError or DecodeError)."""
+    return authenticate(data, secret).frame()
 
 
 def decode_body(message_type: MessageType, body: bytes) -> Message:

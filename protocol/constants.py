@@ -75,6 +75,8 @@ KMS_ID_SIZE = 4
 NONCE_SIZE = 12
 TAG_SIZE = 16
 RECEIPT_SIZE = 16
+#: A token's RESYNC challenge (MGMT_CHALLENGE, RESYNC).
+CHALLENGE_SIZE = 16
 CLEAR_MAC_SIZE = 16
 MGMT_MAC_SIZE = 32
 
@@ -102,8 +104,12 @@ class MessageType(enum.IntEnum):
     WRITE_OKT = 0x21
     READ_STATUS = 0x22
     CLEAR_ERROR = 0x23
+    #: Sets the replay counter of a token that lost it (body: the token's current challenge).
+    RESYNC = 0x24
     MGMT_RESULT = 0x30
     TOKEN_STATUS = 0x31
+    #: A token without a replay counter answers every request but RESYNC with a fresh challenge.
+    MGMT_CHALLENGE = 0x32
     # Virtual Operator Panel (TCP)
     VOP_STATUS_REQUEST = 0x40
     VOP_STATUS = 0x41
@@ -115,7 +121,8 @@ class MessageType(enum.IntEnum):
 
 class HeaderFlag(enum.IntFlag):
     NONE = 0
-    #: The body is followed by a management trailer: counter (u64) and HMAC-SHA256.
+    #: A sealed management frame: the body is AES-256-GCM ciphertext and tag, followed by a
+    #: trailer of the replay counter (u64) and the nonce (12 octets).
     AUTHENTICATED = 0x0001
     #: The message answers a request; its sequence echoes the request's.
     REPLY = 0x0002

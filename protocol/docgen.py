@@ -35,12 +35,14 @@ ROUTES: dict[MessageType, str] = {
     MessageType.KEY_ACK: f"drive → token: UDP to the token's IP:{TOKEN_LAN_PORT}, after accepting a package",
     MessageType.ERROR_REPORT: f"drive → token: UDP to the token's IP:{TOKEN_LAN_PORT}",
     MessageType.CLEAR_KEYS: f"token → every drive: UDP broadcast to :{DRIVE_LAN_PORT}, in parts of ≤ 1,200 octets",
-    MessageType.WRITE_EKT: f"KMS → token: TCP to the token's IP:{TOKEN_MGMT_PORT}, authenticated; answered by MGMT_RESULT",
-    MessageType.WRITE_OKT: f"KMS → token: TCP to the token's IP:{TOKEN_MGMT_PORT}, authenticated; answered by MGMT_RESULT",
-    MessageType.READ_STATUS: f"KMS → token: TCP :{TOKEN_MGMT_PORT}, authenticated; answered by TOKEN_STATUS",
-    MessageType.CLEAR_ERROR: f"KMS → token: TCP :{TOKEN_MGMT_PORT}, authenticated; answered by MGMT_RESULT",
-    MessageType.MGMT_RESULT: "token → KMS: TCP reply, authenticated (counter echoed)",
-    MessageType.TOKEN_STATUS: "token → KMS: TCP reply, authenticated (counter echoed)",
+    MessageType.WRITE_EKT: f"KMS → token: TCP to the token's IP:{TOKEN_MGMT_PORT}, sealed; answered by MGMT_RESULT",
+    MessageType.WRITE_OKT: f"KMS → token: TCP to the token's IP:{TOKEN_MGMT_PORT}, sealed; answered by MGMT_RESULT",
+    MessageType.READ_STATUS: f"KMS → token: TCP :{TOKEN_MGMT_PORT}, sealed; answered by TOKEN_STATUS",
+    MessageType.CLEAR_ERROR: f"KMS → token: TCP :{TOKEN_MGMT_PORT}, sealed; answered by MGMT_RESULT",
+    MessageType.RESYNC: f"KMS → token: TCP :{TOKEN_MGMT_PORT}, sealed, after a MGMT_CHALLENGE; answered by MGMT_RESULT",
+    MessageType.MGMT_RESULT: "token → KMS: TCP reply, sealed (counter echoed)",
+    MessageType.TOKEN_STATUS: "token → KMS: TCP reply, sealed (counter echoed)",
+    MessageType.MGMT_CHALLENGE: "token → KMS: TCP reply, sealed (counter echoed), from a token without a replay counter",
     MessageType.VOP_STATUS_REQUEST: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_STATUS",
     MessageType.VOP_STATUS: "drive → VOP: TCP reply",
     MessageType.VOP_RESET_DRIVE: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
@@ -107,7 +109,9 @@ def _table(struct: Any, nested: dict[str, Any]) -> list[str]:
 
 def render_catalogue() -> str:
     lines = ["### Header (every message)", "", *_table(Header, {}), "",
-             "### Authentication trailer (when the AUTHENTICATED flag is set)", "", *_table(AuthTrailer, {}), ""]
+             "### Sealing trailer (when the AUTHENTICATED flag is set)", "",
+             "The body before it is the AES-256-GCM ciphertext of the body below, and its 16-octet tag.", "",
+             *_table(AuthTrailer, {}), ""]
     nested: dict[str, Any] = {}
     for mt in MessageType:
         cls = MESSAGE_CLASSES[mt]

@@ -8,6 +8,7 @@ different purposes are derived from one secret with HKDF and distinct labels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -37,6 +38,8 @@ _LABEL_MEDIA_WRAP = b"t10k media-key wrap"
 _LABEL_DEVICE_WRAP = b"t10k device-key wrap"
 _LABEL_CLEAR = b"t10k clear-keys"
 _LABEL_NVRAM = b"t10k drive nvram"
+_LABEL_MGMT = b"t10k mgmt seal"
+_LABEL_TOKEN_MEMORY = b"t10k token memory"
 
 
 def derive(secret: bytes, label: bytes) -> bytes:
@@ -145,13 +148,35 @@ def verify_clear_mac(device_key: bytes, csn: bytes, device_key_id: bytes, mac: b
 # --- management channel -----------------------------------------------------
 
 
-def mgmt_mac(secret: bytes, signed: bytes) -> bytes:
-    return hmac.new(secret, _DOMAIN + b" mgmt" + signed, hashlib.sha256).digest()
+@functools.lru_cache(maxsize=256)
+def _mgmt_aead(secret: bytes) -> AESGCM:
+    """One key derivation per token secret, not one per frame."""
+    return AESGCM(derive(secret, _LABEL_MGMT))
 
 
-def verify_mgmt_mac(secret: bytes, signed: bytes, mac: bytes) -> None:
-    if not hmac.compare_digest(mgmt_mac(secret, signed), mac):
-        raise AuthenticationError("management message MAC does not verify: wrong token secret or altered message")
+def _mgmt_ad(header: bytes, counter: int) -> bytes:
+    return _DOMAIN + b" mgmt" + header + counter.to_bytes(8, "big")
+
+
+def seal_mgmt(secret: bytes, header: bytes, counter: int, plaintext: bytes) -> tuple[bytes, bytes]:
+    """Seal a management body under the token secret; the header (type, flags with REPLY,
+    sequence, length) and the replay counter are its associated data. Returns (nonce, ciphertext+tag)."""
+    nonce = os.urandom(NONCE_SIZE)
+    return nonce, _mgmt_aead(secret).encrypt(nonce, plaintext, _mgmt_ad(header, counter))
+
+
+def open_mgmt(secret: bytes, header: bytes, counter: int, nonce: bytes, sealed: bytes) -> bytes:
+    """The plaintext body of a sealed management frame, or AuthenticationError."""
+    try:
+        return _mgmt_aead(secret).decrypt(nonce, sealed, _mgmt_ad(header, counter))
+    except InvalidTag:
+        raise AuthenticationError(
+            "management message does not decrypt: wrong token secret, or altered message") from None
+
+
+def token_memory_key(secret: bytes) -> bytes:
+    """Seals a token's memory at rest (what the KMS wrote: packages and clear authorisations)."""
+    return derive(secret, _LABEL_TOKEN_MEMORY)
 
 
 # --- storage sealing (drive NVRAM, KMS database) ----------------------------

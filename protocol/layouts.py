@@ -28,6 +28,7 @@ from construct import (
 
 from . import messages as m
 from .constants import (
+    CHALLENGE_SIZE,
     CLEAR_MAC_SIZE,
     CSN_SIZE,
     HEADER_SIZE,
@@ -39,6 +40,7 @@ from .constants import (
     MAX_POOL_DRIVES,
     NONCE_SIZE,
     RECEIPT_SIZE,
+    TAG_SIZE,
     WRAPPED_DEVICE_KEY_SIZE,
     WRAPPED_KEY_SIZE,
     WRAPPED_RECEIPT_SIZE,
@@ -136,8 +138,9 @@ Header = Struct(
 )
 assert Header.sizeof() == HEADER_SIZE
 
-#: Trailer of an authenticated (management) frame: replay counter and HMAC-SHA256.
-AuthTrailer = Struct("counter" / Int64ub, "mac" / Bytes(32))
+#: Trailer of a sealed (management) frame: the replay counter and the AES-GCM nonce. The
+#: body before it is ciphertext and tag; header and counter are the associated data.
+AuthTrailer = Struct("counter" / Int64ub, "nonce" / Nonce)
 AUTH_TRAILER_SIZE = AuthTrailer.sizeof()
 
 # --- bodies ------------------------------------------------------------------
@@ -228,6 +231,7 @@ BODIES: dict[MessageType, Construct] = {
     ),
     MessageType.READ_STATUS: _dc(m.ReadStatus),
     MessageType.CLEAR_ERROR: _dc(m.ClearError),
+    MessageType.RESYNC: _dc(m.Resync, "challenge" / Bytes(CHALLENGE_SIZE)),
     MessageType.MGMT_RESULT: _dc(m.MgmtResult, "status" / Enum8(MgmtStatus), "message" / Text),
     MessageType.TOKEN_STATUS: _dc(
         m.TokenStatus,
@@ -243,6 +247,7 @@ BODIES: dict[MessageType, Construct] = {
         "errors" / PrefixedArray(Int16ub, TokenErrorLayout),
         "last_write_counter" / Int64ub,
     ),
+    MessageType.MGMT_CHALLENGE: _dc(m.MgmtChallenge, "challenge" / Bytes(CHALLENGE_SIZE)),
     MessageType.VOP_STATUS_REQUEST: _dc(m.VopStatusRequest),
     MessageType.VOP_STATUS: _dc(
         m.VopStatus,
@@ -279,9 +284,10 @@ _TEXT_MAX = 2 + 4 * m.MAX_TEXT  # a pool name: up to MAX_TEXT characters, 4 octe
 
 #: Largest body of each write: a package for each of MAX_POOL_DRIVES drives (EKT ~2.4 MB,
 #: OKT ~23 MB). Any other request is at most MAX_DATAGRAM octets (see body_cap).
+#: A sealed body is the plaintext and the 16-octet GCM tag.
 MANAGEMENT_BODY_CAPS: dict[MessageType, int] = {
-    MessageType.WRITE_EKT: Timestamp.sizeof() + 4 + MAX_POOL_DRIVES * _EKT_ENTRY_MAX,
-    MessageType.WRITE_OKT: _TEXT_MAX + Timestamp.sizeof() + 4 + MAX_POOL_DRIVES * _OKT_ENTRY_MAX,
+    MessageType.WRITE_EKT: Timestamp.sizeof() + 4 + MAX_POOL_DRIVES * _EKT_ENTRY_MAX + TAG_SIZE,
+    MessageType.WRITE_OKT: _TEXT_MAX + Timestamp.sizeof() + 4 + MAX_POOL_DRIVES * _OKT_ENTRY_MAX + TAG_SIZE,
 }
 
 

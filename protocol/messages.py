@@ -6,10 +6,11 @@ invariants so that a message that exists is a message that can be encoded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import ClassVar, Union
 
 from .constants import (
+    CHALLENGE_SIZE,
     CLEAR_MAC_SIZE,
     CSN_SIZE,
     KEY_ID_SIZE,
@@ -298,6 +299,29 @@ class ClearError:
 
 
 @dataclass(frozen=True)
+class Resync:
+    """KMS to a token without a replay counter: the challenge it answered with; this
+    request's counter becomes the token's floor."""
+
+    TYPE: ClassVar[MessageType] = MessageType.RESYNC
+    challenge: bytes
+
+    def __post_init__(self) -> None:
+        _size(self.challenge, CHALLENGE_SIZE, "challenge")
+
+
+@dataclass(frozen=True)
+class MgmtChallenge:
+    """Token to KMS: this token has no replay counter; RESYNC with this challenge first."""
+
+    TYPE: ClassVar[MessageType] = MessageType.MGMT_CHALLENGE
+    challenge: bytes
+
+    def __post_init__(self) -> None:
+        _size(self.challenge, CHALLENGE_SIZE, "challenge")
+
+
+@dataclass(frozen=True)
 class MgmtResult:
     TYPE: ClassVar[MessageType] = MessageType.MGMT_RESULT
     status: MgmtStatus
@@ -432,8 +456,10 @@ Message = Union[
     WriteOkt,
     ReadStatus,
     ClearError,
+    Resync,
     MgmtResult,
     TokenStatus,
+    MgmtChallenge,
     VopStatusRequest,
     VopStatus,
     VopResetDrive,
@@ -446,3 +472,15 @@ MESSAGE_CLASSES: dict[MessageType, type] = {
     cls.TYPE: cls  # type: ignore[attr-defined]
     for cls in Message.__args__  # type: ignore[attr-defined]
 }
+
+
+@dataclass(frozen=True)
+class SealedBody:
+    """A sealed management body as anyone without the token secret sees it: its type (from
+    the header) and its size, nothing else. Not a message: it has no layout."""
+
+    sealed_octets: int
+    message_type: InitVar[MessageType]
+
+    def __post_init__(self, message_type: MessageType) -> None:
+        object.__setattr__(self, "TYPE", message_type)

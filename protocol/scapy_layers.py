@@ -30,6 +30,7 @@ from scapy.fields import (
     StrFixedLenField,
     StrLenField,
     XStrFixedLenField,
+    XStrLenField,
 )
 from scapy.layers.inet import TCP, UDP
 from scapy.packet import Packet, Raw, bind_layers
@@ -49,7 +50,7 @@ from .messages import MESSAGE_CLASSES, Message
 
 _INT_FIELDS = {">B": ByteField, ">H": ShortField, ">I": IntField, ">L": IntField, ">Q": LongField,
                ">l": SignedIntField}
-_AUTH_TRAILER = 40
+_AUTH_TRAILER = 20  # counter (8) and nonce (12) after a sealed body
 
 
 class T10K(Packet):
@@ -71,9 +72,15 @@ class T10K(Packet):
             pkt = pkt[:12] + (len(pay) - trailer).to_bytes(4, "big") + pkt[16:]
         return pkt + pay
 
+    def guess_payload_class(self, payload: bytes) -> type[Packet]:
+        """A sealed (management) body cannot be dissected without the token secret."""
+        if self.flags & HeaderFlag.AUTHENTICATED:
+            return T10KSealed
+        return super().guess_payload_class(payload)  # type: ignore[no-any-return]
+
     def do_dissect_payload(self, s: bytes) -> None:
         """A message with an empty body (READ_STATUS, UNLOAD, ...) still shows its layer."""
-        if not s and self.type in _BODY_BY_TYPE:
+        if not s and self.type in _BODY_BY_TYPE and not self.flags & HeaderFlag.AUTHENTICATED:
             self.add_payload(_BODY_BY_TYPE[self.type](_internal=1, _underlayer=self))
             return
         super().do_dissect_payload(s)
@@ -84,9 +91,20 @@ class T10K(Packet):
         return s[:n], s[n:]
 
 
+class T10KSealed(Packet):
+    """A management body: AES-256-GCM ciphertext and tag under the token secret."""
+
+    name = "T10K sealed body"
+    fields_desc = [XStrLenField("sealed", b"", length_from=lambda pkt: pkt.underlayer.body_length
+                                if pkt.underlayer is not None else 0)]
+
+    def guess_payload_class(self, payload: bytes) -> type[Packet]:
+        return T10KAuth if len(payload) == _AUTH_TRAILER else Raw
+
+
 class T10KAuth(Packet):
-    name = "T10K authentication trailer"
-    fields_desc = [LongField("counter", 0), XStrFixedLenField("mac", b"\0" * 32, 32)]
+    name = "T10K sealing trailer"
+    fields_desc = [LongField("counter", 0), XStrFixedLenField("nonce", b"\0" * 12, 12)]
 
 
 class _Nested(Packet):
@@ -198,4 +216,4 @@ def to_scapy(message: Message, *, sequence: int = 0, reply: bool = False) -> Pac
     return T10K(type=int(message.TYPE), flags=flags, sequence=sequence) / body
 
 
-__all__ = ["T10K", "T10KAuth", "BODY_LAYERS", "to_scapy", "MESSAGE_CLASSES"]
+__all__ = ["T10K", "T10KSealed", "T10KAuth", "BODY_LAYERS", "to_scapy", "MESSAGE_CLASSES"]

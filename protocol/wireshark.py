@@ -25,7 +25,7 @@ from .constants import (
     HeaderFlag,
     MessageType,
 )
-from .layouts import BODIES, DataclassAdapter, EnumAdapter, StrictFlag
+from .layouts import AUTH_TRAILER_SIZE, BODIES, DataclassAdapter, EnumAdapter, StrictFlag
 
 _UINT = {">B": ("uint8", 1), ">H": ("uint16", 2), ">I": ("uint32", 4), ">L": ("uint32", 4), ">Q": ("uint64", 8),
          ">l": ("int32", 4)}
@@ -182,8 +182,9 @@ def render_lua() -> str:
         'local F_sequence = ProtoField.uint32("t10k.sequence", "sequence")',
         'local F_body_length = ProtoField.uint32("t10k.body_length", "body length")',
         'local F_counter = ProtoField.uint64("t10k.auth.counter", "replay counter")',
-        'local F_mac = ProtoField.bytes("t10k.auth.mac", "HMAC-SHA256")',
-        "for _, f in ipairs({F_magic, F_version, F_type, F_flags, F_sequence, F_body_length, F_counter, F_mac}) do",
+        'local F_sealed = ProtoField.bytes("t10k.auth.sealed", "sealed body (AES-256-GCM ciphertext and tag)")',
+        'local F_nonce = ProtoField.bytes("t10k.auth.nonce", "nonce")',
+        "for _, f in ipairs({F_magic, F_version, F_type, F_flags, F_sequence, F_body_length, F_counter, F_sealed, F_nonce}) do",
         "  table.insert(fields, f) end",
     ]
     lines += g.declare()
@@ -200,7 +201,7 @@ def render_lua() -> str:
 local function frame_length(tvb, off)
   local body = tvb(off + 12, 4):uint()
   local trailer = 0
-  if bit.band(tvb(off + 6, 2):uint(), {auth}) ~= 0 then trailer = 40 end
+  if bit.band(tvb(off + 6, 2):uint(), {auth}) ~= 0 then trailer = {AUTH_TRAILER_SIZE} end
   return {HEADER_SIZE} + body + trailer, body, trailer
 end
 
@@ -225,12 +226,15 @@ function t10k.dissector(tvb, pinfo, tree)
     subtree:add(F_type, tvb(off + 5, 1)); subtree:add(F_flags, tvb(off + 6, 2))
     subtree:add(F_sequence, tvb(off + 8, 4)); subtree:add(F_body_length, tvb(off + 12, 4))
     local parse = BODY[mtype]
-    if parse and body > 0 then
+    if trailer > 0 then
+      -- a management body is sealed under the token secret: its size is all anyone else sees
+      if body > 0 then
+        subtree:add(F_sealed, tvb(off + {HEADER_SIZE}, body)):set_text("sealed, " .. body .. " octets")
+      end
+      subtree:add(F_counter, tvb(off + {HEADER_SIZE} + body, 8)); subtree:add(F_nonce, tvb(off + {HEADER_SIZE} + body + 8, 12))
+    elseif parse and body > 0 then
       local ok, err = pcall(parse, tvb, off + {HEADER_SIZE}, subtree, off + {HEADER_SIZE} + body)
       if not ok then subtree:add_expert_info(PI_MALFORMED, PI_ERROR, tostring(err)) end
-    end
-    if trailer > 0 then
-      subtree:add(F_counter, tvb(off + {HEADER_SIZE} + body, 8)); subtree:add(F_mac, tvb(off + {HEADER_SIZE} + body + 8, 32))
     end
     table.insert(names, E_MessageType[mtype] or "?")
     off = off + total

@@ -1,11 +1,13 @@
 """The token's non-volatile memory: what survives pulling the token out of the bay.
 
 Only wrapped keys are stored: what the KMS wrote (the encoded WRITE_EKT or WRITE_OKT
-body, kept byte for byte in a content-addressed file, written once per write) and a
-small state file (identity, replay counter, which packages were acknowledged or
-erased, errors) rewritten as those change. Each file is written to a temporary name,
-fsynced and renamed, and the state file names the contents it goes with, so a crash
-leaves the old memory or the new one, never half of one.
+body, kept in a content-addressed file written once per write, sealed with AES-256-GCM
+under a key derived from the token secret, since it holds the drives' clear
+authorisations) and a small state file (identity, replay counter, which packages were
+acknowledged or erased, errors) rewritten as those change. Each file is written to a
+temporary name, fsynced and renamed, and the state file names the contents it goes with,
+so a crash leaves the old memory or the new one, never half of one; temporary files a
+kill left behind are removed at the next start. The directory is 0700, its files 0600.
 """
 
 from __future__ import annotations
@@ -18,12 +20,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol import ClearAuthorization, DecodeError, TokenError, WriteEkt, WriteOkt, decode_body, encode_body
+from protocol import (
+    ClearAuthorization,
+    DecodeError,
+    TokenError,
+    UnwrapError,
+    WriteEkt,
+    WriteOkt,
+    decode_body,
+    encode_body,
+    envelope,
+)
 from protocol.constants import ErrorCode, MessageType, TokenMode
 
 from .errors import MemoryImageError
 
-IMAGE_FORMAT = 2
+IMAGE_FORMAT = 3
 IMAGE_NAME = "token.json"
 _CONTENT_TYPE = {TokenMode.EKT: MessageType.WRITE_EKT, TokenMode.OKT: MessageType.WRITE_OKT}
 
@@ -48,6 +60,9 @@ class TokenMemory:
     packages: dict[bytes, HeldPackage] = field(default_factory=dict)
     errors: list[TokenError] = field(default_factory=list)
     mgmt_counter: int = 0
+    #: False for a blank memory (or a state directory moved aside): no counter to check a
+    #: request against, so the token asks the KMS to RESYNC first.
+    counter_set: bool = True
     #: The replay counter of the last write accepted (TOKEN_STATUS reports it).
     last_write_counter: int = 0
     #: The encoded WRITE_EKT/WRITE_OKT body the packages came from.
@@ -55,7 +70,7 @@ class TokenMemory:
 
     @classmethod
     def blank(cls) -> TokenMemory:
-        return cls(token_id=os.urandom(8))
+        return cls(token_id=os.urandom(8), counter_set=False)
 
     def load_write(self, message: WriteEkt | WriteOkt) -> None:
         """Replace the contents with what the KMS wrote; a write also clears errors."""
@@ -89,6 +104,7 @@ class TokenMemory:
             "format": IMAGE_FORMAT,
             "token_id": self.token_id.hex(),
             "mgmt_counter": self.mgmt_counter,
+            "counter_set": self.counter_set,
             "last_write_counter": self.last_write_counter,
             "contents": contents_name,
             "acknowledged": {p.csn.hex(): p.acknowledged_at for p in self.packages.values() if p.acknowledged_at},
@@ -102,9 +118,10 @@ class TokenMemory:
     @classmethod
     def from_state(cls, data: dict[str, Any], contents: bytes | None, mode: TokenMode) -> TokenMemory:
         if data.get("format") != IMAGE_FORMAT:
-            raise ValueError(f"image format {data.get('format')!r}, this build reads {IMAGE_FORMAT}")
+            raise ValueError(f"image format {data.get('format')!r}, this build reads {IMAGE_FORMAT}"
+                             + (" (format 2 kept what the KMS wrote in clear)" if data.get("format") == 2 else ""))
         memory = cls(token_id=bytes.fromhex(data["token_id"]), mgmt_counter=int(data["mgmt_counter"]),
-                     last_write_counter=int(data.get("last_write_counter", 0)))
+                     counter_set=bool(data["counter_set"]), last_write_counter=int(data.get("last_write_counter", 0)))
         if contents is not None:
             message = decode_body(_CONTENT_TYPE[mode], contents)
             assert isinstance(message, (WriteEkt, WriteOkt))
@@ -121,11 +138,25 @@ class TokenMemory:
 
 
 class MemoryStore:
-    """Reads and writes one token's memory in its state directory."""
+    """Reads and writes one token's memory in its state directory, sealed under its secret."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, secret: bytes) -> None:
         self.state_dir = state_dir
+        self._key = envelope.token_memory_key(secret)
         self._written_contents: str | None = None
+
+    def prepare(self) -> list[str]:
+        """At start, with the directory locked: make it private (0700) and remove the temporary
+        files a kill left mid-write. Returns the names removed."""
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+        removed = []
+        for leftover in self.state_dir.glob("*.tmp"):
+            if leftover.is_dir() and not leftover.is_symlink():
+                continue  # not ours to remove
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover.name)
+        return removed
 
     def load(self) -> TokenMemory:
         """The memory in the state directory, or a blank token if there is none yet."""
@@ -137,11 +168,17 @@ class MemoryStore:
             name = data.get("contents")
             contents, mode = None, TokenMode.EMPTY
             if name is not None:
-                raw = (self.state_dir / name).read_bytes()
+                raw = envelope.unseal(self._key, (self.state_dir / name).read_bytes(), _contents_ad(name), name)
                 if name != f"contents-{hashlib.sha256(raw[1:]).hexdigest()[:24]}.bin":
                     raise ValueError(f"{name} does not match its checksum")
                 mode, contents = TokenMode(raw[0]), raw[1:]
             memory = TokenMemory.from_state(data, contents, mode)
+        except UnwrapError as exc:
+            raise MemoryImageError(
+                f"token memory in {self.state_dir} does not open under this token's secret ({exc}): it is corrupt, "
+                f"or the token was started with another secret; start it with its own, or move the directory "
+                f"aside to start the token blank, then write it again from the KMS"
+            ) from None
         except (OSError, ValueError, KeyError, TypeError, AssertionError, DecodeError) as exc:
             raise MemoryImageError(
                 f"token memory in {self.state_dir} is corrupt ({exc}); move the directory aside to start the "
@@ -151,11 +188,12 @@ class MemoryStore:
         return memory
 
     def snapshot(self, memory: TokenMemory) -> tuple[bytes | None, str | None, bytes]:
-        """What to write, taken in the event loop: (new contents or None, its name, state)."""
+        """What to write, taken in the event loop: (new contents, sealed, or None, its name, state)."""
         name = memory.contents_name
         new_contents = None
         if name is not None and name != self._written_contents:
-            new_contents = bytes([memory.mode]) + memory.contents  # type: ignore[operator]
+            plain = bytes([memory.mode]) + memory.contents  # type: ignore[operator]
+            new_contents = envelope.seal(self._key, plain, _contents_ad(name))
         state = json.dumps(memory.state_json(name), separators=(",", ":")).encode()
         return new_contents, name, state
 
@@ -167,7 +205,7 @@ class MemoryStore:
             self._write(new_contents, name, state)
 
     def _write(self, new_contents: bytes | None, name: str | None, state: bytes) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if new_contents is not None and name is not None:
             _atomic_write(self.state_dir / name, new_contents)
         _atomic_write(self.state_dir / IMAGE_NAME, state)
@@ -183,9 +221,16 @@ class MemoryStore:
 _WRITE_LOCK = threading.Lock()
 
 
+def _contents_ad(name: str) -> bytes:
+    """Sealed contents are bound to their name (and so to the state file naming them)."""
+    return b"token contents " + name.encode()
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # an older file of that name may have had wider rights
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

@@ -105,7 +105,7 @@ class TokenService:
         self.config = config
         self._publisher = events
         self._site = site
-        self._memory = MemoryStore(config.state_dir)
+        self._memory = MemoryStore(config.state_dir, config.secret)
         self.token = Token(self._memory.load(), config.secret)
         self.counters = Counters()
         self._tap = tap
@@ -139,6 +139,8 @@ class TokenService:
         from .airgap import lock_state
 
         self._bay_lock = lock_state(self.config.state_dir)  # in the bay: no image can be loaded meanwhile
+        for name in self._memory.prepare():  # 0700, and no temporary file a kill left mid-write
+            log.warning("token %s: removed %s, left by a write that did not finish", self.config.ip, name)
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -331,7 +333,8 @@ class TokenService:
         error clear) the token cannot persist is undone and refused, naming the state file
         and the OS error; other requests are answered and their state retried. Returns the
         reply and whether the peer was refused (it gets no second try)."""
-        changes = message_type in (MessageType.WRITE_EKT, MessageType.WRITE_OKT, MessageType.CLEAR_ERROR)
+        changes = message_type in (MessageType.WRITE_EKT, MessageType.WRITE_OKT, MessageType.CLEAR_ERROR,
+                                   MessageType.RESYNC)
         before = copy.deepcopy(self.token.memory) if changes else None
         out = self.token.receive_management_bytes(data, now_us())
         refused = any(isinstance(e, ManagementRefused) for e in out.events)

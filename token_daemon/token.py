@@ -7,6 +7,8 @@ and authenticates every management request with the token secret and a counter.
 
 from __future__ import annotations
 
+import hmac
+import os
 from dataclasses import dataclass, field
 
 from protocol import (
@@ -21,16 +23,17 @@ from protocol import (
     KeyRequest,
     KeysAvailable,
     Message,
+    MgmtChallenge,
     MgmtResult,
     NoPackage,
     ReadStatus,
+    Resync,
     TokenError,
     TokenStatus,
     Transmit,
     WriteEkt,
     WriteOkt,
     authenticate,
-    decode,
     decode_header,
     encode,
     encode_authenticated,
@@ -38,6 +41,7 @@ from protocol import (
     frame_body,
 )
 from protocol.constants import (
+    CHALLENGE_SIZE,
     DRIVE_LAN_PORT,
     HEADER_SIZE,
     MAX_BROADCAST_DATAGRAM,
@@ -111,6 +115,20 @@ class ManagementRefused:
 
 
 @dataclass(frozen=True)
+class ChallengeIssued:
+    """A request reached a token without a replay counter: it was answered with a challenge."""
+
+    counter: int
+
+
+@dataclass(frozen=True)
+class CounterResynced:
+    """A RESYNC with the current challenge set the replay counter's floor."""
+
+    counter: int
+
+
+@dataclass(frozen=True)
 class ErrorsCleared:
     count: int
 
@@ -132,7 +150,7 @@ class Unexpected:
 
 Event = (
     Written | PackageServed | NothingToServe | Acknowledged | AckRejected | ErrorRecorded | ErrorIgnored
-    | ManagementRefused | ErrorsCleared | ResetPressed | Wiped | Unexpected
+    | ManagementRefused | ChallengeIssued | CounterResynced | ErrorsCleared | ResetPressed | Wiped | Unexpected
 )
 
 
@@ -158,6 +176,8 @@ class Token:
         self._secret = secret
         self._announcement: bytes | None = None
         self._pending = 0
+        #: The challenge a RESYNC must carry (volatile: a restart makes a new one).
+        self._challenge: bytes | None = None
         self._rebuild_announcement()
 
     # --- state the daemon reports ---------------------------------------
@@ -283,29 +303,32 @@ class Token:
 
     # --- management channel ---------------------------------------------
 
-    def receive_management(self, frame: Frame, now_us: int) -> Output:
-        counter = frame.counter or 0
-        try:
-            frame.verify(self._secret)
-        except (AuthenticationError, DecodeError) as exc:
-            return self._refuse(frame.sequence, counter, MgmtStatus.AUTH_FAILED, str(exc))
-        refused = self._replayed(frame.sequence, counter)
-        return refused if refused is not None else self._accepted(frame, counter)
+    def receive_management(self, frame: Frame, now_us: int, *, local: bool = False) -> Output:
+        """A decoded frame (an air-gap image, tests): handled from its raw octets like any other."""
+        return self.receive_management_bytes(frame.raw, now_us, local=local)
 
-    def receive_management_bytes(self, data: bytes, now_us: int) -> Output:
-        """A whole management frame as it arrived: MAC and replay counter are checked over
-        the raw octets before the body is parsed, so a forgery never costs a parse.
+    def receive_management_bytes(self, data: bytes, now_us: int, *, local: bool = False) -> Output:
+        """A whole management frame as it arrived: it is decrypted (authenticated) and its
+        replay counter checked before the body is parsed, so a forgery never costs a parse.
 
-        Raises DecodeError only for an authenticated frame whose body does not decode."""
+        A token whose memory has no counter (blank, or its state directory moved aside)
+        answers every request but RESYNC with a sealed MGMT_CHALLENGE. ``local``: an image
+        loaded at the token by the holder of its secret (air gap) sets the counter itself.
+        Raises DecodeError only for an authentic frame whose body does not decode."""
         try:
-            info, counter = authenticate(data, self._secret)
+            opened = authenticate(data, self._secret)
         except (AuthenticationError, DecodeError) as exc:
             return self._refuse(_sequence_of(data), 0, MgmtStatus.AUTH_FAILED, str(exc))
-        refused = self._replayed(info.sequence, counter)
-        if refused is not None:
-            return refused
-        frame = decode(data)
-        return self._accepted(frame, counter)
+        info, counter = opened.info, opened.counter
+        if info.message_type is MessageType.RESYNC:
+            return self._resync(opened.frame(), counter)
+        if not self.memory.counter_set and not local:
+            return self._challenge_reply(info.sequence, counter)
+        if self.memory.counter_set:
+            refused = self._replayed(info.sequence, counter)
+            if refused is not None:
+                return refused
+        return self._accepted(opened.frame(), counter)
 
     def _replayed(self, sequence: int, counter: int) -> Output | None:
         if counter <= self.memory.mgmt_counter:
@@ -315,11 +338,38 @@ class Token:
             )
         return None
 
+    def _challenge_reply(self, sequence: int, counter: int) -> Output:
+        """No counter to check against: nothing is applied; the KMS must RESYNC with this
+        challenge (kept until used, so it is fresh for each resync and never seen in clear)."""
+        if self._challenge is None:
+            self._challenge = os.urandom(CHALLENGE_SIZE)
+        reply = encode_authenticated(MgmtChallenge(self._challenge), secret=self._secret, counter=counter,
+                                     sequence=sequence, reply=True)
+        return Output(events=[ChallengeIssued(counter)], reply=reply)
+
+    def _resync(self, frame: Frame, counter: int) -> Output:
+        msg = frame.message
+        assert isinstance(msg, Resync)
+        if self._challenge is None or not hmac.compare_digest(msg.challenge, self._challenge):
+            return self._refuse(
+                frame.sequence, counter, MgmtStatus.REPLAYED,
+                "RESYNC does not carry this token's current challenge (a replay, or the token restarted): "
+                "send any request to get a new one",
+            )
+        self._challenge = None
+        self.memory.mgmt_counter = counter
+        self.memory.counter_set = True
+        reply = encode_authenticated(MgmtResult(MgmtStatus.OK, f"replay counter set to {counter}"),
+                                     secret=self._secret, counter=counter, sequence=frame.sequence, reply=True)
+        return Output(events=[CounterResynced(counter)], persist=True, reply=reply)
+
     def _accepted(self, frame: Frame, counter: int) -> Output:
         self.memory.mgmt_counter = counter
+        self.memory.counter_set = True
+        self._challenge = None
         if isinstance(frame.message, (WriteEkt, WriteOkt)):
             self.memory.last_write_counter = counter
-        out, reply_message = self._management(frame.message)
+        out, reply_message = self._management(frame.message)  # type: ignore[arg-type]
         out.persist = True
         out.reply = encode_authenticated(
             reply_message, secret=self._secret, counter=counter, sequence=frame.sequence, reply=True
@@ -327,7 +377,7 @@ class Token:
         return out
 
     def _refuse(self, sequence: int, counter: int, status: MgmtStatus, why: str) -> Output:
-        # The reply is MAC'd with our secret: a peer holding another secret learns nothing it can trust.
+        # The reply is sealed with our secret: a peer holding another secret learns nothing from it.
         reply = encode_authenticated(
             MgmtResult(status, why), secret=self._secret, counter=counter, sequence=sequence, reply=True
         )

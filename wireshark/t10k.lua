@@ -5,7 +5,7 @@
 local t10k = Proto("t10k", "t10k-lab T10000 emulator protocol")
 local fields = {}
 
-local E_MessageType = {[1] = "KEYS_AVAILABLE", [2] = "KEY_REQUEST", [3] = "DEVICE_KEY_PACKAGE", [4] = "MEDIA_KEY_PACKAGE", [5] = "NO_PACKAGE", [6] = "KEY_ACK", [7] = "ERROR_REPORT", [8] = "CLEAR_KEYS", [32] = "WRITE_EKT", [33] = "WRITE_OKT", [34] = "READ_STATUS", [35] = "CLEAR_ERROR", [48] = "MGMT_RESULT", [49] = "TOKEN_STATUS", [64] = "VOP_STATUS_REQUEST", [65] = "VOP_STATUS", [66] = "VOP_RESET_DRIVE", [67] = "VOP_RESULT", [68] = "VOP_LOAD", [69] = "VOP_UNLOAD"}
+local E_MessageType = {[1] = "KEYS_AVAILABLE", [2] = "KEY_REQUEST", [3] = "DEVICE_KEY_PACKAGE", [4] = "MEDIA_KEY_PACKAGE", [5] = "NO_PACKAGE", [6] = "KEY_ACK", [7] = "ERROR_REPORT", [8] = "CLEAR_KEYS", [32] = "WRITE_EKT", [33] = "WRITE_OKT", [34] = "READ_STATUS", [35] = "CLEAR_ERROR", [36] = "RESYNC", [48] = "MGMT_RESULT", [49] = "TOKEN_STATUS", [50] = "MGMT_CHALLENGE", [64] = "VOP_STATUS_REQUEST", [65] = "VOP_STATUS", [66] = "VOP_RESET_DRIVE", [67] = "VOP_RESULT", [68] = "VOP_LOAD", [69] = "VOP_UNLOAD"}
 local E_EncryptionLed = {[1] = "GREEN", [2] = "FLASHING_GREEN", [3] = "AMBER", [4] = "RED", [5] = "FLASHING_RED"}
 local E_ErrorCode = {[24841] = "MISSING_KEY", [24842] = "KEY_MESSAGE_DECRYPTION"}
 local E_KeyKind = {[1] = "DEVICE", [2] = "MEDIA"}
@@ -22,8 +22,9 @@ local F_flags = ProtoField.uint16("t10k.flags", "flags", base.HEX)
 local F_sequence = ProtoField.uint32("t10k.sequence", "sequence")
 local F_body_length = ProtoField.uint32("t10k.body_length", "body length")
 local F_counter = ProtoField.uint64("t10k.auth.counter", "replay counter")
-local F_mac = ProtoField.bytes("t10k.auth.mac", "HMAC-SHA256")
-for _, f in ipairs({F_magic, F_version, F_type, F_flags, F_sequence, F_body_length, F_counter, F_mac}) do
+local F_sealed = ProtoField.bytes("t10k.auth.sealed", "sealed body (AES-256-GCM ciphertext and tag)")
+local F_nonce = ProtoField.bytes("t10k.auth.nonce", "nonce")
+for _, f in ipairs({F_magic, F_version, F_type, F_flags, F_sequence, F_body_length, F_counter, F_sealed, F_nonce}) do
   table.insert(fields, f) end
 local F_token_id = ProtoField.bytes("t10k.token_id", "token id")
 table.insert(fields, F_token_id)
@@ -77,6 +78,8 @@ local F_entries = ProtoField.uint32("t10k.entries_count", "entries (count)")
 table.insert(fields, F_entries)
 local F_pool = ProtoField.string("t10k.pool", "pool")
 table.insert(fields, F_pool)
+local F_challenge = ProtoField.bytes("t10k.challenge", "challenge")
+table.insert(fields, F_challenge)
 local F_mgmt_result_status = ProtoField.uint8("t10k.mgmt_result.status", "status", base.DEC, E_MgmtStatus)
 table.insert(fields, F_mgmt_result_status)
 local F_message = ProtoField.string("t10k.message", "message")
@@ -132,8 +135,8 @@ t10k.fields = fields
 local parse_CsnFilter, parse_WrappedReceipt, parse_WrappedMediaKey, parse_ClearAuthorization, parse_EktEntry, parse_OktEntry
 local parse_TokenError, parse_KEYS_AVAILABLE, parse_KEY_REQUEST, parse_DEVICE_KEY_PACKAGE, parse_MEDIA_KEY_PACKAGE, parse_NO_PACKAGE
 local parse_KEY_ACK, parse_ERROR_REPORT, parse_CLEAR_KEYS, parse_WRITE_EKT, parse_WRITE_OKT, parse_READ_STATUS
-local parse_CLEAR_ERROR, parse_MGMT_RESULT, parse_TOKEN_STATUS, parse_VOP_STATUS_REQUEST, parse_VOP_STATUS, parse_VOP_RESET_DRIVE
-local parse_VOP_RESULT, parse_VOP_LOAD, parse_VOP_UNLOAD
+local parse_CLEAR_ERROR, parse_RESYNC, parse_MGMT_RESULT, parse_TOKEN_STATUS, parse_MGMT_CHALLENGE, parse_VOP_STATUS_REQUEST
+local parse_VOP_STATUS, parse_VOP_RESET_DRIVE, parse_VOP_RESULT, parse_VOP_LOAD, parse_VOP_UNLOAD
 
 parse_CsnFilter = function(tvb, off, tree, limit)
   tree:add(F_hash_count, tvb(off, 1)); off = off + 1
@@ -278,6 +281,11 @@ parse_CLEAR_ERROR = function(tvb, off, tree, limit)
   return off
 end
 
+parse_RESYNC = function(tvb, off, tree, limit)
+  tree:add(F_challenge, tvb(off, 16)); off = off + 16
+  return off
+end
+
 parse_MGMT_RESULT = function(tvb, off, tree, limit)
   tree:add(F_mgmt_result_status, tvb(off, 1)); off = off + 1
   do local n = tvb(off, 2):uint(); if n > 0 then tree:add(F_message, tvb(off + 2, n)) end; off = off + 2 + n end
@@ -297,6 +305,11 @@ parse_TOKEN_STATUS = function(tvb, off, tree, limit)
   do local n = tvb(off, 2):uint(); tree:add(F_errors, tvb(off, 2)); off = off + 2
     for i = 1, n do local sub = tree:add(t10k, tvb(off, limit - off), "errors " .. i); off = parse_TokenError(tvb, off, sub, limit) end end
   tree:add(F_last_write_counter, tvb(off, 8)); off = off + 8
+  return off
+end
+
+parse_MGMT_CHALLENGE = function(tvb, off, tree, limit)
+  tree:add(F_challenge, tvb(off, 16)); off = off + 16
   return off
 end
 
@@ -338,13 +351,13 @@ parse_VOP_UNLOAD = function(tvb, off, tree, limit)
   return off
 end
 
-local BODY = {[1] = parse_KEYS_AVAILABLE, [2] = parse_KEY_REQUEST, [3] = parse_DEVICE_KEY_PACKAGE, [4] = parse_MEDIA_KEY_PACKAGE, [5] = parse_NO_PACKAGE, [6] = parse_KEY_ACK, [7] = parse_ERROR_REPORT, [8] = parse_CLEAR_KEYS, [32] = parse_WRITE_EKT, [33] = parse_WRITE_OKT, [34] = parse_READ_STATUS, [35] = parse_CLEAR_ERROR, [48] = parse_MGMT_RESULT, [49] = parse_TOKEN_STATUS, [64] = parse_VOP_STATUS_REQUEST, [65] = parse_VOP_STATUS, [66] = parse_VOP_RESET_DRIVE, [67] = parse_VOP_RESULT, [68] = parse_VOP_LOAD, [69] = parse_VOP_UNLOAD}
+local BODY = {[1] = parse_KEYS_AVAILABLE, [2] = parse_KEY_REQUEST, [3] = parse_DEVICE_KEY_PACKAGE, [4] = parse_MEDIA_KEY_PACKAGE, [5] = parse_NO_PACKAGE, [6] = parse_KEY_ACK, [7] = parse_ERROR_REPORT, [8] = parse_CLEAR_KEYS, [32] = parse_WRITE_EKT, [33] = parse_WRITE_OKT, [34] = parse_READ_STATUS, [35] = parse_CLEAR_ERROR, [36] = parse_RESYNC, [48] = parse_MGMT_RESULT, [49] = parse_TOKEN_STATUS, [50] = parse_MGMT_CHALLENGE, [64] = parse_VOP_STATUS_REQUEST, [65] = parse_VOP_STATUS, [66] = parse_VOP_RESET_DRIVE, [67] = parse_VOP_RESULT, [68] = parse_VOP_LOAD, [69] = parse_VOP_UNLOAD}
 
 
 local function frame_length(tvb, off)
   local body = tvb(off + 12, 4):uint()
   local trailer = 0
-  if bit.band(tvb(off + 6, 2):uint(), 1) ~= 0 then trailer = 40 end
+  if bit.band(tvb(off + 6, 2):uint(), 1) ~= 0 then trailer = 20 end
   return 16 + body + trailer, body, trailer
 end
 
@@ -369,12 +382,15 @@ function t10k.dissector(tvb, pinfo, tree)
     subtree:add(F_type, tvb(off + 5, 1)); subtree:add(F_flags, tvb(off + 6, 2))
     subtree:add(F_sequence, tvb(off + 8, 4)); subtree:add(F_body_length, tvb(off + 12, 4))
     local parse = BODY[mtype]
-    if parse and body > 0 then
+    if trailer > 0 then
+      -- a management body is sealed under the token secret: its size is all anyone else sees
+      if body > 0 then
+        subtree:add(F_sealed, tvb(off + 16, body)):set_text("sealed, " .. body .. " octets")
+      end
+      subtree:add(F_counter, tvb(off + 16 + body, 8)); subtree:add(F_nonce, tvb(off + 16 + body + 8, 12))
+    elseif parse and body > 0 then
       local ok, err = pcall(parse, tvb, off + 16, subtree, off + 16 + body)
       if not ok then subtree:add_expert_info(PI_MALFORMED, PI_ERROR, tostring(err)) end
-    end
-    if trailer > 0 then
-      subtree:add(F_counter, tvb(off + 16 + body, 8)); subtree:add(F_mac, tvb(off + 16 + body + 8, 32))
     end
     table.insert(names, E_MessageType[mtype] or "?")
     off = off + total

@@ -23,9 +23,11 @@ from kms_client import intents, station
 from kms_client.errors import TokenRefused, TokenUnreachable, WriteUnsettled, WrongSecret
 from kms_client.keyadmin import set_backupkey
 from kms_client.push import request
+from protocol import open_frame
 from kms_client.store import KmsStore
 from lab.addresses import free_net
-from protocol import MgmtResult, ReadStatus, decode
+from protocol import MgmtResult, ReadStatus
+from token_daemon.memory import MemoryStore, TokenMemory
 from protocol.constants import TOKEN_MGMT_PORT, MgmtStatus
 from protocol.manufacturing import make_drives
 
@@ -76,7 +78,12 @@ class TokenProcess:
         self.state, self.secret_file = state, secret_file
         self.proc: subprocess.Popen[str] | None = None
 
-    def start(self) -> None:
+    def start(self, *, in_service: bool = True) -> None:
+        """``in_service``: a token whose replay counter was set before (by a RESYNC), so these
+        tests see one exchange per request; a blank token's first contact is tested apart."""
+        if in_service and not self.state.exists():
+            secret = bytes.fromhex(self.secret_file.read_text().strip())
+            MemoryStore(self.state, secret).save(TokenMemory(token_id=os.urandom(8)))
         self.proc = subprocess.Popen([*T10K, "token", "run", "--ip", TOKEN_IP, "--state", str(self.state),
                                       "--secret-file", str(self.secret_file), "--drive-lan-port", str(NET.lan_port)], cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
@@ -208,6 +215,19 @@ async def test_a_refused_write_changes_nothing(kms: Kms) -> None:
     assert actions(kms.store) == audit_before + ["write_ekt_failed"]
 
 
+async def test_a_blank_tokens_first_write_resynchronises_its_counter_once(kms: Kms) -> None:
+    kms.token.start(in_service=False)  # blank: no replay counter yet
+    audit_before = actions(kms.store)
+    result = await station.write_ekt(kms.store, "tok", DRIVES, use_pckey=True)
+    assert result.status is MgmtStatus.OK and all(kms.store.drive(d).enabled for d in DRIVES)
+    assert actions(kms.store) == audit_before + ["resync_token_counter", "create_device_keys", "write_ekt", "backup"]
+    records = [r.to_json() for r in kms.store.audit_records()]
+    floor, written = records[-4]["detail"]["counter"], records[-2]["detail"]["counter"]  # type: ignore[index]
+    assert written > floor  # type: ignore[operator]
+    assert (await kms.status()).last_write_counter == written  # type: ignore[attr-defined]
+    assert actions(kms.store)[-1] == "backup" and intents.pending(kms.store) == []  # no second resync
+
+
 async def test_a_confirmed_write_is_recorded_with_its_keys_and_a_backup(kms: Kms) -> None:
     kms.token.start()
     audit_before, saved = actions(kms.store), backups(kms.store)
@@ -249,7 +269,7 @@ async def test_a_write_that_timed_out_unapplied_changes_nothing_and_stays_dead(k
     r, w = await asyncio.open_connection(TOKEN_IP, TOKEN_MGMT_PORT)
     w.write(proxy.held[0])
     await w.drain()
-    answer = decode(await _read_frame(r))
+    answer = open_frame(await _read_frame(r), kms.store.token_secret("tok"))
     w.close()
     assert isinstance(answer.message, MgmtResult) and answer.message.status is MgmtStatus.REPLAYED
     assert (await kms.status()).csn_count == 0  # type: ignore[attr-defined]
@@ -325,7 +345,8 @@ def test_a_kms_crash_between_push_and_commit_is_settled_at_the_next_open(kms: Km
     else:
         assert "the KMS dropped it" in listed.stderr
         assert dump(reopened, counters=False) == before
-        assert actions(reopened) == audit_before + ["write_ekt_failed"]
+        # The token lost its counter with its memory: reading its status resynchronised it first.
+        assert actions(reopened) == audit_before + ["resync_token_counter", "write_ekt_failed"]
     reopened.close()
 
 

@@ -21,7 +21,7 @@ from tests.integration.conftest import enrol_and_arm
 
 pytestmark = pytest.mark.network
 ROOT = Path(__file__).resolve().parents[2]
-MANAGEMENT = {"WRITE_EKT", "WRITE_OKT", "CLEAR_ERROR", "READ_STATUS"}
+MANAGEMENT = {"WRITE_EKT", "WRITE_OKT", "CLEAR_ERROR", "READ_STATUS", "RESYNC"}
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -33,7 +33,8 @@ async def test_replay_changes_nothing_protected(lab: Lab, name: str) -> None:
     tokens_before = {t: await station.token_status(lab.kms, t) for t in lab.tokens}
 
     results = await replay(ROOT / "captures" / f"{name}.pcap", broadcast=lab.net.broadcast, timeout_s=0.5,
-                           lan_port=lab.net.lan_port, renumber=(DEFAULT_NET.network, lab.net.network))
+                           lan_port=lab.net.lan_port, renumber=(DEFAULT_NET.network, lab.net.network),
+                           secrets=[lab.kms.token_secret(t) for t in lab.tokens])
 
     assert results
     assert {r.verdict for r in results if r.request == "VOP_RESET_DRIVE"} <= {"skipped"}
@@ -65,11 +66,15 @@ def test_replay_to_a_dead_address_says_what_it_waits_for_and_fails() -> None:
                             "0.05 s (is the daemon running there? is --ip right?)")
 
 
-async def test_replay_cli_reports_each_request(lab: Lab) -> None:
+async def test_replay_cli_reports_each_request(lab: Lab, tmp_path: Path) -> None:
     await enrol_and_arm(lab)
+    secret_files = []
+    for t in lab.tokens:
+        secret_files += ["--secret-file", str(tmp_path / f"{t}.secret")]
+        (tmp_path / f"{t}.secret").write_text(lab.kms.token_secret(t).hex() + "\n")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "lab.cli", "pcap", "replay", str(ROOT / "captures" / "okt-rekey.pcap"), "--timeout",
-        "0.5", "--json", "--renumber", f"{DEFAULT_NET.network}={lab.net.network}",
+        "0.5", "--json", "--renumber", f"{DEFAULT_NET.network}={lab.net.network}", *secret_files,
         "--drive-lan-port", str(lab.net.lan_port), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()

@@ -15,7 +15,17 @@ import pytest
 
 from kms_client.builders import build_ekt
 from lab.addresses import free_net
-from protocol import Message, MgmtResult, ReadStatus, TokenStatus, decode, decode_header, encode_authenticated
+from protocol import (
+    Message,
+    MgmtChallenge,
+    MgmtResult,
+    ReadStatus,
+    Resync,
+    TokenStatus,
+    decode_header,
+    encode_authenticated,
+    open_frame,
+)
 from protocol.constants import HEADER_SIZE, MgmtStatus
 from tests.site import TOKEN_A, make_site
 from token_daemon.memory import IMAGE_NAME, MemoryStore
@@ -25,13 +35,21 @@ pytestmark = pytest.mark.network
 
 
 async def _ask(ip: str, port: int, message: Message, secret: bytes, counter: int) -> Message:
+    reply = await _exchange(ip, port, message, secret, counter)
+    if isinstance(reply, MgmtChallenge):  # a blank token: RESYNC below this counter first
+        assert isinstance(await _exchange(ip, port, Resync(reply.challenge), secret, counter - 1), MgmtResult)
+        reply = await _exchange(ip, port, message, secret, counter)
+    return reply
+
+
+async def _exchange(ip: str, port: int, message: Message, secret: bytes, counter: int) -> Message:
     reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 5)
     try:
         writer.write(encode_authenticated(message, secret=secret, counter=counter))
         await writer.drain()
         header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), 10)
         body = await asyncio.wait_for(reader.readexactly(decode_header(header).remaining), 10)
-        return decode(header + body).message
+        return open_frame(header + body, secret).message  # type: ignore[return-value]
     finally:
         writer.close()
 
@@ -49,7 +67,7 @@ async def test_an_unwritable_state_dir_refuses_writes_until_fixed(
         ask = lambda m, c: _ask(config.ip, config.mgmt_port, m, secret, c)  # noqa: E731
         ok = await ask(ekt, 1)
         assert isinstance(ok, MgmtResult) and ok.status is MgmtStatus.OK, ok
-        assert MemoryStore(state).load().last_write_counter == 1
+        assert MemoryStore(state, secret).load().last_write_counter == 1
 
         # A directory where the state file's temporary must go: every write fails (even as root).
         blocker = state / (IMAGE_NAME + ".tmp")
@@ -62,7 +80,7 @@ async def test_an_unwritable_state_dir_refuses_writes_until_fixed(
         assert any(str(state / IMAGE_NAME) in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
         status = await ask(ReadStatus(), 3)  # still answers; the refused write left no trace
         assert isinstance(status, TokenStatus) and status.last_write_counter == 1
-        assert MemoryStore(state).load().last_write_counter == 1
+        assert MemoryStore(state, secret).load().last_write_counter == 1
         await asyncio.sleep(0.5)  # the background retries keep failing, not dead
         failures = token.counters.persist_failures
         assert failures >= 2
@@ -75,4 +93,4 @@ async def test_an_unwritable_state_dir_refuses_writes_until_fixed(
         assert token.persist_error is None
         ok = await ask(ekt, 4)
         assert isinstance(ok, MgmtResult) and ok.status is MgmtStatus.OK, ok
-        assert MemoryStore(state).load().last_write_counter == 4
+        assert MemoryStore(state, secret).load().last_write_counter == 4

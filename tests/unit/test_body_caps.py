@@ -75,8 +75,9 @@ def test_every_other_request_is_capped_at_a_datagram() -> None:
 def test_authenticate_checks_the_raw_frame() -> None:
     secret = os.urandom(32)
     frame = encode_authenticated(ReadStatus(), secret=secret, counter=7, sequence=3)
-    info, counter = authenticate(frame, secret)
-    assert (info.message_type, info.sequence, counter) == (MessageType.READ_STATUS, 3, 7)
+    opened = authenticate(frame, secret)
+    assert (opened.info.message_type, opened.info.sequence, opened.counter) == (MessageType.READ_STATUS, 3, 7)
+    assert opened.frame().message == ReadStatus()
     with pytest.raises(AuthenticationError):
         authenticate(frame, os.urandom(32))
     with pytest.raises(AuthenticationError):

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 import protocol as p
-from protocol.constants import HEADER_SIZE, MAX_BODY_LENGTH, PROTOCOL_VERSION, MessageType
+from protocol.constants import HEADER_SIZE, MAX_BODY_LENGTH, PROTOCOL_VERSION, HeaderFlag, MessageType
 from protocol.errors import DecodeReason
 from protocol.layouts import BODIES
 from tests.vectors import load_pinned, sample_frames, sample_messages
@@ -39,25 +39,34 @@ def test_authenticated_round_trip(message_type: MessageType) -> None:
     secret = bytes(range(32))
     data = p.encode_authenticated(SAMPLES[message_type], secret=secret, counter=42, sequence=9, reply=True)
     frame = p.decode(data)
-    assert frame.message == SAMPLES[message_type]
-    assert frame.is_reply and frame.authenticated
-    assert frame.verify(secret) == 42
+    plain = p.encode_body(SAMPLES[message_type])
+    # Without the secret: the type, the lengths and the counter, nothing of the body.
+    assert frame.sealed and frame.message == p.SealedBody(len(plain) + 16, message_type)
+    assert frame.message.TYPE is message_type and frame.counter == 42
+    assert len(plain) < 8 or plain not in data
+    opened = frame.open(secret)
+    assert opened.message == SAMPLES[message_type]
+    assert opened.is_reply and opened.authenticated and opened.counter == 42 and opened.sequence == 9
 
 
 def test_wrong_secret_or_tampering_fails_verification() -> None:
     secret = bytes(32)
     data = p.encode_authenticated(p.ReadStatus(), secret=secret, counter=1)
     with pytest.raises(p.AuthenticationError):
-        p.decode(data).verify(b"\x01" * 32)
+        p.decode(data).open(b"\x01" * 32)
     tampered = bytearray(p.encode_authenticated(p.ClearError(), secret=secret, counter=1))
-    tampered[HEADER_SIZE + 3] ^= 1  # inside the counter
+    tampered[HEADER_SIZE + 16 + 3] ^= 1  # inside the counter, after the 16-octet tag
     with pytest.raises(p.AuthenticationError):
-        p.decode(bytes(tampered)).verify(secret)
+        p.decode(bytes(tampered)).open(secret)
+    reflected = bytearray(data)
+    reflected[7] ^= int(HeaderFlag.REPLY)  # the REPLY flag is in the header, so in the associated data
+    with pytest.raises(p.AuthenticationError):
+        p.decode(bytes(reflected)).open(secret)
 
 
 def test_unauthenticated_frame_cannot_be_verified() -> None:
     with pytest.raises(p.DecodeError, match="not authenticated"):
-        p.decode(p.encode(p.ReadStatus())).verify(bytes(32))
+        p.decode(p.encode(p.ReadStatus())).open(bytes(32))
 
 
 def _frame(message_type: int = MessageType.KEY_REQUEST, body: bytes = b"", *, magic: bytes = b"T10K",
@@ -119,7 +128,7 @@ def test_stream_reader_learns_the_frame_length_from_the_header() -> None:
     assert HEADER_SIZE + info.remaining == len(data)
     # fed in arbitrary fragments, the reassembled frame decodes the same
     chunks = [data[i : i + 7] for i in range(0, len(data), 7)]
-    assert p.decode(b"".join(chunks)).message == SAMPLES[MessageType.WRITE_OKT]
+    assert p.decode(b"".join(chunks)).open(bytes(32)).message == SAMPLES[MessageType.WRITE_OKT]
 
 
 def test_messages_check_their_invariants_on_construction() -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 import protocol as p
 from protocol.constants import ErrorCode, TokenMode
@@ -37,3 +40,22 @@ def test_lists_show_each_entry_and_octets_as_hex() -> None:
     _, more = render(fields)
     assert more[0].startswith("    errors[0]: csn=5700000000000000 error_code=00006109 (MISSING_KEY)")
     assert not any("item(s)" in line for line in more)
+
+
+def test_pcap_decode_shows_a_sealed_body_by_its_size_and_opens_it_with_the_secret(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import main
+    from protocol.pcap import CaptureWriter
+
+    secret = bytes(range(32))
+    frame = p.encode_authenticated(p.WriteOkt("pool-zz", 1_800_000_000_000_000, ()), secret=secret, counter=77)
+    with CaptureWriter(tmp_path / "c.pcap") as cap:
+        cap.write("tcp", ("127.0.0.1", 40000), ("127.0.0.21", 7020), frame)
+    assert main(["pcap", "decode", str(tmp_path / "c.pcap"), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    sealed = len(frame) - 16 - 20
+    assert row["message"] == "WRITE_OKT" and row["fields"] == {"body": f"sealed, {sealed} octets", "counter": 77}
+    (tmp_path / "s").write_text(secret.hex() + "\n")
+    assert main(["pcap", "decode", str(tmp_path / "c.pcap"), "--secret-file", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "pool=pool-zz" in out and "counter=77" in out and "sealed" not in out

@@ -74,11 +74,18 @@ def test_clear_mac_verifies_only_under_the_same_key_and_drive(device_key: bytes)
     assert not envelope.verify_clear_mac(device_key, OTHER_CSN, KEY_ID, mac)
 
 
-def test_mgmt_mac() -> None:
+def test_mgmt_seal_binds_header_and_counter() -> None:
     secret = os.urandom(32)
-    envelope.verify_mgmt_mac(secret, b"abc", envelope.mgmt_mac(secret, b"abc"))
+    nonce, sealed = envelope.seal_mgmt(secret, b"header", 5, b"body")
+    assert b"body" not in sealed and len(sealed) == 4 + 16
+    assert envelope.open_mgmt(secret, b"header", 5, nonce, sealed) == b"body"
+    for args in ((b"headeR", 5), (b"header", 6)):
+        with pytest.raises(AuthenticationError):
+            envelope.open_mgmt(secret, *args, nonce, sealed)
     with pytest.raises(AuthenticationError):
-        envelope.verify_mgmt_mac(secret, b"abd", envelope.mgmt_mac(secret, b"abc"))
+        envelope.open_mgmt(os.urandom(32), b"header", 5, nonce, sealed)
+    # The memory key and the channel key are distinct derivations of the one secret.
+    assert envelope.token_memory_key(secret) != envelope.derive(secret, b"t10k mgmt seal")
 
 
 def test_seal_binds_associated_data() -> None:

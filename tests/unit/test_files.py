@@ -54,16 +54,16 @@ def test_nvram_of_another_drive_or_corrupt_is_refused(tmp_path: Path) -> None:
 
 
 def test_token_state_corruption_is_reported(tmp_path: Path) -> None:
-    MemoryStore(tmp_path).save(TokenMemory.blank())
+    MemoryStore(tmp_path, bytes(32)).save(TokenMemory.blank())
     image = json.loads((tmp_path / IMAGE_NAME).read_text())
     image["errors"] = [{"csn": "zz"}]
     (tmp_path / IMAGE_NAME).write_text(json.dumps(image))
     with pytest.raises(MemoryImageError, match="corrupt"):
-        MemoryStore(tmp_path).load()
+        MemoryStore(tmp_path, bytes(32)).load()
 
 
 def test_saves_leave_no_temporary_file(tmp_path: Path) -> None:
-    MemoryStore(tmp_path).save(TokenMemory.blank())
+    MemoryStore(tmp_path, bytes(32)).save(TokenMemory.blank())
     a = make_drives(1)[0]
     save_nvram(tmp_path, a.csn, a.pckey, Nvram())
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".json"]

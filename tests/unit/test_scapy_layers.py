@@ -10,7 +10,7 @@ from scapy.utils import rdpcap, wrpcap
 
 import protocol as p
 from protocol.constants import DRIVE_LAN_PORT, TOKEN_MGMT_PORT, MessageType
-from protocol.scapy_layers import BODY_LAYERS, T10K, T10KAuth, to_scapy
+from protocol.scapy_layers import BODY_LAYERS, T10K, T10KAuth, T10KSealed, to_scapy
 from tests.vectors import load_pinned, sample_messages
 
 SAMPLES = sample_messages()
@@ -42,6 +42,7 @@ def test_authenticated_frames_show_their_trailer() -> None:
     data = p.encode_authenticated(SAMPLES[MessageType.READ_STATUS], secret=bytes(32), counter=99)
     pkt = T10K(data)
     assert pkt[T10KAuth].counter == 99 and bytes(pkt) == data
+    assert len(pkt[T10KSealed].sealed) == 16 and pkt[T10KAuth].nonce == data[-12:]  # the body: only its tag
 
 
 def test_layers_are_bound_to_our_ports_and_survive_a_pcap(tmp_path: Path) -> None:

@@ -168,9 +168,9 @@ def test_memory_survives_a_restart_with_acks_and_errors(site: Site, tmp_path: Pa
     token = site.lan.tokens[TOKEN_A]
     token.receive_lan(p.decode(p.encode(p.ErrorReport(site.made[1].csn, ErrorCode.MISSING_KEY, bytes(8), 1))),
                       (site.ip(1), 7012), 5)
-    store = MemoryStore(tmp_path / "tok")
+    store = MemoryStore(tmp_path / "tok", site.secrets[TOKEN_A])
     store.save(token.memory)
-    restored = MemoryStore(tmp_path / "tok").load()
+    restored = MemoryStore(tmp_path / "tok", site.secrets[TOKEN_A]).load()
     assert restored == token.memory
     assert Token(restored, site.secrets[TOKEN_A]).status() == token.status()
     assert token.status().packages_held == 1 and len(list((tmp_path / "tok").glob("contents-*.bin"))) == 1
@@ -178,14 +178,14 @@ def test_memory_survives_a_restart_with_acks_and_errors(site: Site, tmp_path: Pa
 
 def test_a_corrupt_contents_file_is_detected(site: Site, tmp_path: Path) -> None:
     arm(site)
-    store = MemoryStore(tmp_path / "tok")
+    store = MemoryStore(tmp_path / "tok", site.secrets[TOKEN_A])
     store.save(site.lan.tokens[TOKEN_A].memory)
     (contents,) = (tmp_path / "tok").glob("contents-*.bin")
     data = bytearray(contents.read_bytes())
     data[40] ^= 1
     contents.write_bytes(bytes(data))
-    with pytest.raises(MemoryImageError, match="checksum"):
-        MemoryStore(tmp_path / "tok").load()
+    with pytest.raises(MemoryImageError, match="does not open under this token's secret"):
+        MemoryStore(tmp_path / "tok", site.secrets[TOKEN_A]).load()
 
 
 def test_keys_available_fits_one_datagram_for_ten_thousand_drives() -> None:
@@ -194,3 +194,66 @@ def test_keys_available_fits_one_datagram_for_ten_thousand_drives() -> None:
     assert len(data) <= MAX_BROADCAST_DATAGRAM
     assert p.decode(data).message.csn_filter.__contains__(csns[1234])  # type: ignore[union-attr]
     assert MessageType.KEYS_AVAILABLE is p.decode(data).message.TYPE
+
+
+def _manage(token: Token, message: p.Message, secret: bytes, counter: int) -> tuple[tk.Output, p.Message]:
+    out = token.receive_management_bytes(p.encode_authenticated(message, secret=secret, counter=counter), 1)
+    assert out.reply is not None
+    reply = p.open_frame(out.reply, secret)
+    assert reply.is_reply and reply.counter == counter
+    return out, reply.message  # type: ignore[return-value]
+
+
+def test_a_token_without_a_counter_applies_nothing_until_a_resync_with_its_challenge(site: Site) -> None:
+    secret = site.secrets[TOKEN_A]
+    token = site.lan.tokens[TOKEN_A]
+    assert not token.memory.counter_set
+    ekt = build_ekt(site.kms, site.names, use_pckey=True)
+    out, challenge = _manage(token, ekt, secret, 5)
+    assert isinstance(challenge, p.MgmtChallenge) and not out.persist and not out.sends
+    assert token.memory.mode is TokenMode.EMPTY and isinstance(out.events[0], tk.ChallengeIssued)
+    assert challenge.challenge not in out.reply  # type: ignore[operator]  # sealed: only the KMS reads it
+    _, again = _manage(token, p.ReadStatus(), secret, 6)
+    assert again == challenge  # kept until used
+    _, wrong = _manage(token, p.Resync(bytes(16)), secret, 7)
+    assert isinstance(wrong, p.MgmtResult) and wrong.status is MgmtStatus.REPLAYED and not token.memory.counter_set
+    out, ok = _manage(token, p.Resync(challenge.challenge), secret, 10)
+    assert isinstance(ok, p.MgmtResult) and ok.status is MgmtStatus.OK and out.persist
+    assert token.memory.counter_set and token.memory.mgmt_counter == 10
+    _, spent = _manage(token, p.Resync(challenge.challenge), secret, 11)  # a captured RESYNC: its challenge is spent
+    assert isinstance(spent, p.MgmtResult) and spent.status is MgmtStatus.REPLAYED
+    for captured in (5, 10):
+        _, refused = _manage(token, ekt, secret, captured)
+        assert isinstance(refused, p.MgmtResult) and refused.status is MgmtStatus.REPLAYED
+    _, written = _manage(token, ekt, secret, 12)
+    assert isinstance(written, p.MgmtResult) and written.status is MgmtStatus.OK and token.memory.mode is TokenMode.EKT
+
+
+def test_an_image_loaded_at_a_token_without_a_counter_sets_it(site: Site) -> None:
+    secret = site.secrets[TOKEN_A]
+    token = site.lan.tokens[TOKEN_A]
+    image = p.encode_authenticated(build_ekt(site.kms, site.names, use_pckey=True), secret=secret, counter=40)
+    out = token.receive_management(p.decode(image), 1, local=True)
+    assert isinstance(p.open_frame(out.reply, secret).message, p.MgmtResult)  # type: ignore[arg-type]
+    assert token.memory.counter_set and token.memory.mgmt_counter == 40 and token.memory.mode is TokenMode.EKT
+    again = token.receive_management(p.decode(image), 2, local=True)
+    assert again.events[0].status is MgmtStatus.REPLAYED  # type: ignore[union-attr]
+
+
+def test_token_memory_is_sealed_private_and_cleaned_of_leftovers(site: Site, tmp_path: Path) -> None:
+    arm(site)
+    memory = site.lan.tokens[TOKEN_A].memory
+    state = tmp_path / "tok"
+    store = MemoryStore(state, site.secrets[TOKEN_A])
+    store.save(memory)
+    (contents,) = state.glob("contents-*.bin")
+    auths = [a.mac for h in memory.packages.values() for a in h.clear_authorizations]
+    assert auths and memory.contents is not None and all(a in memory.contents for a in auths)
+    assert not any(a in contents.read_bytes() for a in auths)
+    assert {oct(p.stat().st_mode & 0o777) for p in state.iterdir()} == {"0o600"}
+    (state / "token.json.tmp").write_bytes(b"half")
+    state.chmod(0o755)
+    assert store.prepare() == ["token.json.tmp"] and oct(state.stat().st_mode & 0o777) == "0o700"
+    assert MemoryStore(state, site.secrets[TOKEN_A]).load() == memory
+    with pytest.raises(MemoryImageError, match="does not open under this token's secret"):
+        MemoryStore(state, bytes(32)).load()
