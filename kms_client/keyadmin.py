@@ -24,7 +24,8 @@ _SEALED = (
     ("device_keys", "device_key_id", "key_sealed", b"device_key:"),
     ("keys", "key_id", "key_sealed", b"media_key:"),
 )
-_META = (("dbkey_check", b"meta:check"), ("audit_key", b"meta:audit_key"), ("backup_key", b"meta:backup_key"))
+_META = (("dbkey_check", b"meta:check"), ("audit_key", b"meta:audit_key"), ("backup_key", b"meta:backup_key"),
+         ("kms_signing_key", b"meta:kms_signing_key"))
 
 
 def _write_key_file(path: Path, key: bytes) -> None:

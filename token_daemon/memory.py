@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol import ClearAuthorization, DecodeError, TokenError, WriteEkt, WriteOkt, decode_body, encode_body
+from protocol import Announcement, ClearAuthorization, DecodeError, TokenError, WriteEkt, WriteOkt, decode_body, encode_body
 from protocol.constants import ErrorCode, MessageType, TokenMode
 
 from .errors import MemoryImageError
@@ -52,6 +52,8 @@ class TokenMemory:
     last_write_counter: int = 0
     #: The encoded WRITE_EKT/WRITE_OKT body the packages came from.
     contents: bytes | None = None
+    #: The KMS-signed announcement of that write, broadcast verbatim in KEYS_AVAILABLE.
+    announcement: Announcement | None = None
 
     @classmethod
     def blank(cls) -> TokenMemory:
@@ -64,6 +66,7 @@ class TokenMemory:
         else:
             self.mode, self.timestamp, self.pool = TokenMode.OKT, message.okt_timestamp, message.pool
         self.contents = encode_body(message)
+        self.announcement = message.announcement
         self.packages = {
             e.package.csn: HeldPackage(e.package.csn, encode_body(e.package), e.receipt_hash, e.clear_authorizations)
             for e in message.entries
@@ -73,6 +76,7 @@ class TokenMemory:
     def wipe(self) -> None:
         """Reset held while inserting: keys, CSNs and errors gone; identity kept."""
         self.mode, self.timestamp, self.pool, self.contents = TokenMode.EMPTY, 0, "", None
+        self.announcement = None
         self.packages.clear()
         self.errors.clear()
 
