@@ -162,7 +162,11 @@ def unwrap_device_key(
 
 def new_signing_key() -> bytes:
     """A fresh KMS announcement key: the 32-octet Ed25519 private key (seal it at rest)."""
-    return Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    # An Ed25519 private key is 32 random octets (RFC 8032); drawn from os.urandom like every
+    # other key, so the reference captures (captures/regenerate.py) stay reproducible.
+    return Ed25519PrivateKey.from_private_bytes(os.urandom(32)).private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+    )
 
 
 def public_key_of(signing_key: bytes) -> bytes:
