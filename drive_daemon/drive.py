@@ -387,7 +387,7 @@ class Drive:
             return Output()
         if pull is not None and pull.timestamp > offer.timestamp:
             return Output()
-        spread = min(MAX_PULL_SPREAD_S, PULL_SPREAD_BASE_S + min(offer.csn_count, 2**20) * PULL_SPREAD_PER_CSN_S)
+        spread = min(MAX_PULL_SPREAD_S, PULL_SPREAD_BASE_S + offer.csn_count * PULL_SPREAD_PER_CSN_S)
         due = now + self._rng.uniform(0, spread)
         self._pulls[kind] = _Pull(kind, offer.timestamp, [host], due, hint=hint)
         return Output(events=[PullScheduled(kind, offer.timestamp, due)])
