@@ -377,13 +377,14 @@ class Drive:
         if (host, offer.timestamp) in self._skip:
             return Output()
         pull = self._pulls.get(kind)
-        if pull is not None and (pull.timestamp == offer.timestamp or hint or pull.hint):
+        if pull is not None and pull.hint and not hint:
+            del self._pulls[kind]  # the drive can verify now: what hints said counts for nothing
+            pull = None
+        if pull is not None and (pull.timestamp == offer.timestamp or hint):
             # A redundant token offering the same keys; or, unverified, one more place to ask:
             # a hint's timestamp never blocks another offer, it can only add a source.
             if host not in pull.sources and len(pull.sources) < MAX_PULL_SOURCES:
                 pull.sources.append(host)
-            if not hint and pull.hint:
-                pull.hint = False
             return Output()
         if pull is not None and pull.timestamp > offer.timestamp:
             return Output()

@@ -204,3 +204,18 @@ def test_a_package_with_its_write_key_changed_and_a_key_removed_is_refused(site:
     site.lan.announce(TOKEN_A)
     site.lan.run()
     assert drive.media is not None and drive.media.write_key_id == real.write_key_id  # type: ignore[union-attr]
+
+
+def test_a_verified_offer_replaces_a_pull_built_on_hints(site: Site) -> None:
+    """A drive read from a version 2 NVRAM (no public key) takes a forged 2**63 OKT offer as a
+    hint; once it holds the key (its next EKT), the hint counts for nothing."""
+    arm(site)
+    drive = site.drive(0)
+    drive.nvram.kms_public_key = None
+    drive.receive(_forged_offer(TokenMode.OKT, 2**63, [drive.csn]), ("127.0.0.66", 7011), site.lan.now)
+    assert drive._pulls[KeyKind.MEDIA].hint
+    drive.nvram.kms_public_key = site.kms.kms_public_key()  # as the next device-key package brings it
+    site.map_new_key()
+    _offered(site, 0)
+    pull = drive._pulls[KeyKind.MEDIA]
+    assert (pull.hint, pull.timestamp, pull.sources) == (False, site.kms.mapping("P").timestamp, [TOKEN_A])
