@@ -219,3 +219,18 @@ def test_a_verified_offer_replaces_a_pull_built_on_hints(site: Site) -> None:
     _offered(site, 0)
     pull = drive._pulls[KeyKind.MEDIA]
     assert (pull.hint, pull.timestamp, pull.sources) == (False, site.kms.mapping("P").timestamp, [TOKEN_A])
+
+
+def test_the_token_broadcasts_what_the_kms_signed_verbatim_even_after_a_restart(site: Site, tmp_path: Path) -> None:
+    from token_daemon.memory import MemoryStore
+    from token_daemon.token import Token
+
+    arm(site)
+    token = site.lan.tokens[TOKEN_A]
+    offer = p.decode(token.announcement().data).message  # type: ignore[union-attr]
+    assert p.envelope.verify_announcement(site.kms.kms_public_key(), offer)
+    assert offer.csn_count == 3 and all(site.drive(i).csn in offer.csn_filter for i in range(3))
+    store = MemoryStore(tmp_path / "token")
+    store.save(token.memory)
+    again = Token(store.load(), site.secrets[TOKEN_A])
+    assert again.announcement().data == token.announcement().data  # type: ignore[union-attr]
