@@ -7,6 +7,12 @@ Rules from the seed that live here:
 - keys that arrive with a tape loaded are held and committed at unload;
 - new device keys are held until media keys newer than them arrive (Scenario 5);
 - a package this drive cannot decrypt is reported to the token (out of sync).
+
+And from protocol version 3 (issue 13): a drive holding the KMS public key acts only on
+announcements the KMS signed; one without it (factory, or after a reset) takes an
+offer as a hint that never blocks another; packages authenticate themselves, so an
+authentic newer one is taken whether or not it was asked for, and an unsolicited one
+that does not decrypt is dropped without a word; NO_PACKAGE only delays, for a bound.
 """
 
 from __future__ import annotations
@@ -32,7 +38,10 @@ from protocol import (
 )
 from protocol.constants import (
     MAX_PULL_ATTEMPTS,
+    MAX_PULL_SOURCES,
     MAX_PULL_SPREAD_S,
+    MAX_SKIPPED_OFFERS,
+    NO_PACKAGE_SKIP_S,
     PULL_SPREAD_BASE_S,
     PULL_SPREAD_PER_CSN_S,
     RETRY_BASE_S,
@@ -118,9 +127,27 @@ class Ignored:
     why: str
 
 
+@dataclass(frozen=True)
+class AnnouncementRejected:
+    """A KEYS_AVAILABLE whose signature does not verify under the KMS public key: dropped, counted."""
+
+    mode: TokenMode
+    timestamp: int
+    token: str
+
+
+@dataclass(frozen=True)
+class PackageDropped:
+    """An unsolicited package that did not decrypt or was not newer: dropped, no error report."""
+
+    kind: KeyKind
+    timestamp: int
+    why: str
+
+
 Event = (
     PullScheduled | OfferRefused | DeviceKeysAccepted | MediaKeysAccepted | DecryptionFailed | PullGaveUp
-    | KeysCleared | ClearRefused | MissingKeyReported | Ignored
+    | KeysCleared | ClearRefused | MissingKeyReported | Ignored | AnnouncementRejected | PackageDropped
 )
 
 #: For this long after an I/O a drive holding keys shows its LED flashing red.
@@ -152,6 +179,32 @@ class _Pull:
     due: float
     attempt: int = 0
     sequence: int = 0
+    #: Scheduled on an offer the drive could not verify (it holds no KMS public key).
+    hint: bool = False
+
+
+class _SkipList:
+    """(token host, timestamp) offers not to pull again after a NO_PACKAGE or a failed
+    package, each for NO_PACKAGE_SKIP_S and never for good; at most MAX_SKIPPED_OFFERS."""
+
+    def __init__(self) -> None:
+        self._until: dict[tuple[str, int], float] = {}
+        self.now = 0.0
+
+    def add(self, key: tuple[str, int]) -> None:
+        self._until = {k: t for k, t in self._until.items() if t > self.now}
+        if key in self._until or len(self._until) < MAX_SKIPPED_OFFERS:
+            self._until[key] = self.now + NO_PACKAGE_SKIP_S
+
+    def __contains__(self, key: object) -> bool:
+        until = self._until.get(key)  # type: ignore[call-overload]
+        return until is not None and until > self.now
+
+    def __len__(self) -> int:
+        return sum(1 for t in self._until.values() if t > self.now)
+
+    def clear(self) -> None:
+        self._until.clear()
 
 
 class Drive:
@@ -175,7 +228,7 @@ class Drive:
         self.tape_loaded = False
         self._pulls: dict[KeyKind, _Pull] = {}
         self._sequence = self._rng.randrange(2**31)
-        self._skip: set[tuple[str, int]] = set()  # (token host, timestamp) offers not to pull again
+        self._skip = _SkipList()
         self._last_receipt: tuple[int, bytes] | None = None
         self.last_io = float("-inf")
 
@@ -226,6 +279,7 @@ class Drive:
 
     def receive(self, frame: Frame, source: Address, now: float) -> Output:
         msg = frame.message
+        self._skip.now = now
         if not self.encrypting:
             return Output(events=[Ignored(msg.TYPE, "a non-encrypting drive takes no keys")])
         if isinstance(msg, KeysAvailable):
@@ -235,7 +289,7 @@ class Drive:
         if isinstance(msg, MediaKeyPackage):
             return self._media_package(msg, source[0], now)
         if isinstance(msg, NoPackage):
-            return self._no_package(msg, source[0])
+            return self._no_package(msg, frame.sequence, source[0])
         if isinstance(msg, ClearKeys):
             return self._clear(msg)
         return Output(events=[Ignored(msg.TYPE, "not a message a drive takes")])
@@ -243,6 +297,7 @@ class Drive:
     def tick(self, now: float) -> Output:
         """Send due key requests; retry lost ones with backoff; give up after a bound."""
         out = Output()
+        self._skip.now = now
         for kind, pull in list(self._pulls.items()):
             if pull.due > now:
                 continue
@@ -298,6 +353,9 @@ class Drive:
         if self.csn not in offer.csn_filter:
             return Output()
         nv = self.nvram
+        hint = nv.kms_public_key is None
+        if not hint and not envelope.verify_announcement(nv.kms_public_key, offer):  # type: ignore[arg-type]
+            return Output(events=[AnnouncementRejected(offer.mode, offer.timestamp, host)])
         if offer.mode is TokenMode.EKT:
             kind = KeyKind.DEVICE
             if offer.timestamp == nv.device_key_timestamp and self._last_receipt and self._last_receipt[0] == offer.timestamp:
@@ -319,15 +377,20 @@ class Drive:
         if (host, offer.timestamp) in self._skip:
             return Output()
         pull = self._pulls.get(kind)
-        if pull is not None and pull.timestamp == offer.timestamp:
-            if host not in pull.sources:
-                pull.sources.append(host)  # a redundant token offering the same keys
+        if pull is not None and pull.hint and not hint:
+            del self._pulls[kind]  # the drive can verify now: what hints said counts for nothing
+            pull = None
+        if pull is not None and (pull.timestamp == offer.timestamp or hint):
+            # A redundant token offering the same keys; or, unverified, one more place to ask:
+            # a hint's timestamp never blocks another offer, it can only add a source.
+            if host not in pull.sources and len(pull.sources) < MAX_PULL_SOURCES:
+                pull.sources.append(host)
             return Output()
         if pull is not None and pull.timestamp > offer.timestamp:
             return Output()
         spread = min(MAX_PULL_SPREAD_S, PULL_SPREAD_BASE_S + offer.csn_count * PULL_SPREAD_PER_CSN_S)
         due = now + self._rng.uniform(0, spread)
-        self._pulls[kind] = _Pull(kind, offer.timestamp, [host], due)
+        self._pulls[kind] = _Pull(kind, offer.timestamp, [host], due, hint=hint)
         return Output(events=[PullScheduled(kind, offer.timestamp, due)])
 
     def _accepts_media(self, timestamp: int) -> bool:
@@ -340,10 +403,14 @@ class Drive:
         # that still holds those keys is not.
         return timestamp == nv.okt_timestamp and self.media is None and self.held_media is None
 
-    def _no_package(self, msg: NoPackage, host: str) -> Output:
+    def _no_package(self, msg: NoPackage, sequence: int, host: str) -> Output:
+        """Advisory: it cannot be authenticated, so it only takes that token out of this pull,
+        and only when it answers the request in flight (the sequence echoes it)."""
         pull = self._pulls.get(msg.kind)
         if msg.csn != self.csn or pull is None or host not in pull.sources:
             return Output(events=[Ignored(MessageType.NO_PACKAGE, "no matching request")])
+        if pull.attempt == 0 or sequence != pull.sequence:
+            return Output(events=[Ignored(MessageType.NO_PACKAGE, "does not answer the request in flight")])
         pull.sources.remove(host)
         if msg.reason is not NoPackageReason.WRONG_KIND:
             self._skip.add((host, pull.timestamp))
@@ -352,10 +419,25 @@ class Drive:
         return Output()
 
     def _take_pull(self, kind: KeyKind, host: str, csn: bytes) -> _Pull | None:
+        """The pull this package answers (removed), or None: the package is unsolicited."""
         pull = self._pulls.get(kind)
         if csn != self.csn or pull is None or host not in pull.sources:
             return None
         return self._pulls.pop(kind)
+
+    def _accepted(self, kind: KeyKind, timestamp: int) -> None:
+        """An authentic package was taken: a pull for no newer keys is done."""
+        pull = self._pulls.get(kind)
+        if pull is not None and (pull.hint or pull.timestamp <= timestamp):
+            del self._pulls[kind]
+
+    def _failed(self, solicited: bool, kind: KeyKind, timestamp: int, key_id: bytes, host: str, now: float,
+                why: str) -> Output:
+        """A package that does not decrypt: reported when asked for; dropped in silence when not
+        (anyone can send one: a report would reflect it)."""
+        if solicited:
+            return self._decryption_error(kind, timestamp, key_id, host, now, why)
+        return Output(events=[PackageDropped(kind, timestamp, why)])
 
     # --- packages -------------------------------------------------------
 
@@ -368,30 +450,35 @@ class Drive:
         )
 
     def _device_package(self, pkg: DeviceKeyPackage, host: str, now: float) -> Output:
-        if self._take_pull(KeyKind.DEVICE, host, pkg.csn) is None:
-            return Output(events=[Ignored(pkg.TYPE, "no matching request")])
+        if pkg.csn != self.csn:
+            return Output(events=[Ignored(pkg.TYPE, "a package for another CSN")])
+        solicited = self._take_pull(KeyKind.DEVICE, host, pkg.csn) is not None
         nv = self.nvram
         if pkg.timestamp <= nv.device_key_timestamp:
+            if not solicited:
+                return Output(events=[PackageDropped(KeyKind.DEVICE, pkg.timestamp, "not newer than the device keys held")])
             return Output(events=[OfferRefused(KeyKind.DEVICE, pkg.timestamp, nv.device_key_timestamp)])
         if pkg.wrapping is Wrapping.PCKEY:
             if nv.device_key is not None:
                 # Scenario 4: "reset drive" chosen for a drive that already has device keys.
-                return self._decryption_error(KeyKind.DEVICE, pkg.timestamp, pkg.device_key_id, host, now,
-                                              "package wrapped under the PCkey, but the drive holds device keys")
+                return self._failed(solicited, KeyKind.DEVICE, pkg.timestamp, pkg.device_key_id, host, now,
+                                    "package wrapped under the PCkey, but the drive holds device keys")
             secret = self._pckey
         else:
             if nv.device_key is None or pkg.wrapping_key_id != nv.device_key_id:
-                return self._decryption_error(KeyKind.DEVICE, pkg.timestamp, pkg.device_key_id, host, now,
-                                              f"package wrapped under device key {pkg.wrapping_key_id.hex()}, "
-                                              f"drive holds {nv.device_key_id.hex() if nv.device_key else 'none'}")
+                return self._failed(solicited, KeyKind.DEVICE, pkg.timestamp, pkg.device_key_id, host, now,
+                                    f"package wrapped under device key {pkg.wrapping_key_id.hex()}, "
+                                    f"drive holds {nv.device_key_id.hex() if nv.device_key else 'none'}")
             secret = nv.device_key
         try:
-            device_key, receipt = envelope.unwrap_device_key(
+            device_key, receipt, kms_public_key = envelope.unwrap_device_key(
                 secret, pkg.csn, pkg.timestamp, pkg.device_key_id, pkg.nonce, pkg.wrapped
             )
         except UnwrapError as exc:
-            return self._decryption_error(KeyKind.DEVICE, pkg.timestamp, pkg.device_key_id, host, now, str(exc))
+            return self._failed(solicited, KeyKind.DEVICE, pkg.timestamp, pkg.device_key_id, host, now, str(exc))
         nv.device_key, nv.device_key_id, nv.device_key_timestamp, nv.reset = device_key, pkg.device_key_id, pkg.timestamp, False
+        nv.kms_public_key = kms_public_key
+        self._accepted(KeyKind.DEVICE, pkg.timestamp)
         self._last_receipt = (pkg.timestamp, receipt)
         ack = KeyAck(self.csn, KeyKind.DEVICE, pkg.timestamp, receipt)
         return Output(
@@ -401,21 +488,27 @@ class Drive:
         )
 
     def _media_package(self, pkg: MediaKeyPackage, host: str, now: float) -> Output:
-        if self._take_pull(KeyKind.MEDIA, host, pkg.csn) is None:
-            return Output(events=[Ignored(pkg.TYPE, "no matching request")])
+        if pkg.csn != self.csn:
+            return Output(events=[Ignored(pkg.TYPE, "a package for another CSN")])
+        solicited = self._take_pull(KeyKind.MEDIA, host, pkg.csn) is not None
         nv = self.nvram
         if not self._accepts_media(pkg.okt_timestamp):
+            if not solicited:
+                return Output(events=[PackageDropped(KeyKind.MEDIA, pkg.okt_timestamp, "not newer than the media keys held")])
             return Output(events=[OfferRefused(KeyKind.MEDIA, pkg.okt_timestamp, max(nv.okt_timestamp, nv.device_key_timestamp))])
         if nv.device_key is None or pkg.device_key_id != nv.device_key_id:
-            return self._decryption_error(KeyKind.MEDIA, pkg.okt_timestamp, pkg.device_key_id, host, now,
-                                          f"media keys wrapped under device key {pkg.device_key_id.hex()}, "
-                                          f"drive holds {nv.device_key_id.hex() if nv.device_key else 'none'}")
+            return self._failed(solicited, KeyKind.MEDIA, pkg.okt_timestamp, pkg.device_key_id, host, now,
+                                f"media keys wrapped under device key {pkg.device_key_id.hex()}, "
+                                f"drive holds {nv.device_key_id.hex() if nv.device_key else 'none'}")
         wrapper = envelope.MediaKeyWrapper(nv.device_key)
+        header = envelope.media_package_header(pkg.csn, pkg.okt_timestamp, pkg.device_key_id, pkg.write_key_id,
+                                               (w.key_id for w in pkg.media_keys))
         try:
-            receipt = wrapper.unwrap_receipt(pkg.csn, pkg.okt_timestamp, pkg.receipt)
+            receipt = wrapper.unwrap_receipt(header, pkg.receipt)
             keys = {w.key_id: wrapper.unwrap_key(pkg.csn, pkg.okt_timestamp, w) for w in pkg.media_keys}
         except UnwrapError as exc:
-            return self._decryption_error(KeyKind.MEDIA, pkg.okt_timestamp, pkg.device_key_id, host, now, str(exc))
+            return self._failed(solicited, KeyKind.MEDIA, pkg.okt_timestamp, pkg.device_key_id, host, now, str(exc))
+        self._accepted(KeyKind.MEDIA, pkg.okt_timestamp)
         new = MediaKeySet(pkg.okt_timestamp, pkg.write_key_id, keys, host)
         held = self.tape_loaded
         if held:
@@ -448,7 +541,7 @@ class Drive:
 
     def _reset(self, by: str) -> Output:
         nv = self.nvram
-        nv.device_key, nv.device_key_id, nv.reset = None, ZERO_KEY_ID, True
+        nv.device_key, nv.device_key_id, nv.reset, nv.kms_public_key = None, ZERO_KEY_ID, True, None
         self.media = self.held_media = None
         self._pulls.clear()
         self._skip.clear()

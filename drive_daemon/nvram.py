@@ -1,7 +1,9 @@
-"""The drive's non-volatile memory: device key (wrapped), its ID and timestamps.
+"""The drive's non-volatile memory: device key (wrapped), its ID and timestamps, and the
+KMS public key that came with the device key.
 
-Media keys are never here: they live in volatile memory only. The device key is
-sealed under a key derived from the drive's PCkey and bound to the CSN and key ID.
+Media keys are never here: they live in volatile memory only. The device key and the
+KMS public key are sealed together under a key derived from the drive's PCkey and bound
+to the CSN and key ID; both go at a reset.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from protocol import envelope
+from protocol.constants import DEVICE_KEY_SIZE, KMS_PUBLIC_KEY_SIZE
 from protocol.errors import UnwrapError
 from protocol.ids import ZERO_KEY_ID
 
 from .errors import NvramError
 
-NVRAM_FORMAT = 1
+NVRAM_FORMAT = 2
+#: Format 1 (protocol version 2) sealed the device key alone: read, the drive holds no KMS
+#: public key until its next device-key package, and treats offers as hints until then.
+_READABLE_FORMATS = (1, 2)
 
 
 @dataclass
@@ -28,11 +34,14 @@ class Nvram:
     device_key_timestamp: int = 0
     okt_timestamp: int = 0
     reset: bool = False
+    #: The KMS's Ed25519 public key: announcements that do not verify under it are dropped.
+    kms_public_key: bytes | None = None
 
     def to_json(self, csn: bytes, pckey: bytes) -> dict[str, Any]:
         sealed = None
         if self.device_key is not None:
-            sealed = envelope.seal(envelope.nvram_key(pckey), self.device_key, csn + self.device_key_id).hex()
+            plain = self.device_key + (self.kms_public_key or b"")
+            sealed = envelope.seal(envelope.nvram_key(pckey), plain, csn + self.device_key_id).hex()
         return {
             "format": NVRAM_FORMAT,
             "csn": csn.hex(),
@@ -45,17 +54,21 @@ class Nvram:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], csn: bytes, pckey: bytes) -> Nvram:
-        if data.get("format") != NVRAM_FORMAT:
-            raise ValueError(f"format {data.get('format')!r}, this build reads {NVRAM_FORMAT}")
+        if data.get("format") not in _READABLE_FORMATS:
+            raise ValueError(f"format {data.get('format')!r}, this build reads {_READABLE_FORMATS}")
         if bytes.fromhex(data["csn"]) != csn:
             raise ValueError(f"it belongs to CSN {data['csn']}, not {csn.hex()}")
         key_id = bytes.fromhex(data["device_key_id"])
-        device_key = None
+        device_key = kms_public_key = None
         if data["device_key_sealed"] is not None:
-            device_key = envelope.unseal(
+            plain = envelope.unseal(
                 envelope.nvram_key(pckey), bytes.fromhex(data["device_key_sealed"]), csn + key_id, "device key"
             )
-        return cls(device_key, key_id, int(data["device_key_timestamp"]), int(data["okt_timestamp"]), bool(data["reset"]))
+            if len(plain) not in (DEVICE_KEY_SIZE, DEVICE_KEY_SIZE + KMS_PUBLIC_KEY_SIZE):
+                raise ValueError(f"the sealed device key holds {len(plain)} octets")
+            device_key, kms_public_key = plain[:DEVICE_KEY_SIZE], plain[DEVICE_KEY_SIZE:] or None
+        return cls(device_key, key_id, int(data["device_key_timestamp"]), int(data["okt_timestamp"]),
+                   bool(data["reset"]), kms_public_key)
 
 
 def nvram_path(state_dir: Path, csn: bytes) -> Path:

@@ -22,7 +22,7 @@ from protocol import (
     WriteOkt,
     envelope,
 )
-from protocol.constants import MAX_CLEAR_AUTHORIZATIONS, RECEIPT_SIZE, Wrapping
+from protocol.constants import MAX_CLEAR_AUTHORIZATIONS, RECEIPT_SIZE, TokenMode, Wrapping
 from protocol.ids import ZERO_KEY_ID
 
 from . import rules
@@ -62,6 +62,8 @@ def prepare_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> 
             )
     new_keys, changes = store.plan_device_keys(drive_names, via_pckey=use_pckey)
     timestamp = changes.timestamp
+    signing_key = store.kms_signing_key()
+    kms_public_key = envelope.public_key_of(signing_key)
     entries = []
     for d, row in zip(drives, changes.device_keys, strict=True):
         new_id, new_key = row.key_id, new_keys[row.key_id]
@@ -71,7 +73,7 @@ def prepare_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> 
             (wrapping_id, secret), = store.device_keys(d.name, 1)
             wrapping = Wrapping.DEVICE_KEY
         receipt = os.urandom(RECEIPT_SIZE)
-        nonce, wrapped = envelope.wrap_device_key(secret, d.csn, timestamp, new_id, new_key, receipt)
+        nonce, wrapped = envelope.wrap_device_key(secret, d.csn, timestamp, new_id, new_key, receipt, kms_public_key)
         package = DeviceKeyPackage(d.csn, timestamp, new_id, wrapping, wrapping_id, nonce, wrapped)
         # Authorisations under the new key and the two before it: the token can reset the
         # drive whether or not this package (or an earlier one) was ever delivered.
@@ -79,7 +81,8 @@ def prepare_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> 
         entries.append(EktEntry(package, envelope.receipt_hash(receipt), auths))
     detail = {"drives": drive_names, "use_pckey": use_pckey, "timestamp": timestamp,
               "device_key_ids": [k.key_id.hex() for k in changes.device_keys]}
-    return PreparedWrite("EKT", WriteEkt(timestamp, tuple(entries)), changes, detail)
+    announcement = envelope.sign_announcement(signing_key, TokenMode.EKT, timestamp, [d.csn for d in drives])
+    return PreparedWrite("EKT", WriteEkt(timestamp, tuple(entries), announcement), changes, detail)
 
 
 def build_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> WriteEkt:
@@ -114,13 +117,17 @@ def build_okt(store: KmsStore, pool: str) -> WriteOkt:
         (device_key_id, device_key), = newest
         wrapper = envelope.MediaKeyWrapper(device_key)
         receipt = os.urandom(RECEIPT_SIZE)
+        # The receipt is bound to the whole header: a changed write key or key list fails to decrypt.
+        header = envelope.media_package_header(d.csn, mapping.timestamp, device_key_id, mapping.write_key_id, media)
         package = MediaKeyPackage(
             csn=d.csn,
             okt_timestamp=mapping.timestamp,
             device_key_id=device_key_id,
             write_key_id=mapping.write_key_id,
-            receipt=wrapper.wrap_receipt(d.csn, mapping.timestamp, receipt),
+            receipt=wrapper.wrap_receipt(header, receipt),
             media_keys=tuple(wrapper.wrap_key(d.csn, mapping.timestamp, k, v) for k, v in media.items()),
         )
         entries.append(OktEntry(package, envelope.receipt_hash(receipt), _clear_authorizations(store, d.name, d.csn)))
-    return WriteOkt(pool, mapping.timestamp, tuple(entries))
+    announcement = envelope.sign_announcement(store.kms_signing_key(), TokenMode.OKT, mapping.timestamp,
+                                              [d.csn for d in drives])
+    return WriteOkt(pool, mapping.timestamp, tuple(entries), announcement)

@@ -26,7 +26,8 @@ _SEALED = (
     ("device_keys", "device_key_id", "key_sealed", b"device_key:"),
     ("keys", "key_id", "key_sealed", b"media_key:"),
 )
-_META = (("dbkey_check", b"meta:check"), ("audit_key", b"meta:audit_key"), ("backup_key", b"meta:backup_key"))
+_META = (("dbkey_check", b"meta:check"), ("audit_key", b"meta:audit_key"), ("backup_key", b"meta:backup_key"),
+         ("kms_signing_key", b"meta:kms_signing_key"))
 
 
 def set_dbkey(store: KmsStore, new: bytes) -> int:

@@ -62,9 +62,19 @@ def _v6_pending_writes(conn: sqlite3.Connection, dbkey: bytes) -> None:
             intent_sealed BLOB NOT NULL) STRICT""")
 
 
+def _v7_kms_signing_key(conn: sqlite3.Connection, dbkey: bytes) -> None:
+    """Protocol version 3: the KMS signs what drives act on (announcements); its Ed25519 key is
+    sealed under the database key, and its public half goes to each drive in its next EKT."""
+    conn.execute("INSERT INTO meta VALUES ('kms_signing_key', ?)",
+                 (envelope.seal(dbkey, envelope.new_signing_key(), KMS_SIGNING_KEY_AD),))
+
+
+#: Associated data of the sealed KMS signing key (kms_client/keyadmin.py reseals it too).
+KMS_SIGNING_KEY_AD = b"meta:kms_signing_key"
+
 #: version -> the step that brings a store from version-1 to it
 MIGRATIONS: dict[int, Migration] = {2: _v2_audit, 3: _v3_token_descriptions, 4: _v4_operators,
-                                    5: _v5_drive_addresses, 6: _v6_pending_writes}
+                                    5: _v5_drive_addresses, 6: _v6_pending_writes, 7: _v7_kms_signing_key}
 LATEST = max(MIGRATIONS)
 
 

@@ -277,6 +277,15 @@ class KmsStore:
     def kms_id(self) -> bytes:
         return bytes(self._meta("kms_id"))  # type: ignore[arg-type]
 
+    def kms_signing_key(self) -> bytes:
+        """The KMS's Ed25519 announcement key (private: it never leaves the store unsealed)."""
+        return self._unseal(self._meta("kms_signing_key"), migrations.KMS_SIGNING_KEY_AD,  # type: ignore[arg-type]
+                            "KMS signing key")
+
+    def kms_public_key(self) -> bytes:
+        """What every drive gets in its device-key package, to verify announcements with."""
+        return envelope.public_key_of(self.kms_signing_key())
+
     def _reserved(self) -> tuple[int, int]:
         """(next free ordinal, last timestamp), counting what token writes in flight reserved."""
         row = self._conn.execute("SELECT MAX(reserved_ordinal), MAX(reserved_timestamp) FROM pending_writes").fetchone()

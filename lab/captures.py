@@ -41,12 +41,12 @@ class Scenario(Protocol):
 
 
 def lab_secrets(lab: Lab) -> list[bytes]:
-    """Every key the lab's KMS holds: media, device, PCkeys, token secrets."""
+    """Every key the lab's KMS holds: media, device, PCkeys, token secrets, its signing key."""
     kms = lab.kms
     secrets = [kms.key_value(k) for k in kms.key_ids()]
     secrets += [k for n in lab.drive_names for _, k in kms.device_keys(n, 10)]
     secrets += [kms.pckey(n) for n in lab.drive_names] + [kms.token_secret(t) for t in lab.token_names]
-    return secrets
+    return secrets + [kms.kms_signing_key()]
 
 
 def _lab(workdir: Path, capture: Tap | None, net: LabNet | None, tokens: int = 1) -> Lab:

@@ -79,11 +79,15 @@ RECEIPT_SIZE = 16
 CHALLENGE_SIZE = 16
 CLEAR_MAC_SIZE = 16
 MGMT_MAC_SIZE = 32
+#: The KMS's Ed25519 announcement key: its public half reaches each drive inside its
+#: device-key package; its signatures make KEYS_AVAILABLE authentic end to end.
+KMS_PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
 
 #: Wrapped media key: AES-256-GCM ciphertext of a 32-byte key plus its tag.
 WRAPPED_KEY_SIZE = MEDIA_KEY_SIZE + TAG_SIZE
-#: Wrapped device-key package: device key and delivery receipt, plus the tag.
-WRAPPED_DEVICE_KEY_SIZE = DEVICE_KEY_SIZE + RECEIPT_SIZE + TAG_SIZE
+#: Wrapped device-key package: device key, delivery receipt and the KMS public key, plus the tag.
+WRAPPED_DEVICE_KEY_SIZE = DEVICE_KEY_SIZE + RECEIPT_SIZE + KMS_PUBLIC_KEY_SIZE + TAG_SIZE
 WRAPPED_RECEIPT_SIZE = RECEIPT_SIZE + TAG_SIZE
 
 
@@ -228,6 +232,17 @@ RETRY_BASE_S = 0.25
 MAX_PULL_ATTEMPTS = 6
 #: A token re-announces what it holds at this interval.
 ANNOUNCE_INTERVAL_S = 5.0
+#: NO_PACKAGE cannot be authenticated, so it only delays: the drive does not ask that token
+#: again for that timestamp for this long, never for good.
+NO_PACKAGE_SKIP_S = 30.0
+#: (token, timestamp) pairs a drive skips at once; beyond this a NO_PACKAGE only ends the pull.
+MAX_SKIPPED_OFFERS = 16
+#: Tokens one pull may ask in turn: an unverifiable offer (a drive without the KMS public
+#: key) can at worst add a source that does not answer, never push a real one out.
+MAX_PULL_SOURCES = 8
+#: Distinct announcements whose signature check a process remembers (protocol/envelope.py):
+#: 10,000 drives in one process verify one datagram once.
+ANNOUNCEMENT_CACHE_SIZE = 256
 
 
 # --- SCSI (SAM/SPC/SSC-3): the drive as a sequential-access LUN over iSCSI -----------

@@ -2,8 +2,13 @@
 
 Every wrapped key is AES-256-GCM ciphertext whose associated data binds the
 message type, the CSN, the timestamp and the key ID, so it cannot be replayed
-to another drive, under another timestamp or as another key. Keys used for
+to another drive, under another timestamp or as another key. A media key
+package's receipt is bound to the package's whole header (write key and key
+list included), so a changed or shortened package does not decrypt. Keys used for
 different purposes are derived from one secret with HKDF and distinct labels.
+Announcements (KEYS_AVAILABLE) are signed by the KMS's Ed25519 key; a drive
+verifies them with the public key its device-key package brought, once per
+distinct announcement per process (a small cache keyed by the signed bytes).
 """
 
 from __future__ import annotations
@@ -13,25 +18,33 @@ import hashlib
 import hmac
 import os
 import struct
+from typing import Iterable
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from .constants import (
+    ANNOUNCEMENT_CACHE_SIZE,
     CLEAR_MAC_SIZE,
     CSN_SIZE,
     DEVICE_KEY_SIZE,
     KEY_ID_SIZE,
+    KMS_PUBLIC_KEY_SIZE,
     MEDIA_KEY_SIZE,
     NONCE_SIZE,
     RECEIPT_SIZE,
+    SIGNATURE_SIZE,
     MessageType,
+    TokenMode,
 )
+from .csn_filter import CsnFilter
 from .errors import AuthenticationError, UnwrapError
 from .ids import ZERO_KEY_ID
-from .messages import WrappedMediaKey, WrappedReceipt
+from .messages import Announcement, KeysAvailable, WrappedMediaKey, WrappedReceipt
 
 _DOMAIN = b"t10k-v1"
 _LABEL_MEDIA_WRAP = b"t10k media-key wrap"
@@ -40,6 +53,8 @@ _LABEL_CLEAR = b"t10k clear-keys"
 _LABEL_NVRAM = b"t10k drive nvram"
 _LABEL_MGMT = b"t10k mgmt seal"
 _LABEL_TOKEN_MEMORY = b"t10k token memory"
+_ANNOUNCEMENT_DOMAIN = b"t10k-v3 keys-available announcement"
+_PACKAGE_HEADER_DOMAIN = b"t10k-v3 media-key package header"
 
 
 def derive(secret: bytes, label: bytes) -> bytes:
@@ -91,39 +106,117 @@ class MediaKeyWrapper:
         except InvalidTag:
             raise UnwrapError(f"media key {wrapped.key_id.hex()} did not decrypt under this device key") from None
 
-    def wrap_receipt(self, csn: bytes, okt_timestamp: int, receipt: bytes) -> WrappedReceipt:
+    def wrap_receipt(self, header: bytes, receipt: bytes) -> WrappedReceipt:
+        """The receipt, bound to the package's whole header (see :func:`media_package_header`)."""
         nonce = os.urandom(NONCE_SIZE)
-        ad = binding(MessageType.KEY_ACK, csn, okt_timestamp, ZERO_KEY_ID)
-        return WrappedReceipt(nonce, self._aead.encrypt(nonce, receipt, ad))
+        return WrappedReceipt(nonce, self._aead.encrypt(nonce, receipt, header))
 
-    def unwrap_receipt(self, csn: bytes, okt_timestamp: int, wrapped: WrappedReceipt) -> bytes:
-        ad = binding(MessageType.KEY_ACK, csn, okt_timestamp, ZERO_KEY_ID)
+    def unwrap_receipt(self, header: bytes, wrapped: WrappedReceipt) -> bytes:
         try:
-            return self._aead.decrypt(wrapped.nonce, wrapped.wrapped, ad)
+            return self._aead.decrypt(wrapped.nonce, wrapped.wrapped, header)
         except InvalidTag:
-            raise UnwrapError("the package receipt did not decrypt under this device key") from None
+            raise UnwrapError(
+                "the package receipt did not decrypt: another device key, or a package header "
+                "(write key, key list, CSN, timestamp) other than the KMS made"
+            ) from None
+
+
+def media_package_header(
+    csn: bytes, okt_timestamp: int, device_key_id: bytes, write_key_id: bytes, key_ids: Iterable[bytes]
+) -> bytes:
+    """Associated data of a MEDIA_KEY_PACKAGE's receipt: every header field and the key IDs in
+    order, so a changed write key, a removed, added or reordered key fails to decrypt."""
+    ids = list(key_ids)
+    if any(len(k) != KEY_ID_SIZE for k in ids) or len(write_key_id) != KEY_ID_SIZE:
+        raise ValueError("key IDs are 8 octets")
+    return (
+        binding(MessageType.KEY_ACK, csn, okt_timestamp, ZERO_KEY_ID) + _PACKAGE_HEADER_DOMAIN
+        + device_key_id + write_key_id + bytes([len(ids)]) + b"".join(ids)
+    )
 
 
 # --- device keys (under the PCkey or the current device key) ----------------
 
 
 def wrap_device_key(
-    wrapping_secret: bytes, csn: bytes, timestamp: int, device_key_id: bytes, device_key: bytes, receipt: bytes
+    wrapping_secret: bytes, csn: bytes, timestamp: int, device_key_id: bytes, device_key: bytes, receipt: bytes,
+    kms_public_key: bytes,
 ) -> tuple[bytes, bytes]:
-    """Wrap a new device key and its receipt; returns (nonce, ciphertext)."""
-    if len(device_key) != DEVICE_KEY_SIZE or len(receipt) != RECEIPT_SIZE:
-        raise ValueError("a device key is 32 octets and a receipt 16")
+    """Wrap a new device key, its receipt and the KMS's public key; returns (nonce, ciphertext)."""
+    if len(device_key) != DEVICE_KEY_SIZE or len(receipt) != RECEIPT_SIZE or len(kms_public_key) != KMS_PUBLIC_KEY_SIZE:
+        raise ValueError("a device key is 32 octets, a receipt 16 and a KMS public key 32")
     ad = binding(MessageType.DEVICE_KEY_PACKAGE, csn, timestamp, device_key_id)
-    return _seal(derive(wrapping_secret, _LABEL_DEVICE_WRAP), device_key + receipt, ad)
+    return _seal(derive(wrapping_secret, _LABEL_DEVICE_WRAP), device_key + receipt + kms_public_key, ad)
 
 
 def unwrap_device_key(
     wrapping_secret: bytes, csn: bytes, timestamp: int, device_key_id: bytes, nonce: bytes, wrapped: bytes
-) -> tuple[bytes, bytes]:
-    """Returns (device_key, receipt) or raises UnwrapError."""
+) -> tuple[bytes, bytes, bytes]:
+    """Returns (device_key, receipt, kms_public_key) or raises UnwrapError."""
     ad = binding(MessageType.DEVICE_KEY_PACKAGE, csn, timestamp, device_key_id)
     plain = _open(derive(wrapping_secret, _LABEL_DEVICE_WRAP), nonce, wrapped, ad, "device key package")
-    return plain[:DEVICE_KEY_SIZE], plain[DEVICE_KEY_SIZE:]
+    end = DEVICE_KEY_SIZE + RECEIPT_SIZE
+    return plain[:DEVICE_KEY_SIZE], plain[DEVICE_KEY_SIZE:end], plain[end:]
+
+
+# --- announcements (signed by the KMS) --------------------------------------
+
+
+def new_signing_key() -> bytes:
+    """A fresh KMS announcement key: the 32-octet Ed25519 private key (seal it at rest)."""
+    # An Ed25519 private key is 32 random octets (RFC 8032); drawn from os.urandom like every
+    # other key, so the reference captures (captures/regenerate.py) stay reproducible.
+    return Ed25519PrivateKey.from_private_bytes(os.urandom(32)).private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+    )
+
+
+def public_key_of(signing_key: bytes) -> bytes:
+    """The 32-octet Ed25519 public key drives verify announcements with."""
+    return Ed25519PrivateKey.from_private_bytes(signing_key).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def announcement_signed_bytes(mode: TokenMode, timestamp: int, csn_count: int, csn_filter: CsnFilter) -> bytes:
+    """What the KMS signs: domain, mode, timestamp, csn_count and the filter (hash count, bits)."""
+    return (
+        _ANNOUNCEMENT_DOMAIN
+        + struct.pack(">BQIBH", int(mode), timestamp, csn_count, csn_filter.hash_count, len(csn_filter.bits))
+        + csn_filter.bits
+    )
+
+
+def sign_announcement(signing_key: bytes, mode: TokenMode, timestamp: int, csns: Iterable[bytes]) -> Announcement:
+    """The announcement a token broadcasts for a write serving these CSNs."""
+    members = list(csns)
+    csn_filter = CsnFilter.of(members)
+    signed = announcement_signed_bytes(mode, timestamp, len(members), csn_filter)
+    signature = Ed25519PrivateKey.from_private_bytes(signing_key).sign(signed)
+    return Announcement(len(members), csn_filter, signature)
+
+
+def verify_announcement(kms_public_key: bytes, offer: KeysAvailable) -> bool:
+    """True when the KMS signed this mode, timestamp, count and filter (token_id is not signed).
+
+    Cached by the octets: a process hosting thousands of drives checks one datagram once."""
+    signed = announcement_signed_bytes(offer.mode, offer.timestamp, offer.csn_count, offer.csn_filter)
+    return _verify_cached(kms_public_key, signed, offer.signature)
+
+
+@functools.lru_cache(maxsize=ANNOUNCEMENT_CACHE_SIZE)
+def _verify_cached(kms_public_key: bytes, signed: bytes, signature: bytes) -> bool:
+    if len(kms_public_key) != KMS_PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(kms_public_key).verify(signature, signed)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def verify_cache_info() -> tuple[int, int]:
+    """(hits, misses) of the announcement cache: misses are signature checks actually made."""
+    info = _verify_cached.cache_info()
+    return info.hits, info.misses
 
 
 def receipt_hash(receipt: bytes) -> bytes:

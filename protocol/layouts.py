@@ -40,6 +40,7 @@ from .constants import (
     MAX_POOL_DRIVES,
     NONCE_SIZE,
     RECEIPT_SIZE,
+    SIGNATURE_SIZE,
     TAG_SIZE,
     WRAPPED_DEVICE_KEY_SIZE,
     WRAPPED_KEY_SIZE,
@@ -55,7 +56,7 @@ from .constants import (
     VopStatusCode,
     Wrapping,
 )
-from .csn_filter import CsnFilter
+from .csn_filter import MAX_FILTER_BITS, CsnFilter
 
 # --- shared adapters ---------------------------------------------------------
 
@@ -153,6 +154,10 @@ ClearAuthorizationLayout = _dc(
     m.ClearAuthorization, "csn" / Csn, "device_key_id" / KeyId, "mac" / Bytes(CLEAR_MAC_SIZE)
 )
 
+AnnouncementLayout = _dc(
+    m.Announcement, "csn_count" / Int32ub, "csn_filter" / CsnFilterLayout, "signature" / Bytes(SIGNATURE_SIZE)
+)
+
 DeviceKeyPackageLayout = _dc(
     m.DeviceKeyPackage,
     "csn" / Csn,
@@ -187,6 +192,7 @@ BODIES: dict[MessageType, Construct] = {
         "timestamp" / Timestamp,
         "csn_count" / Int32ub,
         "csn_filter" / CsnFilterLayout,
+        "signature" / Bytes(SIGNATURE_SIZE),
     ),
     MessageType.KEY_REQUEST: _dc(
         m.KeyRequest, "csn" / Csn, "kind" / Enum8(KeyKind), "held_timestamp" / Timestamp
@@ -217,6 +223,7 @@ BODIES: dict[MessageType, Construct] = {
             "receipt_hash" / Bytes(m.RECEIPT_HASH_SIZE),
             "clear_authorizations" / PrefixedArray(Int8ub, ClearAuthorizationLayout),
         )),
+        "announcement" / AnnouncementLayout,
     ),
     MessageType.WRITE_OKT: _dc(
         m.WriteOkt,
@@ -228,6 +235,7 @@ BODIES: dict[MessageType, Construct] = {
             "receipt_hash" / Bytes(m.RECEIPT_HASH_SIZE),
             "clear_authorizations" / PrefixedArray(Int8ub, ClearAuthorizationLayout),
         )),
+        "announcement" / AnnouncementLayout,
     ),
     MessageType.READ_STATUS: _dc(m.ReadStatus),
     MessageType.CLEAR_ERROR: _dc(m.ClearError),
@@ -281,13 +289,15 @@ _MEDIA_PACKAGE_MAX = (
 )
 _OKT_ENTRY_MAX = _MEDIA_PACKAGE_MAX + m.RECEIPT_HASH_SIZE + _CLEAR_AUTHS_MAX
 _TEXT_MAX = 2 + 4 * m.MAX_TEXT  # a pool name: up to MAX_TEXT characters, 4 octets each in UTF-8
+_ANNOUNCEMENT_MAX = 4 + 1 + 2 + MAX_FILTER_BITS // 8 + SIGNATURE_SIZE
 
 #: Largest body of each write: a package for each of MAX_POOL_DRIVES drives (EKT ~2.4 MB,
 #: OKT ~23 MB). Any other request is at most MAX_DATAGRAM octets (see body_cap).
 #: A sealed body is the plaintext and the 16-octet GCM tag.
 MANAGEMENT_BODY_CAPS: dict[MessageType, int] = {
-    MessageType.WRITE_EKT: Timestamp.sizeof() + 4 + MAX_POOL_DRIVES * _EKT_ENTRY_MAX + TAG_SIZE,
-    MessageType.WRITE_OKT: _TEXT_MAX + Timestamp.sizeof() + 4 + MAX_POOL_DRIVES * _OKT_ENTRY_MAX + TAG_SIZE,
+    MessageType.WRITE_EKT: Timestamp.sizeof() + 4 + MAX_POOL_DRIVES * _EKT_ENTRY_MAX + _ANNOUNCEMENT_MAX + TAG_SIZE,
+    MessageType.WRITE_OKT: _TEXT_MAX + Timestamp.sizeof() + 4 + MAX_POOL_DRIVES * _OKT_ENTRY_MAX + _ANNOUNCEMENT_MAX
+    + TAG_SIZE,
 }
 
 

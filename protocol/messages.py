@@ -17,6 +17,7 @@ from .constants import (
     MAX_MEDIA_KEYS,
     NONCE_SIZE,
     RECEIPT_SIZE,
+    SIGNATURE_SIZE,
     WRAPPED_DEVICE_KEY_SIZE,
     WRAPPED_KEY_SIZE,
     WRAPPED_RECEIPT_SIZE,
@@ -52,8 +53,25 @@ def _u64(value: int, what: str) -> None:
 
 
 @dataclass(frozen=True)
+class Announcement:
+    """What the KMS signs for a token to broadcast: the CSNs a write serves, and the signature
+    (Ed25519, KMS key) over a domain string, the mode, the timestamp, csn_count and the filter."""
+
+    csn_count: int
+    csn_filter: CsnFilter
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _size(self.signature, SIGNATURE_SIZE, "announcement signature")
+        if not 0 <= self.csn_count < 2**32:
+            raise ValueError(f"csn_count must fit in 32 bits, got {self.csn_count}")
+
+
+@dataclass(frozen=True)
 class KeysAvailable:
-    """Token to every drive (broadcast): "I hold keys; pull yours if it is for you"."""
+    """Token to every drive (broadcast): "I hold keys; pull yours if it is for you".
+
+    Everything but token_id (informational) is the KMS's signed announcement, verbatim."""
 
     TYPE: ClassVar[MessageType] = MessageType.KEYS_AVAILABLE
     token_id: bytes
@@ -61,10 +79,12 @@ class KeysAvailable:
     timestamp: int
     csn_count: int
     csn_filter: CsnFilter
+    signature: bytes
 
     def __post_init__(self) -> None:
         _size(self.token_id, TOKEN_ID_SIZE, "token_id")
         _u64(self.timestamp, "timestamp")
+        _size(self.signature, SIGNATURE_SIZE, "signature")
 
 
 @dataclass(frozen=True)
@@ -249,10 +269,12 @@ class WriteEkt:
     TYPE: ClassVar[MessageType] = MessageType.WRITE_EKT
     timestamp: int
     entries: tuple[EktEntry, ...]
+    announcement: Announcement
 
     def __post_init__(self) -> None:
         _u64(self.timestamp, "timestamp")
         object.__setattr__(self, "entries", tuple(self.entries))
+        _announces(self.announcement, len(self.entries))
         _unique_csns([e.package.csn for e in self.entries])
         if any(e.package.timestamp != self.timestamp for e in self.entries):
             raise ValueError("every device key package of an EKT carries the EKT's timestamp")
@@ -277,12 +299,14 @@ class WriteOkt:
     pool: str
     okt_timestamp: int
     entries: tuple[OktEntry, ...]
+    announcement: Announcement
 
     def __post_init__(self) -> None:
         _u64(self.okt_timestamp, "okt_timestamp")
         if len(self.pool) > MAX_TEXT:
             raise ValueError("pool name is too long")
         object.__setattr__(self, "entries", tuple(self.entries))
+        _announces(self.announcement, len(self.entries))
         _unique_csns([e.package.csn for e in self.entries])
         if any(e.package.okt_timestamp != self.okt_timestamp for e in self.entries):
             raise ValueError("every media key package of an OKT carries the mapping's timestamp")
@@ -436,6 +460,11 @@ class VopUnload:
 def _volser(volser: str) -> None:
     if not 1 <= len(volser) <= 16 or not all(c.isalnum() or c in "-_" for c in volser):
         raise ValueError(f"a volume serial is 1-16 letters, digits, '-' or '_', got {volser!r}")
+
+
+def _announces(announcement: Announcement, entry_count: int) -> None:
+    if announcement.csn_count != entry_count:
+        raise ValueError(f"the announcement counts {announcement.csn_count} CSNs, the write holds {entry_count}")
 
 
 def _unique_csns(csns: list[bytes]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol import (
+    Announcement,
     ClearAuthorization,
     DecodeError,
     TokenError,
@@ -67,6 +68,8 @@ class TokenMemory:
     last_write_counter: int = 0
     #: The encoded WRITE_EKT/WRITE_OKT body the packages came from.
     contents: bytes | None = None
+    #: The KMS-signed announcement of that write, broadcast verbatim in KEYS_AVAILABLE.
+    announcement: Announcement | None = None
 
     @classmethod
     def blank(cls) -> TokenMemory:
@@ -79,6 +82,7 @@ class TokenMemory:
         else:
             self.mode, self.timestamp, self.pool = TokenMode.OKT, message.okt_timestamp, message.pool
         self.contents = encode_body(message)
+        self.announcement = message.announcement
         self.packages = {
             e.package.csn: HeldPackage(e.package.csn, encode_body(e.package), e.receipt_hash, e.clear_authorizations)
             for e in message.entries
@@ -88,6 +92,7 @@ class TokenMemory:
     def wipe(self) -> None:
         """Reset held while inserting: keys, CSNs and errors gone; identity kept."""
         self.mode, self.timestamp, self.pool, self.contents = TokenMode.EMPTY, 0, "", None
+        self.announcement = None
         self.packages.clear()
         self.errors.clear()
 

@@ -16,7 +16,6 @@ from protocol import (
     Address,
     ClearError,
     ClearKeys,
-    CsnFilter,
     ErrorReport,
     Frame,
     KeyAck,
@@ -217,15 +216,17 @@ class Token:
         return Transmit(BROADCAST, MessageType.KEYS_AVAILABLE, self._announcement)
 
     def _rebuild_announcement(self) -> None:
-        """Once per write: an EKT's delivered CSNs stay in the filter (their drives hold the
+        """Once per write: the KMS's signed announcement, verbatim (the token builds nothing a
+        drive must trust); an EKT's delivered CSNs stay in its filter (their drives hold the
         timestamp and do not pull), so an acknowledgement costs no rebuild."""
         mem = self.memory
-        pending = [p.csn for p in mem.packages.values() if p.package_body is not None]
-        self._pending = len(pending)
-        if mem.mode is TokenMode.EMPTY or not pending:
+        self._pending = sum(1 for p in mem.packages.values() if p.package_body is not None)
+        signed = mem.announcement
+        if mem.mode is TokenMode.EMPTY or not self._pending or signed is None:
             self._announcement = None
             return
-        message = KeysAvailable(mem.token_id, mem.mode, mem.timestamp, len(pending), CsnFilter.of(pending))
+        message = KeysAvailable(mem.token_id, mem.mode, mem.timestamp, signed.csn_count, signed.csn_filter,
+                                signed.signature)
         self._announcement = encode(message)
 
     # --- drive LAN ------------------------------------------------------

@@ -36,6 +36,8 @@ local F_csn_count = ProtoField.uint32("t10k.csn_count", "csn count", base.DEC)
 table.insert(fields, F_csn_count)
 local F_csn_filter = ProtoField.bytes("t10k.csn_filter", "csn filter")
 table.insert(fields, F_csn_filter)
+local F_signature = ProtoField.bytes("t10k.signature", "signature")
+table.insert(fields, F_signature)
 local F_csn = ProtoField.bytes("t10k.csn", "csn")
 table.insert(fields, F_csn)
 local F_kind = ProtoField.uint8("t10k.kind", "kind", base.DEC, E_KeyKind)
@@ -76,6 +78,8 @@ local F_authorizations = ProtoField.uint32("t10k.authorizations_count", "authori
 table.insert(fields, F_authorizations)
 local F_entries = ProtoField.uint32("t10k.entries_count", "entries (count)")
 table.insert(fields, F_entries)
+local F_announcement = ProtoField.bytes("t10k.announcement", "announcement")
+table.insert(fields, F_announcement)
 local F_pool = ProtoField.string("t10k.pool", "pool")
 table.insert(fields, F_pool)
 local F_challenge = ProtoField.bytes("t10k.challenge", "challenge")
@@ -132,11 +136,11 @@ local F_reported_at = ProtoField.uint64("t10k.reported_at", "reported at", base.
 table.insert(fields, F_reported_at)
 t10k.fields = fields
 
-local parse_CsnFilter, parse_WrappedReceipt, parse_WrappedMediaKey, parse_ClearAuthorization, parse_EktEntry, parse_OktEntry
-local parse_TokenError, parse_KEYS_AVAILABLE, parse_KEY_REQUEST, parse_DEVICE_KEY_PACKAGE, parse_MEDIA_KEY_PACKAGE, parse_NO_PACKAGE
-local parse_KEY_ACK, parse_ERROR_REPORT, parse_CLEAR_KEYS, parse_WRITE_EKT, parse_WRITE_OKT, parse_READ_STATUS
-local parse_CLEAR_ERROR, parse_RESYNC, parse_MGMT_RESULT, parse_TOKEN_STATUS, parse_MGMT_CHALLENGE, parse_VOP_STATUS_REQUEST
-local parse_VOP_STATUS, parse_VOP_RESET_DRIVE, parse_VOP_RESULT, parse_VOP_LOAD, parse_VOP_UNLOAD
+local parse_CsnFilter, parse_WrappedReceipt, parse_WrappedMediaKey, parse_ClearAuthorization, parse_EktEntry, parse_Announcement
+local parse_OktEntry, parse_TokenError, parse_KEYS_AVAILABLE, parse_KEY_REQUEST, parse_DEVICE_KEY_PACKAGE, parse_MEDIA_KEY_PACKAGE
+local parse_NO_PACKAGE, parse_KEY_ACK, parse_ERROR_REPORT, parse_CLEAR_KEYS, parse_WRITE_EKT, parse_WRITE_OKT
+local parse_READ_STATUS, parse_CLEAR_ERROR, parse_RESYNC, parse_MGMT_RESULT, parse_TOKEN_STATUS, parse_MGMT_CHALLENGE
+local parse_VOP_STATUS_REQUEST, parse_VOP_STATUS, parse_VOP_RESET_DRIVE, parse_VOP_RESULT, parse_VOP_LOAD, parse_VOP_UNLOAD
 
 parse_CsnFilter = function(tvb, off, tree, limit)
   tree:add(F_hash_count, tvb(off, 1)); off = off + 1
@@ -172,6 +176,13 @@ parse_EktEntry = function(tvb, off, tree, limit)
   return off
 end
 
+parse_Announcement = function(tvb, off, tree, limit)
+  tree:add(F_csn_count, tvb(off, 4)); off = off + 4
+  do local sub = tree:add(t10k, tvb(off, limit - off), "csn_filter"); off = parse_CsnFilter(tvb, off, sub, limit) end
+  tree:add(F_signature, tvb(off, 64)); off = off + 64
+  return off
+end
+
 parse_OktEntry = function(tvb, off, tree, limit)
   do local sub = tree:add(t10k, tvb(off, limit - off), "package"); off = parse_MEDIA_KEY_PACKAGE(tvb, off, sub, limit) end
   tree:add(F_receipt_hash, tvb(off, 32)); off = off + 32
@@ -194,6 +205,7 @@ parse_KEYS_AVAILABLE = function(tvb, off, tree, limit)
   tree:add(F_timestamp, tvb(off, 8)); off = off + 8
   tree:add(F_csn_count, tvb(off, 4)); off = off + 4
   do local sub = tree:add(t10k, tvb(off, limit - off), "csn_filter"); off = parse_CsnFilter(tvb, off, sub, limit) end
+  tree:add(F_signature, tvb(off, 64)); off = off + 64
   return off
 end
 
@@ -211,7 +223,7 @@ parse_DEVICE_KEY_PACKAGE = function(tvb, off, tree, limit)
   tree:add(F_wrapping, tvb(off, 1)); off = off + 1
   tree:add(F_wrapping_key_id, tvb(off, 8)); off = off + 8
   tree:add(F_nonce, tvb(off, 12)); off = off + 12
-  tree:add(F_wrapped, tvb(off, 64)); off = off + 64
+  tree:add(F_wrapped, tvb(off, 96)); off = off + 96
   return off
 end
 
@@ -262,6 +274,7 @@ parse_WRITE_EKT = function(tvb, off, tree, limit)
   tree:add(F_timestamp, tvb(off, 8)); off = off + 8
   do local n = tvb(off, 4):uint(); tree:add(F_entries, tvb(off, 4)); off = off + 4
     for i = 1, n do local sub = tree:add(t10k, tvb(off, limit - off), "entries " .. i); off = parse_EktEntry(tvb, off, sub, limit) end end
+  do local sub = tree:add(t10k, tvb(off, limit - off), "announcement"); off = parse_Announcement(tvb, off, sub, limit) end
   return off
 end
 
@@ -270,6 +283,7 @@ parse_WRITE_OKT = function(tvb, off, tree, limit)
   tree:add(F_okt_timestamp, tvb(off, 8)); off = off + 8
   do local n = tvb(off, 4):uint(); tree:add(F_entries, tvb(off, 4)); off = off + 4
     for i = 1, n do local sub = tree:add(t10k, tvb(off, limit - off), "entries " .. i); off = parse_OktEntry(tvb, off, sub, limit) end end
+  do local sub = tree:add(t10k, tvb(off, limit - off), "announcement"); off = parse_Announcement(tvb, off, sub, limit) end
   return off
 end
 

@@ -251,7 +251,7 @@ def test_key_administration_and_the_audit_trail_through_the_cli(tmp_path: Path) 
     t10k("kms", "create-key", *store, "--description", "year 1")
     (tmp_path / "new.key").write_text(os.urandom(32).hex())
     out = json.loads(t10k("kms", "set-dbkey", *store, "--key-file", str(tmp_path / "new.key"), "--json").stdout)
-    assert out["resealed"] == 3  # the key, the key check, the audit key
+    assert out["resealed"] == 4  # the key, the key check, the audit key, the KMS signing key
     (tmp_path / "short.key").write_text("abcd")
     bad = t10k("kms", "set-backupkey", *store, "--key-file", str(tmp_path / "short.key"), check=False)
     assert bad.returncode == 1 and "the backup key from " in bad.stderr and "short.key: must be 64 hexadecimal characters" in bad.stderr

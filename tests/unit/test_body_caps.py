@@ -17,8 +17,10 @@ from protocol.constants import (
     Wrapping,
 )
 from protocol.layouts import MANAGEMENT_BODY_CAPS, body_cap
+from protocol.csn_filter import MAX_FILTER_BITS, MAX_HASHES, CsnFilter
 from protocol.messages import (
     MAX_TEXT,
+    Announcement,
     ClearAuthorization,
     DeviceKeyPackage,
     EktEntry,
@@ -47,19 +49,24 @@ def _okt_entry(i: int) -> OktEntry:
 
 def _ekt_entry(i: int) -> EktEntry:
     csn = i.to_bytes(8, "big")
-    package = DeviceKeyPackage(csn, TS, os.urandom(8), Wrapping.PCKEY, os.urandom(8), os.urandom(12), os.urandom(64))
+    package = DeviceKeyPackage(csn, TS, os.urandom(8), Wrapping.PCKEY, os.urandom(8), os.urandom(12), os.urandom(96))
     return EktEntry(package, os.urandom(32), _auths(csn))
+
+
+def _announcement(n: int) -> Announcement:
+    """The largest signed announcement (a full filter), whatever the pool size."""
+    return Announcement(n, CsnFilter(MAX_HASHES, bytes(MAX_FILTER_BITS // 8)), os.urandom(64))
 
 
 @pytest.mark.parametrize("kind", ["okt", "ekt"])
 def test_a_write_for_the_largest_pool_fits_its_cap_and_one_drive_more_does_not(kind: str) -> None:
     if kind == "okt":
         def body(n: int) -> bytes:
-            return encode_body(WriteOkt("p" * 200, TS, tuple(_okt_entry(i) for i in range(n))))
+            return encode_body(WriteOkt("p" * 200, TS, tuple(_okt_entry(i) for i in range(n)), _announcement(n)))
         cap = MANAGEMENT_BODY_CAPS[MessageType.WRITE_OKT]
     else:
         def body(n: int) -> bytes:
-            return encode_body(WriteEkt(TS, tuple(_ekt_entry(i) for i in range(n))))
+            return encode_body(WriteEkt(TS, tuple(_ekt_entry(i) for i in range(n)), _announcement(n)))
         cap = MANAGEMENT_BODY_CAPS[MessageType.WRITE_EKT]
     one, two = len(body(1)), len(body(2))
     per_drive = two - one

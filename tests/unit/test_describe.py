@@ -17,7 +17,7 @@ CSNS = [bytes.fromhex(f"57000000000000{i:02x}") for i in range(8)]
 
 def test_a_csn_filter_shows_its_size_hashes_and_bits() -> None:
     f = CsnFilter.of(CSNS)
-    fields = describe(p.KeysAvailable(b"\x01" * 8, TokenMode.OKT, 1_800_000_000_000_000, 8, f))
+    fields = describe(p.KeysAvailable(b"\x01" * 8, TokenMode.OKT, 1_800_000_000_000_000, 8, f, b"\x5a" * 64))
     shown = fields["csn_filter"]
     assert shown == {"bits": 8 * len(f.bits), "hash_count": f.hash_count,
                      "bits_set": sum(bin(b).count("1") for b in f.bits), "bits_hex": f.bits.hex()}

@@ -111,7 +111,7 @@ def test_a_replayed_package_is_refused_by_a_drive_that_holds_its_timestamp(site:
     drive.receive(offer, (TOKEN_A, 7011), site.lan.now)
     assert drive.next_deadline() is None  # holding that timestamp, it does not even pull
     out = drive.receive(p.decode(served.data), (TOKEN_A, 7011), site.lan.now)
-    assert not out.persist and isinstance(out.events[0], dr.Ignored)
+    assert not out.persist and not out.sends and isinstance(out.events[0], dr.PackageDropped)
 
 
 def test_keys_arriving_with_a_tape_loaded_are_held_until_unload(site: Site) -> None:
@@ -266,7 +266,7 @@ def test_non_member_drives_do_not_pull(tmp_path: Path) -> None:
 
 def test_a_non_encrypting_drive_ignores_keys(site: Site) -> None:
     drive = dr.Drive(b"\x01" * 8, bytes(32), encrypting=False)
-    offer = p.KeysAvailable(b"\x00" * 8, TokenMode.EKT, 5, 1, p.CsnFilter.of([b"\x01" * 8]))
+    offer = p.KeysAvailable(b"\x00" * 8, TokenMode.EKT, 5, 1, p.CsnFilter.of([b"\x01" * 8]), bytes(64))
     out = drive.receive(p.decode(p.encode(offer)), (TOKEN_A, 7011), 1.0)
     assert out.sends == [] and drive.next_deadline() is None
 

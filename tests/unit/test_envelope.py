@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from protocol import envelope
-from protocol.constants import MessageType
+from protocol import CsnFilter, KeysAvailable, envelope
+from protocol.constants import MessageType, TokenMode
 from protocol.errors import AuthenticationError, UnwrapError
 
 CSN, OTHER_CSN = b"\x57" + bytes(7), b"\x58" + bytes(7)
@@ -50,9 +50,9 @@ def test_message_type_is_bound() -> None:
 
 
 def test_device_key_package_round_trip_and_binding(device_key: bytes) -> None:
-    pckey, receipt = os.urandom(32), os.urandom(16)
-    nonce, wrapped = envelope.wrap_device_key(pckey, CSN, 7, KEY_ID, device_key, receipt)
-    assert envelope.unwrap_device_key(pckey, CSN, 7, KEY_ID, nonce, wrapped) == (device_key, receipt)
+    pckey, receipt, kms_public_key = os.urandom(32), os.urandom(16), os.urandom(32)
+    nonce, wrapped = envelope.wrap_device_key(pckey, CSN, 7, KEY_ID, device_key, receipt, kms_public_key)
+    assert envelope.unwrap_device_key(pckey, CSN, 7, KEY_ID, nonce, wrapped) == (device_key, receipt, kms_public_key)
     with pytest.raises(UnwrapError):
         envelope.unwrap_device_key(pckey, CSN, 8, KEY_ID, nonce, wrapped)
     with pytest.raises(UnwrapError):
@@ -62,9 +62,53 @@ def test_device_key_package_round_trip_and_binding(device_key: bytes) -> None:
 def test_receipt_round_trip(device_key: bytes) -> None:
     w = envelope.MediaKeyWrapper(device_key)
     receipt = os.urandom(16)
-    assert w.unwrap_receipt(CSN, 5, w.wrap_receipt(CSN, 5, receipt)) == receipt
+    ids = [KEY_ID, bytes(7) + b"\x09"]
+    header = envelope.media_package_header(CSN, 5, KEY_ID, KEY_ID, ids)
+    assert w.unwrap_receipt(header, w.wrap_receipt(header, receipt)) == receipt
     with pytest.raises(UnwrapError):
-        w.unwrap_receipt(OTHER_CSN, 5, w.wrap_receipt(CSN, 5, receipt))
+        w.unwrap_receipt(envelope.media_package_header(OTHER_CSN, 5, KEY_ID, KEY_ID, ids), w.wrap_receipt(header, receipt))
+
+
+@pytest.mark.parametrize("change", ["write key", "key removed", "keys reordered", "timestamp", "device key ID"])
+def test_the_receipt_binds_the_whole_package_header(device_key: bytes, change: str) -> None:
+    """Finding 7: a package with its write key changed or a key removed does not decrypt."""
+    w = envelope.MediaKeyWrapper(device_key)
+    read, write = bytes(7) + b"\x01", bytes(7) + b"\x02"
+    header = envelope.media_package_header(CSN, 5, KEY_ID, write, [read, write])
+    wrapped = w.wrap_receipt(header, os.urandom(16))
+    other = {
+        "write key": envelope.media_package_header(CSN, 5, KEY_ID, read, [read, write]),
+        "key removed": envelope.media_package_header(CSN, 5, KEY_ID, read, [read]),
+        "keys reordered": envelope.media_package_header(CSN, 5, KEY_ID, write, [write, read]),
+        "timestamp": envelope.media_package_header(CSN, 6, KEY_ID, write, [read, write]),
+        "device key ID": envelope.media_package_header(CSN, 5, OTHER_CSN, write, [read, write]),
+    }[change]
+    with pytest.raises(UnwrapError):
+        w.unwrap_receipt(other, wrapped)
+
+
+def test_announcements_verify_only_as_the_kms_signed_them() -> None:
+    signing = envelope.new_signing_key()
+    public = envelope.public_key_of(signing)
+    a = envelope.sign_announcement(signing, TokenMode.OKT, 5, [CSN])
+    offer = KeysAvailable(b"\x01" * 8, TokenMode.OKT, 5, a.csn_count, a.csn_filter, a.signature)
+    assert envelope.verify_announcement(public, offer)
+    assert envelope.verify_announcement(public, replace(offer, token_id=b"\x02" * 8))  # informational
+    for forged in (replace(offer, timestamp=2**63), replace(offer, mode=TokenMode.EKT),
+                   replace(offer, csn_count=2), replace(offer, csn_filter=CsnFilter.of([OTHER_CSN])),
+                   replace(offer, signature=bytes(64))):
+        assert not envelope.verify_announcement(public, forged)
+    assert not envelope.verify_announcement(envelope.public_key_of(envelope.new_signing_key()), offer)
+
+
+def test_one_announcement_is_verified_once_however_many_drives_ask() -> None:
+    signing = envelope.new_signing_key()
+    public = envelope.public_key_of(signing)
+    a = envelope.sign_announcement(signing, TokenMode.EKT, 9, [CSN])
+    offer = KeysAvailable(b"\x01" * 8, TokenMode.EKT, 9, a.csn_count, a.csn_filter, a.signature)
+    _, misses = envelope.verify_cache_info()
+    assert all(envelope.verify_announcement(public, offer) for _ in range(10_000))
+    assert envelope.verify_cache_info()[1] == misses + 1
 
 
 def test_clear_mac_verifies_only_under_the_same_key_and_drive(device_key: bytes) -> None:

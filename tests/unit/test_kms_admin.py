@@ -29,14 +29,15 @@ def store(tmp_path: Path) -> KmsStore:
 
 def _plain_values(s: KmsStore) -> list[bytes]:
     return ([s.key_value(k) for k in s.key_ids()] + [s.pckey(n) for n in ("d0", "d1")]
-            + [k for n in ("d0", "d1") for _, k in s.device_keys(n, 5)] + [s.token_secret("tok")])
+            + [k for n in ("d0", "d1") for _, k in s.device_keys(n, 5)] + [s.token_secret("tok")]
+            + [s.kms_signing_key()])
 
 
 def test_changing_the_database_key_reencrypts_everything(store: KmsStore, tmp_path: Path) -> None:
     before = _plain_values(store)
     old = store._dbkey
     new = os.urandom(32)
-    assert keyadmin.set_dbkey(store, new) == 2 + 2 + 1 + 1 + 2  # PCkeys, device keys, key, token, meta
+    assert keyadmin.set_dbkey(store, new) == 2 + 2 + 1 + 1 + 3  # PCkeys, device keys, key, token, meta
     store.close()
     reopened = KmsStore.open(tmp_path / "kms")
     assert _plain_values(reopened) == before
@@ -124,5 +125,6 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     raw.close()
     upgraded = KmsStore.open(directory)
     assert upgraded._meta("schema_version") == migrations.LATEST
+    assert len(upgraded.kms_public_key()) == 32  # v7: the KMS signing key, made by the migration
     upgraded.create_key()
     assert [r.action for r in upgraded.audit_records()] == ["create_key"] and upgraded.verify_audit().ok

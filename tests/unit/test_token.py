@@ -190,7 +190,8 @@ def test_a_corrupt_contents_file_is_detected(site: Site, tmp_path: Path) -> None
 
 def test_keys_available_fits_one_datagram_for_ten_thousand_drives() -> None:
     csns = [i.to_bytes(8, "big") for i in range(10_000)]
-    data = p.encode(p.KeysAvailable(b"\x00" * 8, TokenMode.OKT, 1, len(csns), p.CsnFilter.of(csns)))
+    signed = p.envelope.sign_announcement(p.envelope.new_signing_key(), TokenMode.OKT, 1, csns)
+    data = p.encode(p.KeysAvailable(b"\x00" * 8, TokenMode.OKT, 1, len(csns), signed.csn_filter, signed.signature))
     assert len(data) <= MAX_BROADCAST_DATAGRAM
     assert p.decode(data).message.csn_filter.__contains__(csns[1234])  # type: ignore[union-attr]
     assert MessageType.KEYS_AVAILABLE is p.decode(data).message.TYPE

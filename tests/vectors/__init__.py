@@ -41,10 +41,11 @@ def sample_messages() -> dict[MessageType, p.Message]:
         p.WrappedMediaKey(KEY_ID, _b(12, 0x33), _b(48, 0x44)),
         p.WrappedMediaKey(bytes.fromhex("0000000100000008"), _b(12, 0x55), _b(48, 0x66)),
     ))
-    device = p.DeviceKeyPackage(CSN, TS, DK_ID, Wrapping.PCKEY, bytes(8), _b(12, 0x77), _b(64, 0x88))
+    device = p.DeviceKeyPackage(CSN, TS, DK_ID, Wrapping.PCKEY, bytes(8), _b(12, 0x77), _b(96, 0x88))
     clear = p.ClearAuthorization(CSN, DK_ID, _b(16, 0x99))
+    announced = p.Announcement(1, p.CsnFilter.of([CSN]), _b(64, 0xDD))
     values: list[p.Message] = [
-        p.KeysAvailable(TOKEN_ID, TokenMode.OKT, TS, 1, p.CsnFilter.of([CSN])),
+        p.KeysAvailable(TOKEN_ID, TokenMode.OKT, TS, 1, p.CsnFilter.of([CSN]), _b(64, 0xDD)),
         p.KeyRequest(CSN, KeyKind.MEDIA, TS - 1),
         device,
         media,
@@ -52,8 +53,8 @@ def sample_messages() -> dict[MessageType, p.Message]:
         p.KeyAck(CSN, KeyKind.MEDIA, TS, _b(16, 0xAA)),
         p.ErrorReport(CSN, ErrorCode.MISSING_KEY, KEY_ID, TS),
         p.ClearKeys(TOKEN_ID, 0, 1, (clear,)),
-        p.WriteEkt(TS, (p.EktEntry(device, _b(32, 0xBB), (clear,)),)),
-        p.WriteOkt("pool-1", TS, (p.OktEntry(media, _b(32, 0xCC), (clear,)),)),
+        p.WriteEkt(TS, (p.EktEntry(device, _b(32, 0xBB), (clear,)),), announced),
+        p.WriteOkt("pool-1", TS, (p.OktEntry(media, _b(32, 0xCC), (clear,)),), announced),
         p.ReadStatus(),
         p.ClearError(),
         p.Resync(_b(16, 0xD1)),
