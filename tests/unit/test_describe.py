@@ -48,7 +48,9 @@ def test_pcap_decode_shows_a_sealed_body_by_its_size_and_opens_it_with_the_secre
     from protocol.pcap import CaptureWriter
 
     secret = bytes(range(32))
-    frame = p.encode_authenticated(p.WriteOkt("pool-zz", 1_800_000_000_000_000, ()), secret=secret, counter=77)
+    announcement = p.Announcement(0, p.CsnFilter.of([]), bytes(64))
+    frame = p.encode_authenticated(p.WriteOkt("pool-zz", 1_800_000_000_000_000, (), announcement), secret=secret,
+                                   counter=77)
     with CaptureWriter(tmp_path / "c.pcap") as cap:
         cap.write("tcp", ("127.0.0.1", 40000), ("127.0.0.21", 7020), frame)
     assert main(["pcap", "decode", str(tmp_path / "c.pcap"), "--json"]) == 0

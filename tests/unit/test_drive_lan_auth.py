@@ -230,7 +230,7 @@ def test_the_token_broadcasts_what_the_kms_signed_verbatim_even_after_a_restart(
     offer = p.decode(token.announcement().data).message  # type: ignore[union-attr]
     assert p.envelope.verify_announcement(site.kms.kms_public_key(), offer)
     assert offer.csn_count == 3 and all(site.drive(i).csn in offer.csn_filter for i in range(3))
-    store = MemoryStore(tmp_path / "token")
+    store = MemoryStore(tmp_path / "token", site.secrets[TOKEN_A])
     store.save(token.memory)
     again = Token(store.load(), site.secrets[TOKEN_A])
     assert again.announcement().data == token.announcement().data  # type: ignore[union-attr]
