@@ -1,0 +1,207 @@
+"""How the fuzz reaches each port of a live lab: datagrams paced by what the lab counted,
+TCP frames one per connection or pipelined, iSCSI PDUs after a real login.
+
+Every loop is bounded in count and in time. Each sender returns a :class:`Run`: what was
+sent and what came back, for the test's assertions and its printed rates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from host.iscsi_initiator import InitiatorConnection, Phase
+
+from .lab import LabProcess
+
+#: A socket option of Linux: pick the source port at connect(), by the whole 4-tuple, not at bind().
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+@dataclass
+class Run:
+    port: str
+    sent: int = 0
+    seconds: float = 0.0
+    #: CPU time the lab process spent meanwhile (its daemons share one process, hence one CPU)
+    lab_cpu_s: float = 0.0
+    #: datagrams the lab counted as received (UDP), connections opened (TCP)
+    delivered: int = 0
+    replies: int = 0
+    closed_by_peer: int = 0
+    connect_failures: int = 0
+    skipped: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds else 0.0
+
+    def note(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def __str__(self) -> str:
+        per_cpu = self.sent / self.lab_cpu_s if self.lab_cpu_s else 0.0
+        return (f"{self.port}: {self.sent} frames in {self.seconds:.1f} s ({self.rate:,.0f}/s; lab CPU "
+                f"{self.lab_cpu_s:.1f} s, {per_cpu:,.0f} frames per lab CPU second), delivered "
+                f"{self.delivered}, replies {self.replies}, skipped {self.skipped}, {self.outcomes}")
+
+
+# --- datagrams --------------------------------------------------------------------
+
+
+def datagrams(lab: LabProcess, run: Run, frames: Callable[[], tuple[bytes, tuple[str, int]]], *, source: str,
+              received: Callable[[dict], int], count: int, deadline: float, window: int = 192) -> Run:
+    """Send datagrams until the lab counted ``count`` received, at most ``window`` ahead of it (so
+    the kernel drops few; one it drops is made up). The lab's count includes the few datagrams
+    its own daemons sent each other meanwhile (announcements)."""
+    started = time.monotonic()
+    base = received(lab.ask("received"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.bind((source, 0))
+        sock.setblocking(False)
+        got = 0
+        while min(run.sent, got) < count and time.monotonic() < deadline:  # a datagram the kernel dropped is made up
+            for _ in range(max(1, min(window, count - got))):
+                data, to = frames()
+                try:
+                    sock.sendto(data, to)
+                except OSError as exc:  # our own send buffer full: not sent, not counted
+                    run.note(f"send {type(exc).__name__}")
+                    continue
+                run.sent += 1
+            last = -1
+            while time.monotonic() < deadline:
+                got = received(lab.ask("received")) - base
+                if got >= run.sent - window // 3 or got == last:  # caught up, or idle (the rest dropped)
+                    break
+                last = got
+                time.sleep(0.002)
+            with contextlib.suppress(BlockingIOError):  # replies to the attacker: read and forgotten
+                for _ in range(1000):
+                    sock.recv(65536)
+                    run.replies += 1
+        for _ in range(200):  # the last window
+            got = received(lab.ask("received")) - base
+            if got >= run.sent:
+                break
+            time.sleep(0.005)
+    run.delivered = got
+    run.seconds = time.monotonic() - started
+    return run
+
+
+# --- TCP ----------------------------------------------------------------------------
+
+
+async def connect(ip: str, port: int, source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (ip, port))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock)
+
+
+async def drain_until_closed(reader: asyncio.StreamReader, timeout_s: float) -> bytes:
+    """What the peer says until it closes (or the timeout)."""
+    parts = []
+    with contextlib.suppress(asyncio.TimeoutError, TimeoutError, ConnectionError):
+        async with asyncio.timeout(timeout_s):
+            while part := await reader.read(65536):
+                parts.append(part)
+    return b"".join(parts)
+
+
+async def one_frame_per_connection(run: Run, frames: Callable[[int], tuple[bytes, tuple[str, int]] | None], *,
+                                   sources: list[str], workers: int, count: int, deadline: float,
+                                   timeout_s: float = 5.0) -> Run:
+    """Each frame on a connection of its own: sent, our side shut, the answer read until the peer closes.
+
+    Worker ``w`` always connects from ``sources[w % len(sources)]`` (so per-peer caps are known).
+    Plain sockets on the loop (no streams): the attacker's side stays cheap."""
+    started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    claimed = 0
+
+    async def exchange(sock: socket.socket, data: bytes, to: tuple[str, int]) -> bool:
+        await loop.sock_connect(sock, to)
+        try:
+            await loop.sock_sendall(sock, data)
+            sock.shutdown(socket.SHUT_WR)
+        except ConnectionError:
+            run.note("reset while sending")
+        answered = False
+        with contextlib.suppress(ConnectionError):
+            while await loop.sock_recv(sock, 65536):
+                answered = True
+        return answered
+
+    async def worker(w: int) -> None:
+        nonlocal claimed
+        source = sources[w % len(sources)]
+        while claimed < count and time.monotonic() < deadline:
+            claimed += 1
+            made = frames(w)
+            if made is None:
+                run.skipped += 1
+                continue
+            data, to = made
+            began = time.monotonic()
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.bind((source, 0))
+                sock.setblocking(False)
+                try:
+                    answered = await asyncio.wait_for(exchange(sock, data, to), timeout_s)
+                except (asyncio.TimeoutError, TimeoutError):
+                    run.note("no close within the timeout")
+                    answered = False
+                except OSError as exc:
+                    run.connect_failures += 1
+                    run.note(f"connect {type(exc).__name__}")
+                    continue
+            run.sent += 1
+            run.delivered += 1
+            run.closed_by_peer += 1
+            if answered:
+                run.replies += 1
+            if time.monotonic() - began > 1.0:
+                run.note("answered or closed after more than 1 s")
+
+    await asyncio.gather(*(worker(w) for w in range(workers)))
+    run.seconds = time.monotonic() - started
+    return run
+
+
+# --- iSCSI ---------------------------------------------------------------------------
+
+
+async def iscsi_login(ip: str, port: int, source: str, target: str, timeout_s: float = 5.0,
+                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, InitiatorConnection]:
+    """A real login (our initiator, no CHAP, no digests): the fuzz then speaks in its session."""
+    reader, writer = await connect(ip, port, source)
+    initiator = InitiatorConnection(initiator="iqn.2026-11.org.t10k-lab:fuzz", target=target)
+    initiator.start_login()
+    async with asyncio.timeout(timeout_s):
+        while initiator.phase is Phase.LOGIN:
+            for piece in initiator.data_to_send():
+                writer.write(bytes(piece))
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("the target closed during login")
+            initiator.receive_data(data)
+            while initiator.next_event() is not None:
+                pass
+    if initiator.phase is not Phase.FULL_FEATURE:
+        raise ConnectionError(f"login ended in {initiator.phase.value}")
+    return reader, writer, initiator
