@@ -175,7 +175,9 @@ def health(lab: Lab) -> dict[str, Any]:
     for csn, hosted in lab.drives.drives.items():
         up = hosted.transport is not None and not hosted.transport.is_closing()
         up = up and hosted.vop_server is not None and hosted.vop_server.is_serving()
-        up = up and hosted.iscsi is not None and hosted.iscsi._server is not None  # noqa: SLF001
+        portal = hosted.iscsi
+        up = up and portal is not None and portal._server is not None and portal._server.is_serving()  # noqa: SLF001
+        up = up and portal is not None and portal._timer is not None and not portal._timer.done()  # noqa: SLF001
         drives[csn.hex()] = up
     return {"token_tasks": tasks, "drives": drives, "persist_error": token.persist_error}
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import selectors
 import socket
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from host.iscsi_events import CommandComplete, ScsiReply
 from host.iscsi_initiator import InitiatorConnection, Phase
+from protocol.scsi.cdb import TestUnitReady
 
 from .lab import LabProcess
 
@@ -29,6 +33,8 @@ class Run:
     seconds: float = 0.0
     #: CPU time the lab process spent meanwhile (its daemons share one process, hence one CPU)
     lab_cpu_s: float = 0.0
+    #: CPU time the attacker (this process) spent meanwhile
+    attacker_cpu_s: float = 0.0
     #: datagrams the lab counted as received (UDP), connections opened (TCP)
     delivered: int = 0
     replies: int = 0
@@ -47,7 +53,8 @@ class Run:
     def __str__(self) -> str:
         per_cpu = self.sent / self.lab_cpu_s if self.lab_cpu_s else 0.0
         return (f"{self.port}: {self.sent} frames in {self.seconds:.1f} s ({self.rate:,.0f}/s; lab CPU "
-                f"{self.lab_cpu_s:.1f} s, {per_cpu:,.0f} frames per lab CPU second), delivered "
+                f"{self.lab_cpu_s:.1f} s, {per_cpu:,.0f} frames per lab CPU second; attacker CPU "
+                f"{self.attacker_cpu_s:.1f} s), delivered "
                 f"{self.delivered}, replies {self.replies}, skipped {self.skipped}, {self.outcomes}")
 
 
@@ -122,33 +129,30 @@ async def drain_until_closed(reader: asyncio.StreamReader, timeout_s: float) -> 
     return b"".join(parts)
 
 
-async def one_frame_per_connection(run: Run, frames: Callable[[int], tuple[bytes, tuple[str, int]] | None], *,
-                                   sources: list[str], workers: int, count: int, deadline: float,
-                                   timeout_s: float = 5.0) -> Run:
+@dataclass
+class _Connection:
+    worker: int
+    data: bytes
+    began: float
+    sending: bool = True
+    answered: bool = False
+
+
+def one_frame_per_connection(run: Run, frames: Callable[[int], tuple[bytes, tuple[str, int]] | None], *,
+                             sources: list[str], workers: int, count: int, deadline: float,
+                             timeout_s: float = 5.0) -> Run:
     """Each frame on a connection of its own: sent, our side shut, the answer read until the peer closes.
 
-    Worker ``w`` always connects from ``sources[w % len(sources)]`` (so per-peer caps are known).
-    Plain sockets on the loop (no streams): the attacker's side stays cheap."""
+    ``workers`` connections are open at once; worker ``w`` always connects from
+    ``sources[w % len(sources)]`` (so per-peer caps are known). Plain non-blocking sockets on
+    epoll: the attacker's side costs far less per connection than the daemon's, so the
+    daemon, not the fuzz, sets the pace."""
     started = time.monotonic()
-    loop = asyncio.get_running_loop()
+    selector = selectors.DefaultSelector()
     claimed = 0
 
-    async def exchange(sock: socket.socket, data: bytes, to: tuple[str, int]) -> bool:
-        await loop.sock_connect(sock, to)
-        try:
-            await loop.sock_sendall(sock, data)
-            sock.shutdown(socket.SHUT_WR)
-        except ConnectionError:
-            run.note("reset while sending")
-        answered = False
-        with contextlib.suppress(ConnectionError):
-            while await loop.sock_recv(sock, 65536):
-                answered = True
-        return answered
-
-    async def worker(w: int) -> None:
+    def open_next(w: int) -> None:
         nonlocal claimed
-        source = sources[w % len(sources)]
         while claimed < count and time.monotonic() < deadline:
             claimed += 1
             made = frames(w)
@@ -156,29 +160,80 @@ async def one_frame_per_connection(run: Run, frames: Callable[[int], tuple[bytes
                 run.skipped += 1
                 continue
             data, to = made
-            began = time.monotonic()
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-                sock.bind((source, 0))
-                sock.setblocking(False)
-                try:
-                    answered = await asyncio.wait_for(exchange(sock, data, to), timeout_s)
-                except (asyncio.TimeoutError, TimeoutError):
-                    run.note("no close within the timeout")
-                    answered = False
-                except OSError as exc:
-                    run.connect_failures += 1
-                    run.note(f"connect {type(exc).__name__}")
-                    continue
-            run.sent += 1
-            run.delivered += 1
-            run.closed_by_peer += 1
-            if answered:
-                run.replies += 1
-            if time.monotonic() - began > 1.0:
-                run.note("answered or closed after more than 1 s")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((sources[w % len(sources)], 0))
+            sock.setblocking(False)
+            failed = sock.connect_ex(to)
+            if failed not in (0, errno.EINPROGRESS):
+                run.connect_failures += 1
+                run.note(f"connect {errno.errorcode.get(failed, failed)}")
+                sock.close()
+                continue
+            selector.register(sock, selectors.EVENT_WRITE, _Connection(w, data, time.monotonic()))
+            return
 
-    await asyncio.gather(*(worker(w) for w in range(workers)))
+    def finish(sock: socket.socket, conn: _Connection, outcome: str | None = None) -> None:
+        selector.unregister(sock)
+        sock.close()
+        if outcome:
+            run.note(outcome)
+        if conn.answered:
+            run.replies += 1
+        if time.monotonic() - conn.began > 1.0:
+            run.note("answered or closed after more than 1 s")
+        open_next(conn.worker)
+
+    for w in range(workers):
+        open_next(w)
+    swept = time.monotonic()
+    while selector.get_map():
+        for key, _ in selector.select(timeout=0.2):
+            sock, conn = key.fileobj, key.data
+            assert isinstance(sock, socket.socket) and isinstance(conn, _Connection)
+            if conn.sending:
+                failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if failed:
+                    run.connect_failures += 1
+                    finish(sock, conn, f"connect {errno.errorcode.get(failed, failed)}")
+                    continue
+                try:
+                    sent = sock.send(conn.data)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    run.sent += 1
+                    run.delivered += 1
+                    finish(sock, conn, "reset while sending")
+                    continue
+                conn.data = conn.data[sent:]
+                if conn.data:
+                    continue
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
+                conn.sending = False
+                run.sent += 1
+                run.delivered += 1
+                selector.modify(sock, selectors.EVENT_READ, conn)
+                continue
+            try:
+                chunk = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            if chunk:
+                conn.answered = True
+            else:
+                run.closed_by_peer += 1
+                finish(sock, conn)
+        now = time.monotonic()
+        if now - swept > 0.5:  # a peer that neither answers nor closes is given up on (and counted)
+            swept = now
+            for key in list(selector.get_map().values()):
+                conn = key.data
+                if now - conn.began > timeout_s:
+                    finish(key.fileobj, conn, "no close within the timeout")  # type: ignore[arg-type]
     run.seconds = time.monotonic() - started
     return run
 
@@ -205,3 +260,23 @@ async def iscsi_login(ip: str, port: int, source: str, target: str, timeout_s: f
     if initiator.phase is not Phase.FULL_FEATURE:
         raise ConnectionError(f"login ended in {initiator.phase.value}")
     return reader, writer, initiator
+
+
+async def ask_unit_ready(ip: str, port: int, source: str, target: str, timeout_s: float = 5.0) -> ScsiReply:
+    """A real session's TEST UNIT READY: the target still executes commands."""
+    reader, writer, initiator = await iscsi_login(ip, port, source, target, timeout_s)
+    try:
+        itt = initiator.send_command(TestUnitReady().build())
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for piece in initiator.data_to_send():
+                    writer.write(bytes(piece))
+                while (event := initiator.next_event()) is not None:
+                    if isinstance(event, CommandComplete) and event.itt == itt:
+                        return event.reply
+                data = await reader.read(65536)
+                if not data:
+                    raise ConnectionError("the target closed before answering TEST UNIT READY")
+                initiator.receive_data(data)
+    finally:
+        writer.close()
