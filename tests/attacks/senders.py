@@ -153,12 +153,12 @@ def one_frame_per_connection(run: Run, frames: Callable[[int], tuple[bytes, tupl
 
     def open_next(w: int) -> None:
         nonlocal claimed
-        while claimed < count and time.monotonic() < deadline:
-            claimed += 1
+        while claimed < count and run.skipped < count and time.monotonic() < deadline:
             made = frames(w)
-            if made is None:
+            if made is None:  # not sent, not counted: ``count`` frames are sent
                 run.skipped += 1
                 continue
+            claimed += 1
             data, to = made
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)

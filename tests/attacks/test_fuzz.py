@@ -27,8 +27,17 @@ import pytest
 
 import protocol as p
 from host.iscsi_initiator import InitiatorConnection
-from protocol.constants import HEADER_SIZE, DRIVE_PORT, ISCSI_PORT, TOKEN_LAN_PORT, TOKEN_MGMT_PORT, VOP_PORT, MessageType, ScsiOp
-from protocol.constants import drive_iqn
+from protocol.constants import (
+    DRIVE_PORT,
+    HEADER_SIZE,
+    ISCSI_PORT,
+    TOKEN_LAN_PORT,
+    TOKEN_MGMT_PORT,
+    VOP_PORT,
+    MessageType,
+    ScsiOp,
+    drive_iqn,
+)
 from protocol.iscsi import NopOut, ScsiCommand, TextRequest, encode_pdu_bytes
 from protocol.layouts import MANAGEMENT_BODY_CAPS
 from tests.unit.iscsi.test_pdu import SAMPLES as ISCSI_SAMPLES
@@ -38,12 +47,12 @@ from .lab import LabInfo, LabProcess
 from .mutate import Mutator
 from .senders import (
     Run,
+    ask_unit_ready,
     connect,
     datagrams,
     drain_until_closed,
     iscsi_login,
     one_frame_per_connection,
-    ask_unit_ready,
 )
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(420)]
@@ -52,8 +61,10 @@ pytestmark = [pytest.mark.network, pytest.mark.timeout(420)]
 FRAMES_PER_PORT = int(os.environ.get("T10K_FUZZ_FRAMES", "100000"))
 #: No port's fuzz runs longer than this, whatever happens (the count above is asserted separately).
 SECONDS_PER_PORT = 240.0
-#: How much the lab process may grow over the whole fuzz (RSS), in KiB.
+#: How much the lab process may grow over the whole fuzz (RSS), in KiB...
 GROWTH_BOUND_KIB = 64 * 1024
+#: ...and how far above its start its peak may have been (a command may declare a 64 MiB transfer).
+PEAK_BOUND_KIB = 128 * 1024
 SEED = 13
 #: Authentic frames (under the token's secret) of mutated messages, on top of the forged ones.
 AUTHENTIC_FRAMES = 1_000
@@ -112,6 +123,8 @@ def _still_whole(lab: LabProcess, before: dict[str, Any], run: Run) -> dict[str,
     grown = memory["VmRSS"] - lab.baseline["VmRSS"]
     print(f"  lab RSS {memory['VmRSS']} KiB (peak {memory['VmHWM']}), grown {grown} KiB since start")
     assert grown < GROWTH_BOUND_KIB, f"the lab grew by {grown} KiB during the fuzz"
+    peak = memory["VmHWM"] - lab.baseline["VmRSS"]
+    assert peak < PEAK_BOUND_KIB, f"the lab's peak was {peak} KiB above its start"
     fresh = lab.ask("rearm", timeout_s=90)
     print(f"  a fresh OKT armed every drive in {fresh['seconds']:.1f} s")
     assert {d["led"] for d in fresh["drives"].values()} == {"RED"}, fresh
@@ -242,7 +255,7 @@ def test_vop_port(lab: LabProcess) -> None:
     run = one_frame_per_connection(Run("VOP"), frame, sources=sources, workers=48, count=FRAMES_PER_PORT,
                                    deadline=time.monotonic() + SECONDS_PER_PORT)
     after = _still_whole(lab, before, run)
-    assert run.sent >= FRAMES_PER_PORT * 0.95 and run.sent + run.skipped >= FRAMES_PER_PORT, run
+    assert run.sent >= FRAMES_PER_PORT, run
     assert run.connect_failures == 0 and run.replies > run.sent // 2, run
     errors = _total(after["drives"]["decode_errors"]) - _total(before["drives"]["decode_errors"])
     assert errors > run.sent // 4, after["drives"]
