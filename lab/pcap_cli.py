@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rep.add_argument("--source", default="127.0.0.250", help="local address to replay from (default 127.0.0.250)")
     rep.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS", help="wait per reply")
     rep.add_argument("--allow-vop-reset", action="store_true",
-                     help="also replay VOP Reset Drive (unauthenticated: it really wipes the drives)")
+                     help="also replay VOP Reset Drive (a drive refuses it: it answers another connection's challenge)")
     add_json(rep)
     rep.set_defaults(func=_replay)
 
