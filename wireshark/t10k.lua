@@ -5,7 +5,7 @@
 local t10k = Proto("t10k", "t10k-lab T10000 emulator protocol")
 local fields = {}
 
-local E_MessageType = {[1] = "KEYS_AVAILABLE", [2] = "KEY_REQUEST", [3] = "DEVICE_KEY_PACKAGE", [4] = "MEDIA_KEY_PACKAGE", [5] = "NO_PACKAGE", [6] = "KEY_ACK", [7] = "ERROR_REPORT", [8] = "CLEAR_KEYS", [32] = "WRITE_EKT", [33] = "WRITE_OKT", [34] = "READ_STATUS", [35] = "CLEAR_ERROR", [48] = "MGMT_RESULT", [49] = "TOKEN_STATUS", [64] = "VOP_STATUS_REQUEST", [65] = "VOP_STATUS", [66] = "VOP_RESET_DRIVE", [67] = "VOP_RESULT", [68] = "VOP_LOAD", [69] = "VOP_UNLOAD"}
+local E_MessageType = {[1] = "KEYS_AVAILABLE", [2] = "KEY_REQUEST", [3] = "DEVICE_KEY_PACKAGE", [4] = "MEDIA_KEY_PACKAGE", [5] = "NO_PACKAGE", [6] = "KEY_ACK", [7] = "ERROR_REPORT", [8] = "CLEAR_KEYS", [32] = "WRITE_EKT", [33] = "WRITE_OKT", [34] = "READ_STATUS", [35] = "CLEAR_ERROR", [48] = "MGMT_RESULT", [49] = "TOKEN_STATUS", [64] = "VOP_STATUS_REQUEST", [65] = "VOP_STATUS", [66] = "VOP_RESET_DRIVE", [67] = "VOP_RESULT", [68] = "VOP_LOAD", [69] = "VOP_UNLOAD", [70] = "VOP_CHALLENGE_REQUEST", [71] = "VOP_CHALLENGE"}
 local E_EncryptionLed = {[1] = "GREEN", [2] = "FLASHING_GREEN", [3] = "AMBER", [4] = "RED", [5] = "FLASHING_RED"}
 local E_ErrorCode = {[24841] = "MISSING_KEY", [24842] = "KEY_MESSAGE_DECRYPTION"}
 local E_KeyKind = {[1] = "DEVICE", [2] = "MEDIA"}
@@ -67,6 +67,8 @@ local F_error_code = ProtoField.uint32("t10k.error_code", "error code", base.HEX
 table.insert(fields, F_error_code)
 local F_key_id = ProtoField.bytes("t10k.key_id", "key id")
 table.insert(fields, F_key_id)
+local F_mac = ProtoField.bytes("t10k.mac", "mac")
+table.insert(fields, F_mac)
 local F_part = ProtoField.uint16("t10k.part", "part", base.DEC)
 table.insert(fields, F_part)
 local F_parts = ProtoField.uint16("t10k.parts", "parts", base.DEC)
@@ -109,6 +111,8 @@ local F_device_key_timestamp = ProtoField.uint64("t10k.device_key_timestamp", "d
 table.insert(fields, F_device_key_timestamp)
 local F_media_key_count = ProtoField.uint8("t10k.media_key_count", "media key count", base.DEC)
 table.insert(fields, F_media_key_count)
+local F_challenge = ProtoField.bytes("t10k.challenge", "challenge")
+table.insert(fields, F_challenge)
 local F_vop_result_status = ProtoField.uint8("t10k.vop_result.status", "status", base.DEC, E_VopStatusCode)
 table.insert(fields, F_vop_result_status)
 local F_volser = ProtoField.string("t10k.volser", "volser")
@@ -117,12 +121,12 @@ local F_hash_count = ProtoField.uint8("t10k.hash_count", "hash count", base.DEC)
 table.insert(fields, F_hash_count)
 local F_bits = ProtoField.bytes("t10k.bits", "bits")
 table.insert(fields, F_bits)
-local F_mac = ProtoField.bytes("t10k.mac", "mac")
-table.insert(fields, F_mac)
 local F_package = ProtoField.bytes("t10k.package", "package")
 table.insert(fields, F_package)
 local F_receipt_hash = ProtoField.bytes("t10k.receipt_hash", "receipt hash")
 table.insert(fields, F_receipt_hash)
+local F_report_key = ProtoField.bytes("t10k.report_key", "report key")
+table.insert(fields, F_report_key)
 local F_clear_authorizations = ProtoField.uint32("t10k.clear_authorizations_count", "clear authorizations (count)")
 table.insert(fields, F_clear_authorizations)
 local F_reported_at = ProtoField.uint64("t10k.reported_at", "reported at", base.DEC)
@@ -133,7 +137,7 @@ local parse_CsnFilter, parse_WrappedReceipt, parse_WrappedMediaKey, parse_ClearA
 local parse_TokenError, parse_KEYS_AVAILABLE, parse_KEY_REQUEST, parse_DEVICE_KEY_PACKAGE, parse_MEDIA_KEY_PACKAGE, parse_NO_PACKAGE
 local parse_KEY_ACK, parse_ERROR_REPORT, parse_CLEAR_KEYS, parse_WRITE_EKT, parse_WRITE_OKT, parse_READ_STATUS
 local parse_CLEAR_ERROR, parse_MGMT_RESULT, parse_TOKEN_STATUS, parse_VOP_STATUS_REQUEST, parse_VOP_STATUS, parse_VOP_RESET_DRIVE
-local parse_VOP_RESULT, parse_VOP_LOAD, parse_VOP_UNLOAD
+local parse_VOP_RESULT, parse_VOP_LOAD, parse_VOP_UNLOAD, parse_VOP_CHALLENGE_REQUEST, parse_VOP_CHALLENGE
 
 parse_CsnFilter = function(tvb, off, tree, limit)
   tree:add(F_hash_count, tvb(off, 1)); off = off + 1
@@ -164,6 +168,7 @@ end
 parse_EktEntry = function(tvb, off, tree, limit)
   do local sub = tree:add(t10k, tvb(off, limit - off), "package"); off = parse_DEVICE_KEY_PACKAGE(tvb, off, sub, limit) end
   tree:add(F_receipt_hash, tvb(off, 32)); off = off + 32
+  tree:add(F_report_key, tvb(off, 32)); off = off + 32
   do local n = tvb(off, 1):uint(); tree:add(F_clear_authorizations, tvb(off, 1)); off = off + 1
     for i = 1, n do local sub = tree:add(t10k, tvb(off, limit - off), "clear_authorizations " .. i); off = parse_ClearAuthorization(tvb, off, sub, limit) end end
   return off
@@ -172,6 +177,7 @@ end
 parse_OktEntry = function(tvb, off, tree, limit)
   do local sub = tree:add(t10k, tvb(off, limit - off), "package"); off = parse_MEDIA_KEY_PACKAGE(tvb, off, sub, limit) end
   tree:add(F_receipt_hash, tvb(off, 32)); off = off + 32
+  tree:add(F_report_key, tvb(off, 32)); off = off + 32
   do local n = tvb(off, 1):uint(); tree:add(F_clear_authorizations, tvb(off, 1)); off = off + 1
     for i = 1, n do local sub = tree:add(t10k, tvb(off, limit - off), "clear_authorizations " .. i); off = parse_ClearAuthorization(tvb, off, sub, limit) end end
   return off
@@ -243,6 +249,7 @@ parse_ERROR_REPORT = function(tvb, off, tree, limit)
   tree:add(F_error_code, tvb(off, 4)); off = off + 4
   tree:add(F_key_id, tvb(off, 8)); off = off + 8
   tree:add(F_timestamp, tvb(off, 8)); off = off + 8
+  tree:add(F_mac, tvb(off, 16)); off = off + 16
   return off
 end
 
@@ -294,7 +301,7 @@ parse_TOKEN_STATUS = function(tvb, off, tree, limit)
   tree:add(F_csn_count, tvb(off, 4)); off = off + 4
   tree:add(F_packages_held, tvb(off, 4)); off = off + 4
   tree:add(F_acknowledged, tvb(off, 4)); off = off + 4
-  do local n = tvb(off, 2):uint(); tree:add(F_errors, tvb(off, 2)); off = off + 2
+  do local n = tvb(off, 4):uint(); tree:add(F_errors, tvb(off, 4)); off = off + 4
     for i = 1, n do local sub = tree:add(t10k, tvb(off, limit - off), "errors " .. i); off = parse_TokenError(tvb, off, sub, limit) end end
   tree:add(F_last_write_counter, tvb(off, 8)); off = off + 8
   return off
@@ -320,6 +327,8 @@ parse_VOP_STATUS = function(tvb, off, tree, limit)
 end
 
 parse_VOP_RESET_DRIVE = function(tvb, off, tree, limit)
+  tree:add(F_challenge, tvb(off, 16)); off = off + 16
+  tree:add(F_mac, tvb(off, 16)); off = off + 16
   return off
 end
 
@@ -338,7 +347,17 @@ parse_VOP_UNLOAD = function(tvb, off, tree, limit)
   return off
 end
 
-local BODY = {[1] = parse_KEYS_AVAILABLE, [2] = parse_KEY_REQUEST, [3] = parse_DEVICE_KEY_PACKAGE, [4] = parse_MEDIA_KEY_PACKAGE, [5] = parse_NO_PACKAGE, [6] = parse_KEY_ACK, [7] = parse_ERROR_REPORT, [8] = parse_CLEAR_KEYS, [32] = parse_WRITE_EKT, [33] = parse_WRITE_OKT, [34] = parse_READ_STATUS, [35] = parse_CLEAR_ERROR, [48] = parse_MGMT_RESULT, [49] = parse_TOKEN_STATUS, [64] = parse_VOP_STATUS_REQUEST, [65] = parse_VOP_STATUS, [66] = parse_VOP_RESET_DRIVE, [67] = parse_VOP_RESULT, [68] = parse_VOP_LOAD, [69] = parse_VOP_UNLOAD}
+parse_VOP_CHALLENGE_REQUEST = function(tvb, off, tree, limit)
+  return off
+end
+
+parse_VOP_CHALLENGE = function(tvb, off, tree, limit)
+  tree:add(F_csn, tvb(off, 8)); off = off + 8
+  tree:add(F_challenge, tvb(off, 16)); off = off + 16
+  return off
+end
+
+local BODY = {[1] = parse_KEYS_AVAILABLE, [2] = parse_KEY_REQUEST, [3] = parse_DEVICE_KEY_PACKAGE, [4] = parse_MEDIA_KEY_PACKAGE, [5] = parse_NO_PACKAGE, [6] = parse_KEY_ACK, [7] = parse_ERROR_REPORT, [8] = parse_CLEAR_KEYS, [32] = parse_WRITE_EKT, [33] = parse_WRITE_OKT, [34] = parse_READ_STATUS, [35] = parse_CLEAR_ERROR, [48] = parse_MGMT_RESULT, [49] = parse_TOKEN_STATUS, [64] = parse_VOP_STATUS_REQUEST, [65] = parse_VOP_STATUS, [66] = parse_VOP_RESET_DRIVE, [67] = parse_VOP_RESULT, [68] = parse_VOP_LOAD, [69] = parse_VOP_UNLOAD, [70] = parse_VOP_CHALLENGE_REQUEST, [71] = parse_VOP_CHALLENGE}
 
 
 local function frame_length(tvb, off)
