@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Awaitable, Protocol
 
 from drive_daemon.cartridge import Cartridge
+from drive_daemon.credential import read_credential_file
 from drive_daemon.service import Tap
 from drive_daemon.vop import vop_load
 from host.errors import MediumError, NotReady
@@ -46,6 +47,7 @@ def lab_secrets(lab: Lab) -> list[bytes]:
     secrets = [kms.key_value(k) for k in kms.key_ids()]
     secrets += [k for n in lab.drive_names for _, k in kms.device_keys(n, 10)]
     secrets += [kms.pckey(n) for n in lab.drive_names] + [kms.token_secret(t) for t in lab.token_names]
+    secrets.append(read_credential_file(lab.credential_file))  # the drive host's service credential
     return secrets
 
 
