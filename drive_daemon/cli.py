@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cred = dsub.add_parser("make-credential", help="write a new service credential file (mode 0600) for a drive host")
     cred.add_argument("--out", required=True, type=Path)
     cred.add_argument("--force", action="store_true", help="replace --out if it exists (the old credential stops working)")
+    add_json(cred)
     cred.set_defaults(func=_make_credential)
 
     make = dsub.add_parser("manufacture", help="write a manufacturing file (CSNs and random PCkeys)")
@@ -169,6 +170,9 @@ def _vop_status(args: argparse.Namespace) -> int:
 
 def _make_credential(args: argparse.Namespace) -> int:
     write_credential_file(args.out, force=args.force)
+    if args.json:
+        print(json.dumps({"credential_file": str(args.out), "mode": "0600"}, indent=2))
+        return 0
     print(f"wrote a service credential to {args.out} (mode 0600): give it to the drive host "
           f"(--service-credential-file) and to whoever may reset its drives (t10k vop reset --credential-file)")
     return 0
