@@ -93,7 +93,8 @@ async def _until(predicate, what: str, timeout_s: float = 60.0) -> None:  # type
         await asyncio.sleep(0.02)
 
 
-async def test_forged_error_reports_are_dropped_and_a_real_one_still_shows(lab: Lab, capsys) -> None:  # type: ignore[no-untyped-def]
+async def test_forged_error_reports_are_dropped_and_a_real_one_still_shows(lab: Lab, capsys, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO, logger="t10k.token")
     key = await lab.arm(POOL)
     service = lab.tokens["token-A"]
     counters = service.counters
@@ -109,6 +110,8 @@ async def test_forged_error_reports_are_dropped_and_a_real_one_still_shows(lab: 
     ignored = counters.events["ErrorIgnored"]
     assert ignored + counters.dropped == FORGED_REPORTS and counters.events["ErrorRecorded"] == 0
     assert service.token.memory.errors == {} and service.token.memory.packages
+    summaries = [r.getMessage() for r in caplog.records if "error report about CSN" in r.getMessage()]
+    assert 1 <= len(summaries) <= 1 + int(absorbed_s / 10) + 1  # one line per 10 s, not one per report
 
     # `kms token-status` answers, with nothing recorded (finding 8 broke it with a 16-bit count).
     started_status = time.monotonic()
