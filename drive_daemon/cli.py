@@ -15,6 +15,7 @@ from protocol.ids import cli_type, parse_csn
 
 from protocol.sense import SenseProfile
 
+from .credential import read_credential_file, write_credential_file
 from .manufacturing import find_drive, make_drives, read_manufacturing_file, write_manufacturing_file
 from .service import DriveHost, DriveHostConfig
 from .vop import vop_fields, vop_load, vop_reset, vop_status, vop_unload
@@ -38,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _common(many)
     many.set_defaults(func=_run_many)
 
+    cred = dsub.add_parser("make-credential", help="write a new service credential file (mode 0600) for a drive host")
+    cred.add_argument("--out", required=True, type=Path)
+    cred.add_argument("--force", action="store_true", help="replace --out if it exists (the old credential stops working)")
+    add_json(cred)
+    cred.set_defaults(func=_make_credential)
+
     make = dsub.add_parser("manufacture", help="write a manufacturing file (CSNs and random PCkeys)")
     make.add_argument("--count", type=int, required=True)
     make.add_argument("--out", type=Path, required=True)
@@ -54,9 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     status.add_argument("--port", type=int, default=VOP_PORT)
     add_json(status)
     status.set_defaults(func=_vop_status)
-    reset = vsub.add_parser("reset", help="Reset Drive: clear its device and media keys")
+    reset = vsub.add_parser("reset", help="Reset Drive: clear its device and media keys (needs the service credential)")
     add_ip(reset, "the drive", positional=True)
     reset.add_argument("--port", type=int, default=VOP_PORT)
+    reset.add_argument("--credential-file", required=True, type=Path,
+                       help="the drive host's service credential (its --service-credential-file)")
     add_json(reset)
     reset.set_defaults(func=_vop_reset)
 
@@ -68,6 +77,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drive-lan-port", type=int, default=DRIVE_LAN_PORT,
                    help=f"UDP port of the drive LAN (default {DRIVE_LAN_PORT}); the tokens' --drive-lan-port")
     p.add_argument("--library", type=Path, help="directory of cartridges the drives load (default STATE/library)")
+    p.add_argument("--service-credential-file", type=Path,
+                   help="the host's service credential (64 hex digits, 't10k drive make-credential'): "
+                        "VOP Reset Drive needs it; without one, VOP resets are refused")
     add_capture(p)
     add_mqtt(p)
     p.add_argument("--sense-profile", choices=[s.value for s in SenseProfile], default=SenseProfile.T10000.value,
@@ -78,7 +90,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-arg]
     config = DriveHostConfig(state_dir=args.state, listen_broadcast=args.broadcast, library=args.library,
                              lan_port=args.drive_lan_port,
-                             sense_profile=SenseProfile(args.sense_profile))
+                             sense_profile=SenseProfile(args.sense_profile),
+                             service_credential=(read_credential_file(args.service_credential_file)
+                                                 if args.service_credential_file else None))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -154,8 +168,18 @@ def _vop_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_credential(args: argparse.Namespace) -> int:
+    write_credential_file(args.out, force=args.force)
+    if args.json:
+        print(json.dumps({"credential_file": str(args.out), "mode": "0600"}, indent=2))
+        return 0
+    print(f"wrote a service credential to {args.out} (mode 0600): give it to the drive host "
+          f"(--service-credential-file) and to whoever may reset its drives (t10k vop reset --credential-file)")
+    return 0
+
+
 def _vop_reset(args: argparse.Namespace) -> int:
-    result = asyncio.run(vop_reset(args.ip, port=args.port))
+    result = asyncio.run(vop_reset(args.ip, read_credential_file(args.credential_file), port=args.port))
     print(json.dumps({"drive": args.ip, "status": result.status.name, "message": result.message})
           if args.json else result.message)
     return 0 if result.status == 0 else 1

@@ -35,6 +35,7 @@ from protocol import (
     VopStatus,
     encode,
     envelope,
+    reportauth,
 )
 from protocol.constants import (
     MAX_PULL_ATTEMPTS,
@@ -331,10 +332,15 @@ class Drive:
         """A tape needs a key the drive lacks: tell the token the keys came from (error 00006109)."""
         source = self.media.source if self.media is not None else ""
         event = MissingKeyReported(key_id, source)
-        if not source:
+        if not source or self.media is None:
             return Output(events=[event])
-        report = ErrorReport(self.csn, ErrorCode.MISSING_KEY, key_id, int(now * 1_000_000))
+        report = self._report(ErrorCode.MISSING_KEY, key_id, self.media.okt_timestamp)
         return Output([Transmit((source, TOKEN_LAN_PORT), MessageType.ERROR_REPORT, encode(report))], [event])
+
+    def _report(self, code: ErrorCode, key_id: bytes, write_timestamp: int) -> ErrorReport:
+        """An error report about the token write of ``write_timestamp``, MAC'd under the report
+        key the KMS gave the token for this drive and that write (the drive derives it from its PCkey)."""
+        return reportauth.signed_report(self._pckey, self.csn, code, key_id, write_timestamp)
 
     def load_tape(self) -> None:
         self.tape_loaded = True
@@ -443,7 +449,7 @@ class Drive:
 
     def _decryption_error(self, kind: KeyKind, timestamp: int, key_id: bytes, host: str, now: float, why: str) -> Output:
         self._skip.add((host, timestamp))
-        report = ErrorReport(self.csn, ErrorCode.KEY_MESSAGE_DECRYPTION, key_id, int(now * 1_000_000))
+        report = self._report(ErrorCode.KEY_MESSAGE_DECRYPTION, key_id, timestamp)
         return Output(
             [Transmit((host, TOKEN_LAN_PORT), MessageType.ERROR_REPORT, encode(report))],
             [DecryptionFailed(kind, timestamp, why)],

@@ -24,7 +24,9 @@ from protocol import (
     DecodeError,
     DecodeReason,
     Frame,
+    Message,
     Transmit,
+    VopChallengeRequest,
     VopLoad,
     VopResetDrive,
     VopResult,
@@ -33,6 +35,7 @@ from protocol import (
     decode,
     decode_header,
     encode,
+    reportauth,
 )
 from protocol.constants import (
     DRIVE_LAN_PORT,
@@ -49,6 +52,7 @@ from protocol.constants import (
 from protocol.layouts import body_cap
 from protocol.sense import SenseProfile
 
+from .credential import ResetGate
 from .drive import Drive, Event, Output
 from .errors import BindError
 from .iscsi import IscsiConfig, IscsiPortal
@@ -92,6 +96,8 @@ class DriveHostConfig:
     iscsi_port: int = ISCSI_PORT
     #: (name, secret) initiators must prove with CHAP; None: no authentication
     iscsi_chap: tuple[str, str] | None = None
+    #: The host's service credential (32 octets): VOP Reset Drive needs it; None: resets refused.
+    service_credential: bytes | None = field(default=None, repr=False)
 
     @property
     def library_dir(self) -> Path:
@@ -155,6 +161,8 @@ class HostedDrive:
         #: Outputs queued behind an NVRAM write: later sends wait, so per-drive order holds.
         self._queued = 0
         self._vop_gate = ConnectionGate(host.config.vop_per_peer, host.config.vop_total)
+        credential = host.config.service_credential
+        self._reset_key = reportauth.vop_reset_key(credential, made.csn) if credential is not None else None
         #: A stopped drive (powered off) hears nothing and sends nothing.
         self.powered = False
 
@@ -296,7 +304,6 @@ class HostedDrive:
     async def _vop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
         local = (self.ip, self.host.config.vop_port)
-        cfg = self.host.config
         refused = self.host.vop_gate.admit(peer[0])
         if refused is None:
             refused = self._vop_gate.admit(peer[0])
@@ -306,39 +313,45 @@ class HostedDrive:
             self.host.vop_reasons.note(refused, f"drive {self.csn.hex()}: VOP connection from {peer[0]} refused")
             writer.close()
             return
+        gate = ResetGate(self.csn, self._reset_key)
         try:
-            header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), cfg.vop_timeout_s)
-            info = decode_header(header)
-            if info.body_length > body_cap(info.message_type):  # refused from the header alone
-                raise DecodeError(DecodeReason.TOO_LARGE, f"{info.message_type.name} body of {info.body_length} "
-                                  f"octets exceeds its cap of {body_cap(info.message_type)}")
-            data = header + await read_bounded(reader, info.remaining, cfg.vop_timeout_s)
-            self.host.tap_in(peer, local, data, "tcp")
-            request = decode(data)
-            msg = request.message
-            if isinstance(msg, VopStatusRequest):
-                reply = self.drive.vop_status(time.time())
-            elif isinstance(msg, VopResetDrive):
-                self.apply(self.drive.vop_reset())
-                reply = VopResult(VopStatusCode.OK, "drive reset: device and media keys cleared")
-            elif isinstance(msg, VopLoad):
-                try:
-                    self.tape.load(msg.volser)
-                    reply = VopResult(VopStatusCode.OK, f"{msg.volser} loaded")
-                except TapeCheck as exc:
-                    reply = VopResult(VopStatusCode.REFUSED, exc.detail)
-            elif isinstance(msg, VopUnload):
-                taken = Output()
-                volser = self.tape.remove(taken)
-                self.apply(taken)  # keys held while it was loaded are committed now
-                reply = (VopResult(VopStatusCode.OK, f"{volser} unloaded") if volser
-                         else VopResult(VopStatusCode.REFUSED, "no cartridge in the drive"))
-            else:
-                reply = VopResult(VopStatusCode.BAD_REQUEST, f"{msg.TYPE.name} is not a VOP request")
-            out = encode(reply, sequence=request.sequence, reply=True)
-            writer.write(out)
-            await writer.drain()
-            self.host.tap_out(local, peer, out, "tcp")
+            # One request per connection, or a challenge request and the reset answering it.
+            for _ in range(2):
+                request = await self._read_vop(reader, peer, local)
+                msg = request.message
+                if isinstance(msg, VopChallengeRequest):
+                    reply: Message = gate.challenge()
+                elif isinstance(msg, VopStatusRequest):
+                    reply = self.drive.vop_status(time.time())
+                elif isinstance(msg, VopResetDrive):
+                    refused = gate.refusal(msg)
+                    if refused is None:
+                        self.apply(self.drive.vop_reset())
+                        reply = VopResult(VopStatusCode.OK, "drive reset: device and media keys cleared")
+                    else:
+                        self.host.vop_reasons.note("reset_refused", f"drive {self.csn.hex()}: VOP reset from "
+                                                   f"{peer[0]} refused: {refused}")
+                        reply = VopResult(VopStatusCode.REFUSED, refused)
+                elif isinstance(msg, VopLoad):
+                    try:
+                        self.tape.load(msg.volser)
+                        reply = VopResult(VopStatusCode.OK, f"{msg.volser} loaded")
+                    except TapeCheck as exc:
+                        reply = VopResult(VopStatusCode.REFUSED, exc.detail)
+                elif isinstance(msg, VopUnload):
+                    taken = Output()
+                    volser = self.tape.remove(taken)
+                    self.apply(taken)  # keys held while it was loaded are committed now
+                    reply = (VopResult(VopStatusCode.OK, f"{volser} unloaded") if volser
+                             else VopResult(VopStatusCode.REFUSED, "no cartridge in the drive"))
+                else:
+                    reply = VopResult(VopStatusCode.BAD_REQUEST, f"{msg.TYPE.name} is not a VOP request")
+                out = encode(reply, sequence=request.sequence, reply=True)
+                writer.write(out)
+                await writer.drain()
+                self.host.tap_out(local, peer, out, "tcp")
+                if not isinstance(msg, VopChallengeRequest):
+                    break
         except DecodeError as exc:
             self.host.counters.decode_errors[exc.reason.name] += 1
             self.host.vop_reasons.note(exc.reason.name, f"drive {self.csn.hex()}: VOP request from {peer[0]}: {exc}")
@@ -351,6 +364,18 @@ class HostedDrive:
             self._vop_gate.release(peer[0])
             self.host.vop_gate.release(peer[0])
             writer.close()
+
+
+    async def _read_vop(self, reader: asyncio.StreamReader, peer: tuple[str, int], local: tuple[str, int]) -> Frame:
+        cfg = self.host.config
+        header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), cfg.vop_timeout_s)
+        info = decode_header(header)
+        if info.body_length > body_cap(info.message_type):  # refused from the header alone
+            raise DecodeError(DecodeReason.TOO_LARGE, f"{info.message_type.name} body of {info.body_length} "
+                              f"octets exceeds its cap of {body_cap(info.message_type)}")
+        data = header + await read_bounded(reader, info.remaining, cfg.vop_timeout_s)
+        self.host.tap_in(peer, local, data, "tcp")
+        return decode(data)
 
 
 class DriveHost:

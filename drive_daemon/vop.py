@@ -7,8 +7,9 @@ import asyncio
 from protocol import (
     DecodeError,
     Message,
+    VopChallenge,
+    VopChallengeRequest,
     VopLoad,
-    VopResetDrive,
     VopResult,
     VopStatus,
     VopStatusRequest,
@@ -21,6 +22,7 @@ from protocol.constants import HEADER_SIZE, VOP_PORT
 
 from protocol.timestamps import format_timestamp
 
+from .credential import reset_request
 from .errors import DriveDaemonError
 
 
@@ -28,11 +30,15 @@ class VopError(DriveDaemonError):
     """The drive could not be reached, or answered with something that is not a VOP reply."""
 
 
-async def _ask(ip: str, request: Message, port: int, timeout_s: float) -> Message:
+async def _connect(ip: str, port: int, timeout_s: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout_s)
+        return await asyncio.wait_for(asyncio.open_connection(ip, port), timeout_s)
     except (OSError, asyncio.TimeoutError) as exc:
         raise VopError(f"cannot connect to the drive's VOP at {ip}:{port} ({exc or 'timed out'}); is a drive running there?") from None
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: Message, ip: str, port: int,
+                    timeout_s: float) -> Message:
     try:
         writer.write(encode(request))
         await writer.drain()
@@ -43,6 +49,12 @@ async def _ask(ip: str, request: Message, port: int, timeout_s: float) -> Messag
         raise VopError(f"the drive at {ip}:{port} did not answer ({exc or 'timed out'})") from None
     except DecodeError as exc:
         raise VopError(f"the drive at {ip}:{port} sent an invalid reply: {exc}") from None
+
+
+async def _ask(ip: str, request: Message, port: int, timeout_s: float) -> Message:
+    reader, writer = await _connect(ip, port, timeout_s)
+    try:
+        return await _exchange(reader, writer, request, ip, port, timeout_s)
     finally:
         writer.close()
 
@@ -54,8 +66,18 @@ async def vop_status(ip: str, *, port: int = VOP_PORT, timeout_s: float = 5.0) -
     return reply
 
 
-async def vop_reset(ip: str, *, port: int = VOP_PORT, timeout_s: float = 5.0) -> VopResult:
-    reply = await _ask(ip, VopResetDrive(), port, timeout_s)
+async def vop_reset(ip: str, credential: bytes, *, port: int = VOP_PORT, timeout_s: float = 5.0) -> VopResult:
+    """VOP Reset Drive: ask this connection's challenge, answer it with the drive host's
+    service credential (protocol version 3)."""
+    reader, writer = await _connect(ip, port, timeout_s)
+    try:
+        challenge = await _exchange(reader, writer, VopChallengeRequest(), ip, port, timeout_s)
+        if not isinstance(challenge, VopChallenge):
+            raise VopError(f"the drive at {ip} answered {type(challenge).__name__} to a challenge request: "
+                           f"{getattr(challenge, 'message', '')}")
+        reply = await _exchange(reader, writer, reset_request(credential, challenge), ip, port, timeout_s)
+    finally:
+        writer.close()
     if not isinstance(reply, VopResult):
         raise VopError(f"the drive at {ip} answered {type(reply).__name__} to a reset")
     return reply

@@ -21,6 +21,7 @@ from protocol import (
     WriteEkt,
     WriteOkt,
     envelope,
+    reportauth,
 )
 from protocol.constants import MAX_CLEAR_AUTHORIZATIONS, RECEIPT_SIZE, TokenMode, Wrapping
 from protocol.ids import ZERO_KEY_ID
@@ -78,7 +79,8 @@ def prepare_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> 
         # Authorisations under the new key and the two before it: the token can reset the
         # drive whether or not this package (or an earlier one) was ever delivered.
         auths = _clear_authorizations(store, d.name, d.csn, ((new_id, new_key),))
-        entries.append(EktEntry(package, envelope.receipt_hash(receipt), auths))
+        report_key = reportauth.report_key(store.pckey(d.name), d.csn, timestamp)
+        entries.append(EktEntry(package, envelope.receipt_hash(receipt), report_key, auths))
     detail = {"drives": drive_names, "use_pckey": use_pckey, "timestamp": timestamp,
               "device_key_ids": [k.key_id.hex() for k in changes.device_keys]}
     announcement = envelope.sign_announcement(signing_key, TokenMode.EKT, timestamp, [d.csn for d in drives])
@@ -127,7 +129,9 @@ def build_okt(store: KmsStore, pool: str) -> WriteOkt:
             receipt=wrapper.wrap_receipt(header, receipt),
             media_keys=tuple(wrapper.wrap_key(d.csn, mapping.timestamp, k, v) for k, v in media.items()),
         )
-        entries.append(OktEntry(package, envelope.receipt_hash(receipt), _clear_authorizations(store, d.name, d.csn)))
+        report_key = reportauth.report_key(store.pckey(d.name), d.csn, mapping.timestamp)
+        entries.append(OktEntry(package, envelope.receipt_hash(receipt), report_key,
+                                _clear_authorizations(store, d.name, d.csn)))
     announcement = envelope.sign_announcement(store.kms_signing_key(), TokenMode.OKT, mapping.timestamp,
                                               [d.csn for d in drives])
     return WriteOkt(pool, mapping.timestamp, tuple(entries), announcement)

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Awaitable, Protocol
 
 from drive_daemon.cartridge import Cartridge
+from drive_daemon.credential import read_credential_file
 from drive_daemon.service import Tap
-from drive_daemon.vop import vop_load, vop_reset
+from drive_daemon.vop import vop_load
 from host.errors import MediumError, NotReady
 from host.session import open_tape
 from kms_client import station
@@ -46,6 +47,7 @@ def lab_secrets(lab: Lab) -> list[bytes]:
     secrets = [kms.key_value(k) for k in kms.key_ids()]
     secrets += [k for n in lab.drive_names for _, k in kms.device_keys(n, 10)]
     secrets += [kms.pckey(n) for n in lab.drive_names] + [kms.token_secret(t) for t in lab.token_names]
+    secrets.append(read_credential_file(lab.credential_file))  # the drive host's service credential
     return secrets + [kms.kms_signing_key()]
 
 
@@ -189,7 +191,7 @@ async def _refresh_okt(lab: Lab, say: Say, token: str = "token-A", pool: str = P
 async def _reset_and_reenrol(lab: Lab, names: list[str], say: Say) -> None:
     """Reset the drives (VOP Reset Drive), then an EKT with 'Use PCkey'."""
     for n in names:
-        await vop_reset(lab.drive_ips[n])
+        await lab.vop_reset(n)
     statuses = await lab.wait_until(lambda s: s.reset and s.status_fields[0] == "==RESET==", "reset", names=names)
     say(RECOVERY, f"1. VOP Reset Drive on {_names(names)}: {looks(statuses[names[0]])}")
     await _reenrol(lab, names, say)

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from drive_daemon.credential import read_credential_file, write_credential_file
 from drive_daemon.service import DriveHost, DriveHostConfig, Tap
 from events import EventPublisher
-from drive_daemon.vop import vop_status
+from drive_daemon.vop import vop_reset, vop_status
 from kms_client import station
 from kms_client.keyadmin import set_backupkey
 from kms_client.store import KmsStore
-from protocol import VopStatus
+from protocol import VopResult, VopStatus
 from protocol.constants import TOKEN_MGMT_PORT, EncryptionLed
 from protocol.manufacturing import format_manufacturing, make_drives, parse_manufacturing
 from token_daemon.service import TokenConfig, TokenService
@@ -86,6 +87,11 @@ class Lab:
         return self.workdir / "library"
 
     @property
+    def credential_file(self) -> Path:
+        """The drive host's service credential (VOP Reset Drive needs it), written at start."""
+        return self.workdir / "service-credential"
+
+    @property
     def drive_names(self) -> list[str]:
         return list(self.drive_ips)
 
@@ -125,8 +131,10 @@ class Lab:
             except BaseException:
                 await self.stop()
                 raise
+        if not self.credential_file.exists():
+            write_credential_file(self.credential_file)
         config = DriveHostConfig(self.workdir / "drives", listen_broadcast=net.broadcast, lan_port=net.lan_port,
-                                 library=self.library)
+                                 library=self.library, service_credential=read_credential_file(self.credential_file))
         host = DriveHost(config, placed, tap=self._tap, events=self.publisher)
         try:
             await host.start()
@@ -200,6 +208,10 @@ class Lab:
 
     async def vop(self, name: str) -> VopStatus:
         return await vop_status(self.drive_ips[name])
+
+    async def vop_reset(self, name: str) -> VopResult:
+        """VOP Reset Drive, answered with the drive host's service credential."""
+        return await vop_reset(self.drive_ips[name], read_credential_file(self.credential_file))
 
     async def vop_all(self) -> dict[str, VopStatus]:
         statuses = await asyncio.gather(*(self.vop(n) for n in self.drive_names))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from drive_daemon.credential import write_credential_file
 from drive_daemon.vop import VopError, vop_status
 from kms_client import station
 from kms_client.keyadmin import set_backupkey
@@ -171,9 +172,13 @@ class NetworkLab:
                                 "--secret-file", str(secrets / token), "--broadcast", site.broadcast(self.netns),
                                 "--announce-interval", str(self.announce_interval_s),
                                 "--drive-lan-port", str(self.lan_port))
+                # The library's service credential: what 't10k vop reset --credential-file' needs.
+                credential = secrets / f"{site.name}-drives"
+                write_credential_file(credential)
                 self._start(f"{site.name}-drives", self._prefix(site, "lib"), "drive", "run-many",
                             "--manufacturing", str(cd), "--first-ip", site.drive_ips(self.netns)[0],
                             "--state", str(self.state_dir / "drives" / site.name),
+                            "--service-credential-file", str(credential),
                             "--broadcast", site.broadcast(self.netns), "--drive-lan-port", str(self.lan_port))
         except BaseException:
             self.down()

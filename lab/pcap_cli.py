@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rep.add_argument("--secret-file", type=Path, action="append", default=[], metavar="FILE",
                      help="a token secret (repeat): open the sealed management replies, to judge them")
     rep.add_argument("--allow-vop-reset", action="store_true",
-                     help="also replay VOP Reset Drive (unauthenticated: it really wipes the drives)")
+                     help="also replay VOP Reset Drive (a drive refuses it: it answers another connection's challenge)")
     add_json(rep)
     rep.set_defaults(func=_replay)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from protocol import AuthenticationError, Frame, MgmtResult, SealedBody, decode, decode_header
+from protocol import AuthenticationError, Frame, MgmtResult, SealedBody, VopResult, decode, decode_header
 from protocol.constants import (
     DRIVE_LAN_PORT,
     DRIVE_PORT,
@@ -31,6 +31,7 @@ from protocol.constants import (
     VOP_PORT,
     MessageType,
     MgmtStatus,
+    VopStatusCode,
 )
 from protocol.errors import DecodeError
 from protocol.pcap import CapturedFrame, read_capture
@@ -102,6 +103,10 @@ def _verdict(captured: Frame | None, replayed: Frame | None) -> tuple[str, str]:
         return "sealed", "a sealed reply: give the token's secret (--secret-file) to judge it"
     if isinstance(m, MgmtResult) and m.status in (MgmtStatus.REPLAYED, MgmtStatus.AUTH_FAILED):
         return "refused as replay", m.message[:80]
+    was = captured.message if captured is not None else None
+    if isinstance(m, VopResult) and m.status is VopStatusCode.REFUSED and isinstance(was, VopResult) and \
+            was.status is VopStatusCode.OK:
+        return "refused as replay", m.message[:80]  # a reset answering another connection's challenge
     if captured is None:
         return "different", "nothing was captured in reply"
     if _describe_reply(captured) == _describe_reply(replayed):
@@ -172,8 +177,8 @@ async def replay(path: Path, *, to: str | None = None, broadcast: str | None = N
                  give_up_after: int | None = None, lan_port: int = DRIVE_LAN_PORT,
                  renumber: tuple[ipaddress.IPv4Network, ipaddress.IPv4Network] | None = None,
                  secrets: Sequence[bytes] = ()) -> list[ReplayResult]:
-    """VOP Reset Drive is skipped unless ``allow_vop_reset``: the VOP is unauthenticated (a drive's
-    service port), so replaying it would really wipe drives. ``progress`` hears of each request
+    """VOP Reset Drive is skipped unless ``allow_vop_reset``; replayed, a version 3 drive refuses it
+    (it answers another connection's challenge, not the replay's). ``progress`` hears of each request
     before it is sent (what is awaited, for how long). With ``give_up_after`` N, a host that has
     left N requests in a row unanswered, and never answered one, stops the replay (ReplayError).
     ``renumber`` (captured network, live network) moves captured destinations onto a lab on other
@@ -212,7 +217,7 @@ async def replay(path: Path, *, to: str | None = None, broadcast: str | None = N
                 progress.step(_announce(action, dest, name, timeout_s, captured is not None))
             if f.frame.message.TYPE is MessageType.VOP_RESET_DRIVE and not allow_vop_reset:
                 record(ReplayResult(i, "tcp", dest, name, None, None, "skipped",
-                                    "destructive and unauthenticated: --allow-vop-reset to replay it"), host)
+                                    "a drive reset: --allow-vop-reset to replay it (refused)"), host)
             elif action == "tcp":
                 replayed = _opened(await _tcp_exchange(host, f.dst[1], f.raw, timeout_s), secrets)
                 verdict, note = _verdict(captured, replayed)

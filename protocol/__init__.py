@@ -5,7 +5,7 @@ Pure: no sockets, no asyncio, no files (except the pcap helpers).
 
 from __future__ import annotations
 
-from . import constants, envelope
+from . import constants, envelope, reportauth
 from .codec import Frame, HeaderInfo, Opened, authenticate, open_frame, decode, decode_body, decode_header, encode, encode_authenticated, encode_body, frame_body, frame_header
 from .csn_filter import CsnFilter
 from .errors import AuthenticationError, CryptoError, DecodeError, DecodeReason, EncodeError, ProtocolError, UnwrapError
@@ -14,7 +14,7 @@ from .messages import MESSAGE_CLASSES, Message
 from .transport import BROADCAST_HOST, Address, Transmit
 
 __all__ = [
-    "constants", "envelope", "Frame", "HeaderInfo", "Opened", "authenticate", "open_frame", "decode", "decode_body", "decode_header", "encode",
+    "constants", "envelope", "reportauth", "Frame", "HeaderInfo", "Opened", "authenticate", "open_frame", "decode", "decode_body", "decode_header", "encode",
     "encode_authenticated", "encode_body", "frame_body", "frame_header", "CsnFilter", "AuthenticationError", "CryptoError",
     "DecodeError", "DecodeReason", "EncodeError", "ProtocolError", "UnwrapError", "MESSAGE_CLASSES", "Message", "BROADCAST_HOST", "Address", "Transmit",
 ]

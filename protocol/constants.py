@@ -83,6 +83,15 @@ MGMT_MAC_SIZE = 32
 #: device-key package; its signatures make KEYS_AVAILABLE authentic end to end.
 KMS_PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
+#: An ERROR_REPORT's HMAC under its write's report key (truncated HMAC-SHA256).
+REPORT_MAC_SIZE = 16
+#: Report key of each EKT/OKT entry: HKDF of the drive's PCkey, its CSN and the write's timestamp.
+REPORT_KEY_SIZE = 32
+#: A drive host's service credential (the secret behind VOP Reset Drive) and what a VOP
+#: reset carries: the connection's fresh challenge and an HMAC over it.
+SERVICE_CREDENTIAL_SIZE = 32
+VOP_CHALLENGE_SIZE = 16
+VOP_MAC_SIZE = 16
 
 #: Wrapped media key: AES-256-GCM ciphertext of a 32-byte key plus its tag.
 WRAPPED_KEY_SIZE = MEDIA_KEY_SIZE + TAG_SIZE
@@ -121,6 +130,8 @@ class MessageType(enum.IntEnum):
     VOP_RESULT = 0x43
     VOP_LOAD = 0x44
     VOP_UNLOAD = 0x45
+    VOP_CHALLENGE_REQUEST = 0x46
+    VOP_CHALLENGE = 0x47
 
 
 class HeaderFlag(enum.IntFlag):
@@ -243,6 +254,12 @@ MAX_PULL_SOURCES = 8
 #: Distinct announcements whose signature check a process remembers (protocol/envelope.py):
 #: 10,000 drives in one process verify one datagram once.
 ANNOUNCEMENT_CACHE_SIZE = 256
+#: KEY_REQUEST answers a token sends per CSN in one second (a drive's pull asks at most a
+#: few times: RETRY_BASE_S backoff); the excess is dropped and counted, so a spoofed source
+#: cannot turn the token into a reflector. Requests for CSNs it does not hold share one
+#: budget of KEY_REQUEST_UNKNOWN_ANSWERS_PER_S.
+KEY_REQUEST_ANSWERS_PER_CSN_PER_S = 4
+KEY_REQUEST_UNKNOWN_ANSWERS_PER_S = 64
 
 
 # --- SCSI (SAM/SPC/SSC-3): the drive as a sequential-access LUN over iSCSI -----------

@@ -45,10 +45,14 @@ ROUTES: dict[MessageType, str] = {
     MessageType.MGMT_CHALLENGE: "token → KMS: TCP reply, sealed (counter echoed), from a token without a replay counter",
     MessageType.VOP_STATUS_REQUEST: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_STATUS",
     MessageType.VOP_STATUS: "drive → VOP: TCP reply",
-    MessageType.VOP_RESET_DRIVE: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
+    MessageType.VOP_RESET_DRIVE: "VOP → drive: TCP, on the connection that got the VOP_CHALLENGE it answers; "
+                                 "answered by VOP_RESULT",
     MessageType.VOP_RESULT: "drive → VOP: TCP reply",
     MessageType.VOP_LOAD: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
     MessageType.VOP_UNLOAD: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}; answered by VOP_RESULT",
+    MessageType.VOP_CHALLENGE_REQUEST: f"VOP → drive: TCP to the drive's IP:{VOP_PORT}, first step of Reset Drive; "
+                                       "answered by VOP_CHALLENGE",
+    MessageType.VOP_CHALLENGE: "drive → VOP: TCP reply, good for one reset on this connection",
 }
 
 

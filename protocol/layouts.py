@@ -40,8 +40,12 @@ from .constants import (
     MAX_POOL_DRIVES,
     NONCE_SIZE,
     RECEIPT_SIZE,
+    REPORT_KEY_SIZE,
+    REPORT_MAC_SIZE,
     SIGNATURE_SIZE,
     TAG_SIZE,
+    VOP_CHALLENGE_SIZE,
+    VOP_MAC_SIZE,
     WRAPPED_DEVICE_KEY_SIZE,
     WRAPPED_KEY_SIZE,
     WRAPPED_RECEIPT_SIZE,
@@ -208,7 +212,7 @@ BODIES: dict[MessageType, Construct] = {
     ),
     MessageType.ERROR_REPORT: _dc(
         m.ErrorReport, "csn" / Csn, "error_code" / EnumAdapter(Int32ub, ErrorCode),
-        "key_id" / KeyId, "timestamp" / Timestamp,
+        "key_id" / KeyId, "timestamp" / Timestamp, "mac" / Bytes(REPORT_MAC_SIZE),
     ),
     MessageType.CLEAR_KEYS: _dc(
         m.ClearKeys, "token_id" / TokenId, "part" / Int16ub, "parts" / Int16ub,
@@ -221,6 +225,7 @@ BODIES: dict[MessageType, Construct] = {
             m.EktEntry,
             "package" / DeviceKeyPackageLayout,
             "receipt_hash" / Bytes(m.RECEIPT_HASH_SIZE),
+            "report_key" / Bytes(REPORT_KEY_SIZE),
             "clear_authorizations" / PrefixedArray(Int8ub, ClearAuthorizationLayout),
         )),
         "announcement" / AnnouncementLayout,
@@ -233,6 +238,7 @@ BODIES: dict[MessageType, Construct] = {
             m.OktEntry,
             "package" / MediaKeyPackageLayout,
             "receipt_hash" / Bytes(m.RECEIPT_HASH_SIZE),
+            "report_key" / Bytes(REPORT_KEY_SIZE),
             "clear_authorizations" / PrefixedArray(Int8ub, ClearAuthorizationLayout),
         )),
         "announcement" / AnnouncementLayout,
@@ -252,7 +258,7 @@ BODIES: dict[MessageType, Construct] = {
         "csn_count" / Int32ub,
         "packages_held" / Int32ub,
         "acknowledged" / Int32ub,
-        "errors" / PrefixedArray(Int16ub, TokenErrorLayout),
+        "errors" / PrefixedArray(Int32ub, TokenErrorLayout),
         "last_write_counter" / Int64ub,
     ),
     MessageType.MGMT_CHALLENGE: _dc(m.MgmtChallenge, "challenge" / Bytes(CHALLENGE_SIZE)),
@@ -271,10 +277,12 @@ BODIES: dict[MessageType, Construct] = {
         "media_key_count" / Int8ub,
         "write_key_id" / KeyId,
     ),
-    MessageType.VOP_RESET_DRIVE: _dc(m.VopResetDrive),
+    MessageType.VOP_RESET_DRIVE: _dc(m.VopResetDrive, "challenge" / Bytes(VOP_CHALLENGE_SIZE), "mac" / Bytes(VOP_MAC_SIZE)),
     MessageType.VOP_RESULT: _dc(m.VopResult, "status" / Enum8(VopStatusCode), "message" / Text),
     MessageType.VOP_LOAD: _dc(m.VopLoad, "volser" / PascalString(Int8ub, "ascii")),
     MessageType.VOP_UNLOAD: _dc(m.VopUnload),
+    MessageType.VOP_CHALLENGE_REQUEST: _dc(m.VopChallengeRequest),
+    MessageType.VOP_CHALLENGE: _dc(m.VopChallenge, "csn" / Csn, "challenge" / Bytes(VOP_CHALLENGE_SIZE)),
 }
 
 # --- size caps -----------------------------------------------------------------
@@ -282,12 +290,12 @@ BODIES: dict[MessageType, Construct] = {
 # reader refuses a larger declared length from the header alone, before reading the body.
 
 _CLEAR_AUTHS_MAX = 1 + MAX_CLEAR_AUTHORIZATIONS * ClearAuthorizationLayout.sizeof()
-_EKT_ENTRY_MAX = DeviceKeyPackageLayout.sizeof() + m.RECEIPT_HASH_SIZE + _CLEAR_AUTHS_MAX
+_EKT_ENTRY_MAX = DeviceKeyPackageLayout.sizeof() + m.RECEIPT_HASH_SIZE + REPORT_KEY_SIZE + _CLEAR_AUTHS_MAX
 _MEDIA_PACKAGE_MAX = (
     Csn.sizeof() + Timestamp.sizeof() + 2 * KeyId.sizeof() + WrappedReceiptLayout.sizeof()
     + 1 + MAX_MEDIA_KEYS * WrappedMediaKeyLayout.sizeof()
 )
-_OKT_ENTRY_MAX = _MEDIA_PACKAGE_MAX + m.RECEIPT_HASH_SIZE + _CLEAR_AUTHS_MAX
+_OKT_ENTRY_MAX = _MEDIA_PACKAGE_MAX + m.RECEIPT_HASH_SIZE + REPORT_KEY_SIZE + _CLEAR_AUTHS_MAX
 _TEXT_MAX = 2 + 4 * m.MAX_TEXT  # a pool name: up to MAX_TEXT characters, 4 octets each in UTF-8
 _ANNOUNCEMENT_MAX = 4 + 1 + 2 + MAX_FILTER_BITS // 8 + SIGNATURE_SIZE
 

@@ -17,7 +17,11 @@ from .constants import (
     MAX_MEDIA_KEYS,
     NONCE_SIZE,
     RECEIPT_SIZE,
+    REPORT_KEY_SIZE,
+    REPORT_MAC_SIZE,
     SIGNATURE_SIZE,
+    VOP_CHALLENGE_SIZE,
+    VOP_MAC_SIZE,
     WRAPPED_DEVICE_KEY_SIZE,
     WRAPPED_KEY_SIZE,
     WRAPPED_RECEIPT_SIZE,
@@ -203,18 +207,24 @@ class KeyAck:
 
 @dataclass(frozen=True)
 class ErrorReport:
-    """Drive to token: a missing key (with its ID) or a key message decryption error."""
+    """Drive to token: a missing key (with its ID) or a key message decryption error.
+
+    ``timestamp`` is that of the token write the report is about (the OKT the drive's media
+    keys came from, or the write whose package did not decrypt); ``mac`` is an HMAC under
+    that write's report key for this CSN (protocol/reportauth.py)."""
 
     TYPE: ClassVar[MessageType] = MessageType.ERROR_REPORT
     csn: bytes
     error_code: ErrorCode
     key_id: bytes
     timestamp: int
+    mac: bytes
 
     def __post_init__(self) -> None:
         _size(self.csn, CSN_SIZE, "csn")
         _size(self.key_id, KEY_ID_SIZE, "key_id")
         _u64(self.timestamp, "timestamp")
+        _size(self.mac, REPORT_MAC_SIZE, "report mac")
 
 
 @dataclass(frozen=True)
@@ -255,10 +265,13 @@ class ClearKeys:
 class EktEntry:
     package: DeviceKeyPackage
     receipt_hash: bytes
+    #: What the drive's error reports about this write are MAC'd under (reportauth.report_key).
+    report_key: bytes
     clear_authorizations: tuple[ClearAuthorization, ...]
 
     def __post_init__(self) -> None:
         _size(self.receipt_hash, RECEIPT_HASH_SIZE, "receipt_hash")
+        _size(self.report_key, REPORT_KEY_SIZE, "report_key")
         object.__setattr__(self, "clear_authorizations", tuple(self.clear_authorizations))
         if any(a.csn != self.package.csn for a in self.clear_authorizations):
             raise ValueError("a clear authorization names another CSN than its package")
@@ -284,10 +297,13 @@ class WriteEkt:
 class OktEntry:
     package: MediaKeyPackage
     receipt_hash: bytes
+    #: What the drive's error reports about this write are MAC'd under (reportauth.report_key).
+    report_key: bytes
     clear_authorizations: tuple[ClearAuthorization, ...]
 
     def __post_init__(self) -> None:
         _size(self.receipt_hash, RECEIPT_HASH_SIZE, "receipt_hash")
+        _size(self.report_key, REPORT_KEY_SIZE, "report_key")
         object.__setattr__(self, "clear_authorizations", tuple(self.clear_authorizations))
         if any(a.csn != self.package.csn for a in self.clear_authorizations):
             raise ValueError("a clear authorization names another CSN than its package")
@@ -428,8 +444,37 @@ class VopStatus:
 
 
 @dataclass(frozen=True)
+class VopChallengeRequest:
+    """VOP to drive: the first step of Reset Drive; the answer is good on this connection only."""
+
+    TYPE: ClassVar[MessageType] = MessageType.VOP_CHALLENGE_REQUEST
+
+
+@dataclass(frozen=True)
+class VopChallenge:
+    """Drive to VOP: a fresh random challenge for this connection, and the CSN the reset key is for."""
+
+    TYPE: ClassVar[MessageType] = MessageType.VOP_CHALLENGE
+    csn: bytes
+    challenge: bytes
+
+    def __post_init__(self) -> None:
+        _size(self.csn, CSN_SIZE, "csn")
+        _size(self.challenge, VOP_CHALLENGE_SIZE, "challenge")
+
+
+@dataclass(frozen=True)
 class VopResetDrive:
+    """VOP to drive: clear the keys; proven by an HMAC over the connection's challenge under
+    the drive's reset key (HKDF of its host's service credential and its CSN)."""
+
     TYPE: ClassVar[MessageType] = MessageType.VOP_RESET_DRIVE
+    challenge: bytes
+    mac: bytes
+
+    def __post_init__(self) -> None:
+        _size(self.challenge, VOP_CHALLENGE_SIZE, "challenge")
+        _size(self.mac, VOP_MAC_SIZE, "reset mac")
 
 
 @dataclass(frozen=True)
@@ -495,6 +540,8 @@ Message = Union[
     VopResult,
     VopLoad,
     VopUnload,
+    VopChallengeRequest,
+    VopChallenge,
 ]
 
 MESSAGE_CLASSES: dict[MessageType, type] = {

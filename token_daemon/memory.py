@@ -50,6 +50,8 @@ class HeldPackage:
     receipt_hash: bytes
     clear_authorizations: tuple[ClearAuthorization, ...]
     acknowledged_at: int = 0
+    #: The key this drive's error reports about the current write must be MAC'd with.
+    report_key: bytes = b""
 
 
 @dataclass
@@ -59,7 +61,8 @@ class TokenMemory:
     timestamp: int = 0
     pool: str = ""
     packages: dict[bytes, HeldPackage] = field(default_factory=dict)
-    errors: list[TokenError] = field(default_factory=list)
+    #: One slot per (CSN, error code): bounded by the drives written, found in O(1).
+    errors: dict[tuple[bytes, ErrorCode], TokenError] = field(default_factory=dict)
     mgmt_counter: int = 0
     #: False for a blank memory (or a state directory moved aside): no counter to check a
     #: request against, so the token asks the KMS to RESYNC first.
@@ -84,7 +87,8 @@ class TokenMemory:
         self.contents = encode_body(message)
         self.announcement = message.announcement
         self.packages = {
-            e.package.csn: HeldPackage(e.package.csn, encode_body(e.package), e.receipt_hash, e.clear_authorizations)
+            e.package.csn: HeldPackage(e.package.csn, encode_body(e.package), e.receipt_hash, e.clear_authorizations,
+                                       report_key=e.report_key)
             for e in message.entries
         }
         self.errors.clear()
@@ -116,7 +120,7 @@ class TokenMemory:
             "erased": [p.csn.hex() for p in self.packages.values() if p.package_body is None],
             "errors": [
                 {"csn": e.csn.hex(), "code": int(e.error_code), "key_id": e.key_id.hex(), "at": e.reported_at}
-                for e in self.errors
+                for e in self.errors.values()
             ],
         }
 
@@ -135,10 +139,11 @@ class TokenMemory:
                 memory.packages[bytes.fromhex(csn_hex)].acknowledged_at = int(at)
             for csn_hex in data["erased"]:
                 memory.packages[bytes.fromhex(csn_hex)].package_body = None
-        memory.errors = [
+        errors = (
             TokenError(bytes.fromhex(e["csn"]), ErrorCode(e["code"]), bytes.fromhex(e["key_id"]), int(e["at"]))
             for e in data["errors"]
-        ]
+        )
+        memory.errors = {(e.csn, e.error_code): e for e in errors}
         return memory
 
 

@@ -33,7 +33,7 @@ from protocol.layouts import body_cap
 from protocol.timestamps import now_us
 
 from .memory import IMAGE_NAME, MemoryStore
-from .token import ErrorRecorded, Event, ManagementRefused, Output, Token
+from .token import AnswerThrottled, ErrorIgnored, ErrorRecorded, Event, ManagementRefused, Output, Token
 
 if TYPE_CHECKING:
     from events import EventPublisher
@@ -249,6 +249,8 @@ class TokenService:
         for event in out.events:
             self.counters.events[type(event).__name__] += 1
             log.debug("token %s: %s", self.config.ip, event)
+            if isinstance(event, (ErrorIgnored, AnswerThrottled)):  # a flood: one summary line per interval
+                self._lan_reasons.note(type(event).__name__, f"token {self.config.ip}: {_dropped(event)}")
             for sink in self._sinks:
                 sink(event)
         if self._publisher is not None and (out.persist or out.events):
@@ -398,6 +400,12 @@ class TokenService:
             self._gate.release(peer[0])
             self._connections.pop(task, None)
             writer.close()
+
+
+def _dropped(event: ErrorIgnored | AnswerThrottled) -> str:
+    if isinstance(event, ErrorIgnored):
+        return f"error report about CSN {event.csn.hex()} dropped: {event.why}"
+    return f"key request for CSN {event.csn.hex()} dropped: over its answer budget"
 
 
 def read_secret_file(path: Path) -> bytes:

@@ -38,11 +38,14 @@ from protocol import (
     encode_authenticated,
     envelope,
     frame_body,
+    reportauth,
 )
 from protocol.constants import (
     CHALLENGE_SIZE,
     DRIVE_LAN_PORT,
     HEADER_SIZE,
+    KEY_REQUEST_ANSWERS_PER_CSN_PER_S,
+    KEY_REQUEST_UNKNOWN_ANSWERS_PER_S,
     MAX_BROADCAST_DATAGRAM,
     KeyKind,
     MessageType,
@@ -108,6 +111,13 @@ class ErrorIgnored:
 
 
 @dataclass(frozen=True)
+class AnswerThrottled:
+    """A KEY_REQUEST over its CSN's answer budget for this second: dropped, not answered."""
+
+    csn: bytes
+
+
+@dataclass(frozen=True)
 class ManagementRefused:
     status: MgmtStatus
     why: str
@@ -149,7 +159,8 @@ class Unexpected:
 
 Event = (
     Written | PackageServed | NothingToServe | Acknowledged | AckRejected | ErrorRecorded | ErrorIgnored
-    | ManagementRefused | ChallengeIssued | CounterResynced | ErrorsCleared | ResetPressed | Wiped | Unexpected
+    | AnswerThrottled | ManagementRefused | ChallengeIssued | CounterResynced | ErrorsCleared | ResetPressed | Wiped
+    | Unexpected
 )
 
 
@@ -177,6 +188,10 @@ class Token:
         self._pending = 0
         #: The challenge a RESYNC must carry (volatile: a restart makes a new one).
         self._challenge: bytes | None = None
+        # KEY_REQUEST answers in the current one-second window, per CSN held (None: any CSN
+        # not held, one shared budget); cleared each window, so bounded by the CSNs held.
+        self._window_s = -1
+        self._answers: dict[bytes | None, int] = {}
         self._rebuild_announcement()
 
     # --- state the daemon reports ---------------------------------------
@@ -205,7 +220,7 @@ class Token:
             csn_count=len(mem.packages),
             packages_held=sum(1 for p in mem.packages.values() if p.package_body is not None),
             acknowledged=sum(1 for p in mem.packages.values() if p.acknowledged_at),
-            errors=tuple(mem.errors),
+            errors=tuple(mem.errors.values()),
             last_write_counter=mem.last_write_counter,
         )
 
@@ -234,12 +249,31 @@ class Token:
     def receive_lan(self, frame: Frame, source: Address, now_us: int) -> Output:
         msg = frame.message
         if isinstance(msg, KeyRequest):
+            if not self._within_budget(msg.csn, now_us):
+                return Output(events=[AnswerThrottled(msg.csn)])
             return self._serve(msg, frame.sequence, source)
         if isinstance(msg, KeyAck):
             return self._acknowledge(msg, now_us)
         if isinstance(msg, ErrorReport):
             return self._record_error(msg, now_us)
         return Output(events=[Unexpected(msg.TYPE)])
+
+    def _within_budget(self, csn: bytes, now_us: int) -> bool:
+        """At most KEY_REQUEST_ANSWERS_PER_CSN_PER_S answers per CSN held per second, and
+        KEY_REQUEST_UNKNOWN_ANSWERS_PER_S for all other CSNs together: a spoofed source gets
+        no more out of the token than that, whatever it sends."""
+        window = now_us // 1_000_000
+        if window != self._window_s:
+            self._window_s = window
+            self._answers.clear()
+        held = csn in self.memory.packages
+        slot = csn if held else None
+        budget = KEY_REQUEST_ANSWERS_PER_CSN_PER_S if held else KEY_REQUEST_UNKNOWN_ANSWERS_PER_S
+        used = self._answers.get(slot, 0)
+        if used >= budget:
+            return False
+        self._answers[slot] = used + 1
+        return True
 
     def _serve(self, req: KeyRequest, sequence: int, source: Address) -> Output:
         held = self.memory.packages.get(req.csn)
@@ -275,13 +309,23 @@ class Token:
         return Output(events=[Acknowledged(ack.csn, ack.kind, erased)], persist=True)
 
     def _record_error(self, report: ErrorReport, now_us: int) -> Output:
-        if report.csn not in self.memory.packages:
+        """Recorded only if it is about the write the token holds, for a CSN of that write,
+        and MAC'd under that drive's report key; one slot per (CSN, code), found in O(1)."""
+        held = self.memory.packages.get(report.csn)
+        if held is None:
             return Output(events=[ErrorIgnored(report.csn, "the token holds no package for that CSN")])
-        for e in self.memory.errors:
-            if (e.csn, e.error_code, e.key_id) == (report.csn, report.error_code, report.key_id):
-                return Output()  # already held; the LED is already flashing
+        if report.timestamp != self.memory.timestamp:
+            return Output(events=[ErrorIgnored(report.csn, "about another write than the one the token holds")])
+        if not held.report_key or not reportauth.verify_report_mac(
+            held.report_key, report.csn, report.error_code, report.key_id, report.timestamp, report.mac
+        ):
+            return Output(events=[ErrorIgnored(report.csn, "its MAC does not verify under the drive's report key")])
+        slot = (report.csn, report.error_code)
+        known = self.memory.errors.get(slot)
+        if known is not None and known.key_id == report.key_id:
+            return Output()  # already held; the LED is already flashing
         error = TokenError(report.csn, report.error_code, report.key_id, now_us)
-        self.memory.errors.append(error)
+        self.memory.errors[slot] = error
         return Output(events=[ErrorRecorded(error)], persist=True)
 
     # --- reset button ---------------------------------------------------

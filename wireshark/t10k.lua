@@ -5,7 +5,7 @@
 local t10k = Proto("t10k", "t10k-lab T10000 emulator protocol")
 local fields = {}
 
-local E_MessageType = {[1] = "KEYS_AVAILABLE", [2] = "KEY_REQUEST", [3] = "DEVICE_KEY_PACKAGE", [4] = "MEDIA_KEY_PACKAGE", [5] = "NO_PACKAGE", [6] = "KEY_ACK", [7] = "ERROR_REPORT", [8] = "CLEAR_KEYS", [32] = "WRITE_EKT", [33] = "WRITE_OKT", [34] = "READ_STATUS", [35] = "CLEAR_ERROR", [36] = "RESYNC", [48] = "MGMT_RESULT", [49] = "TOKEN_STATUS", [50] = "MGMT_CHALLENGE", [64] = "VOP_STATUS_REQUEST", [65] = "VOP_STATUS", [66] = "VOP_RESET_DRIVE", [67] = "VOP_RESULT", [68] = "VOP_LOAD", [69] = "VOP_UNLOAD"}
+local E_MessageType = {[1] = "KEYS_AVAILABLE", [2] = "KEY_REQUEST", [3] = "DEVICE_KEY_PACKAGE", [4] = "MEDIA_KEY_PACKAGE", [5] = "NO_PACKAGE", [6] = "KEY_ACK", [7] = "ERROR_REPORT", [8] = "CLEAR_KEYS", [32] = "WRITE_EKT", [33] = "WRITE_OKT", [34] = "READ_STATUS", [35] = "CLEAR_ERROR", [36] = "RESYNC", [48] = "MGMT_RESULT", [49] = "TOKEN_STATUS", [50] = "MGMT_CHALLENGE", [64] = "VOP_STATUS_REQUEST", [65] = "VOP_STATUS", [66] = "VOP_RESET_DRIVE", [67] = "VOP_RESULT", [68] = "VOP_LOAD", [69] = "VOP_UNLOAD", [70] = "VOP_CHALLENGE_REQUEST", [71] = "VOP_CHALLENGE"}
 local E_EncryptionLed = {[1] = "GREEN", [2] = "FLASHING_GREEN", [3] = "AMBER", [4] = "RED", [5] = "FLASHING_RED"}
 local E_ErrorCode = {[24841] = "MISSING_KEY", [24842] = "KEY_MESSAGE_DECRYPTION"}
 local E_KeyKind = {[1] = "DEVICE", [2] = "MEDIA"}
@@ -70,6 +70,8 @@ local F_error_code = ProtoField.uint32("t10k.error_code", "error code", base.HEX
 table.insert(fields, F_error_code)
 local F_key_id = ProtoField.bytes("t10k.key_id", "key id")
 table.insert(fields, F_key_id)
+local F_mac = ProtoField.bytes("t10k.mac", "mac")
+table.insert(fields, F_mac)
 local F_part = ProtoField.uint16("t10k.part", "part", base.DEC)
 table.insert(fields, F_part)
 local F_parts = ProtoField.uint16("t10k.parts", "parts", base.DEC)
@@ -124,12 +126,12 @@ local F_hash_count = ProtoField.uint8("t10k.hash_count", "hash count", base.DEC)
 table.insert(fields, F_hash_count)
 local F_bits = ProtoField.bytes("t10k.bits", "bits")
 table.insert(fields, F_bits)
-local F_mac = ProtoField.bytes("t10k.mac", "mac")
-table.insert(fields, F_mac)
 local F_package = ProtoField.bytes("t10k.package", "package")
 table.insert(fields, F_package)
 local F_receipt_hash = ProtoField.bytes("t10k.receipt_hash", "receipt hash")
 table.insert(fields, F_receipt_hash)
+local F_report_key = ProtoField.bytes("t10k.report_key", "report key")
+table.insert(fields, F_report_key)
 local F_clear_authorizations = ProtoField.uint32("t10k.clear_authorizations_count", "clear authorizations (count)")
 table.insert(fields, F_clear_authorizations)
 local F_reported_at = ProtoField.uint64("t10k.reported_at", "reported at", base.DEC)
@@ -141,6 +143,7 @@ local parse_OktEntry, parse_TokenError, parse_KEYS_AVAILABLE, parse_KEY_REQUEST,
 local parse_NO_PACKAGE, parse_KEY_ACK, parse_ERROR_REPORT, parse_CLEAR_KEYS, parse_WRITE_EKT, parse_WRITE_OKT
 local parse_READ_STATUS, parse_CLEAR_ERROR, parse_RESYNC, parse_MGMT_RESULT, parse_TOKEN_STATUS, parse_MGMT_CHALLENGE
 local parse_VOP_STATUS_REQUEST, parse_VOP_STATUS, parse_VOP_RESET_DRIVE, parse_VOP_RESULT, parse_VOP_LOAD, parse_VOP_UNLOAD
+local parse_VOP_CHALLENGE_REQUEST, parse_VOP_CHALLENGE
 
 parse_CsnFilter = function(tvb, off, tree, limit)
   tree:add(F_hash_count, tvb(off, 1)); off = off + 1
@@ -171,6 +174,7 @@ end
 parse_EktEntry = function(tvb, off, tree, limit)
   do local sub = tree:add(t10k, tvb(off, limit - off), "package"); off = parse_DEVICE_KEY_PACKAGE(tvb, off, sub, limit) end
   tree:add(F_receipt_hash, tvb(off, 32)); off = off + 32
+  tree:add(F_report_key, tvb(off, 32)); off = off + 32
   do local n = tvb(off, 1):uint(); tree:add(F_clear_authorizations, tvb(off, 1)); off = off + 1
     for i = 1, n do local sub = tree:add(t10k, tvb(off, limit - off), "clear_authorizations " .. i); off = parse_ClearAuthorization(tvb, off, sub, limit) end end
   return off
@@ -186,6 +190,7 @@ end
 parse_OktEntry = function(tvb, off, tree, limit)
   do local sub = tree:add(t10k, tvb(off, limit - off), "package"); off = parse_MEDIA_KEY_PACKAGE(tvb, off, sub, limit) end
   tree:add(F_receipt_hash, tvb(off, 32)); off = off + 32
+  tree:add(F_report_key, tvb(off, 32)); off = off + 32
   do local n = tvb(off, 1):uint(); tree:add(F_clear_authorizations, tvb(off, 1)); off = off + 1
     for i = 1, n do local sub = tree:add(t10k, tvb(off, limit - off), "clear_authorizations " .. i); off = parse_ClearAuthorization(tvb, off, sub, limit) end end
   return off
@@ -258,6 +263,7 @@ parse_ERROR_REPORT = function(tvb, off, tree, limit)
   tree:add(F_error_code, tvb(off, 4)); off = off + 4
   tree:add(F_key_id, tvb(off, 8)); off = off + 8
   tree:add(F_timestamp, tvb(off, 8)); off = off + 8
+  tree:add(F_mac, tvb(off, 16)); off = off + 16
   return off
 end
 
@@ -316,7 +322,7 @@ parse_TOKEN_STATUS = function(tvb, off, tree, limit)
   tree:add(F_csn_count, tvb(off, 4)); off = off + 4
   tree:add(F_packages_held, tvb(off, 4)); off = off + 4
   tree:add(F_acknowledged, tvb(off, 4)); off = off + 4
-  do local n = tvb(off, 2):uint(); tree:add(F_errors, tvb(off, 2)); off = off + 2
+  do local n = tvb(off, 4):uint(); tree:add(F_errors, tvb(off, 4)); off = off + 4
     for i = 1, n do local sub = tree:add(t10k, tvb(off, limit - off), "errors " .. i); off = parse_TokenError(tvb, off, sub, limit) end end
   tree:add(F_last_write_counter, tvb(off, 8)); off = off + 8
   return off
@@ -347,6 +353,8 @@ parse_VOP_STATUS = function(tvb, off, tree, limit)
 end
 
 parse_VOP_RESET_DRIVE = function(tvb, off, tree, limit)
+  tree:add(F_challenge, tvb(off, 16)); off = off + 16
+  tree:add(F_mac, tvb(off, 16)); off = off + 16
   return off
 end
 
@@ -365,7 +373,17 @@ parse_VOP_UNLOAD = function(tvb, off, tree, limit)
   return off
 end
 
-local BODY = {[1] = parse_KEYS_AVAILABLE, [2] = parse_KEY_REQUEST, [3] = parse_DEVICE_KEY_PACKAGE, [4] = parse_MEDIA_KEY_PACKAGE, [5] = parse_NO_PACKAGE, [6] = parse_KEY_ACK, [7] = parse_ERROR_REPORT, [8] = parse_CLEAR_KEYS, [32] = parse_WRITE_EKT, [33] = parse_WRITE_OKT, [34] = parse_READ_STATUS, [35] = parse_CLEAR_ERROR, [36] = parse_RESYNC, [48] = parse_MGMT_RESULT, [49] = parse_TOKEN_STATUS, [50] = parse_MGMT_CHALLENGE, [64] = parse_VOP_STATUS_REQUEST, [65] = parse_VOP_STATUS, [66] = parse_VOP_RESET_DRIVE, [67] = parse_VOP_RESULT, [68] = parse_VOP_LOAD, [69] = parse_VOP_UNLOAD}
+parse_VOP_CHALLENGE_REQUEST = function(tvb, off, tree, limit)
+  return off
+end
+
+parse_VOP_CHALLENGE = function(tvb, off, tree, limit)
+  tree:add(F_csn, tvb(off, 8)); off = off + 8
+  tree:add(F_challenge, tvb(off, 16)); off = off + 16
+  return off
+end
+
+local BODY = {[1] = parse_KEYS_AVAILABLE, [2] = parse_KEY_REQUEST, [3] = parse_DEVICE_KEY_PACKAGE, [4] = parse_MEDIA_KEY_PACKAGE, [5] = parse_NO_PACKAGE, [6] = parse_KEY_ACK, [7] = parse_ERROR_REPORT, [8] = parse_CLEAR_KEYS, [32] = parse_WRITE_EKT, [33] = parse_WRITE_OKT, [34] = parse_READ_STATUS, [35] = parse_CLEAR_ERROR, [36] = parse_RESYNC, [48] = parse_MGMT_RESULT, [49] = parse_TOKEN_STATUS, [50] = parse_MGMT_CHALLENGE, [64] = parse_VOP_STATUS_REQUEST, [65] = parse_VOP_STATUS, [66] = parse_VOP_RESET_DRIVE, [67] = parse_VOP_RESULT, [68] = parse_VOP_LOAD, [69] = parse_VOP_UNLOAD, [70] = parse_VOP_CHALLENGE_REQUEST, [71] = parse_VOP_CHALLENGE}
 
 
 local function frame_length(tvb, off)

@@ -165,8 +165,9 @@ async def test_a_missing_key_report_reaches_the_kms_view(lab: Lab) -> None:
     await enrol_and_arm(lab)
     # Until the tape path exists (its own issue), a drive reports a missing key as the seed's
     # ERROR_REPORT 00006109 with the key ID; the token holds it until next written.
-    report = p.ErrorReport(lab.drive_csns["drive-03"], p.constants.ErrorCode.MISSING_KEY,
-                           bytes.fromhex("0a0b0c0d00000063"), 1)
+    report = p.reportauth.signed_report(lab.kms.pckey("drive-03"), lab.drive_csns["drive-03"],
+                                        p.constants.ErrorCode.MISSING_KEY, bytes.fromhex("0a0b0c0d00000063"),
+                                        lab.tokens["token-A"].token.memory.timestamp)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind((lab.drive_ips["drive-03"], 0))
     udp.sendto(p.encode(report), (lab.token_ips["token-A"], TOKEN_LAN_PORT))

@@ -99,8 +99,9 @@ async def test_state_is_retained_and_errors_are_alerts(mqtt_lab: Lab, broker: Br
     watcher = asyncio.ensure_future(watch(broker, 3.0, subscribed))
     await asyncio.wait_for(subscribed.wait(), 30)
     await asyncio.sleep(0.5)  # it has the retained states; now a drive reports a missing key
-    report = p.ErrorReport(mqtt_lab.drive_csns["drive-02"], p.constants.ErrorCode.MISSING_KEY,
-                           bytes.fromhex("0a0b0c0d00000063"), 1)
+    report = p.reportauth.signed_report(mqtt_lab.kms.pckey("drive-02"), mqtt_lab.drive_csns["drive-02"],
+                                        p.constants.ErrorCode.MISSING_KEY, bytes.fromhex("0a0b0c0d00000063"),
+                                        mqtt_lab.tokens["token-A"].token.memory.timestamp)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind((mqtt_lab.drive_ips["drive-02"], 0))
         udp.sendto(p.encode(report), (mqtt_lab.token_ips["token-A"], TOKEN_LAN_PORT))

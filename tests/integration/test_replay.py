@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from drive_daemon.vop import vop_reset
 from kms_client import station
 from lab.addresses import DEFAULT_NET, free_net
 from lab.captures import SCENARIOS
@@ -28,7 +27,7 @@ MANAGEMENT = {"WRITE_EKT", "WRITE_OKT", "CLEAR_ERROR", "READ_STATUS", "RESYNC"}
 async def test_replay_changes_nothing_protected(lab: Lab, name: str) -> None:
     await enrol_and_arm(lab, tokens=("token-A", "token-B"))
     reset_drive = lab.drive_names[-1]
-    await vop_reset(lab.drive_ips[reset_drive])
+    await lab.vop_reset(reset_drive)
     before = await lab.vop_all()
     tokens_before = {t: await station.token_status(lab.kms, t) for t in lab.tokens}
 
@@ -85,10 +84,12 @@ async def test_replay_cli_reports_each_request(lab: Lab, tmp_path: Path) -> None
     assert "refused as replay" in {r["verdict"] for r in rows}
 
 
-async def test_an_allowed_vop_reset_replay_really_wipes(lab: Lab) -> None:
-    """The VOP is unauthenticated, like a drive's service port: replaying its reset works."""
+async def test_a_replayed_vop_reset_is_refused(lab: Lab) -> None:
+    """A captured VOP Reset Drive answers its own connection's challenge: replayed on another
+    connection, the drive refuses it and keeps its keys (protocol version 3)."""
     await enrol_and_arm(lab)
     results = await replay(ROOT / "captures" / "scenario-4.pcap", allow_vop_reset=True, timeout_s=0.5,
                            renumber=(DEFAULT_NET.network, lab.net.network))
-    assert [r.verdict for r in results if r.request == "VOP_RESET_DRIVE"] == ["same"]
-    assert (await lab.vop("drive-04")).reset
+    assert [r.verdict for r in results if r.request == "VOP_RESET_DRIVE"] == ["refused as replay"]
+    status = await lab.vop("drive-04")
+    assert not status.reset and status.led is EncryptionLed.RED

@@ -44,13 +44,13 @@ def _okt_entry(i: int) -> OktEntry:
     csn = i.to_bytes(8, "big")
     keys = tuple(WrappedMediaKey(os.urandom(8), os.urandom(12), os.urandom(48)) for _ in range(MAX_MEDIA_KEYS))
     package = MediaKeyPackage(csn, TS, os.urandom(8), keys[0].key_id, WrappedReceipt(os.urandom(12), os.urandom(32)), keys)
-    return OktEntry(package, os.urandom(32), _auths(csn))
+    return OktEntry(package, os.urandom(32), os.urandom(32), _auths(csn))
 
 
 def _ekt_entry(i: int) -> EktEntry:
     csn = i.to_bytes(8, "big")
     package = DeviceKeyPackage(csn, TS, os.urandom(8), Wrapping.PCKEY, os.urandom(8), os.urandom(12), os.urandom(96))
-    return EktEntry(package, os.urandom(32), _auths(csn))
+    return EktEntry(package, os.urandom(32), os.urandom(32), _auths(csn))
 
 
 def _announcement(n: int) -> Announcement:

@@ -9,6 +9,8 @@ import pytest
 import protocol as p
 from kms_client.builders import build_ekt
 from protocol.constants import (
+    KEY_REQUEST_ANSWERS_PER_CSN_PER_S,
+    KEY_REQUEST_UNKNOWN_ANSWERS_PER_S,
     MAX_BROADCAST_DATAGRAM,
     ErrorCode,
     KeyKind,
@@ -28,6 +30,9 @@ from token_daemon.memory import MemoryStore
 @pytest.fixture
 def site(tmp_path: Path) -> Site:
     return make_site(tmp_path)
+
+
+KEY = bytes.fromhex("0a0b0c0d00000063")
 
 
 def _ask(token: tk.Token, csn: bytes, kind: KeyKind, seq: int = 5) -> p.Frame:
@@ -98,7 +103,7 @@ def test_an_ack_with_a_wrong_receipt_erases_nothing(site: Site) -> None:
 def test_error_reports_light_the_error_led_until_the_next_write(site: Site) -> None:
     arm(site)
     token = site.lan.tokens[TOKEN_A]
-    report = p.ErrorReport(site.made[2].csn, ErrorCode.MISSING_KEY, b"\x0a\x0b\x0c\x0d\x00\x00\x00\x63", 5)
+    report = _report(site, 2, b"\x0a\x0b\x0c\x0d\x00\x00\x00\x63")
     for _ in range(2):  # a repeated report is held once
         token.receive_lan(p.decode(p.encode(report)), ("127.0.1.3", 7012), 99)
     assert token.error_led is TokenLed.FLASHING_RED
@@ -110,9 +115,64 @@ def test_error_reports_light_the_error_led_until_the_next_write(site: Site) -> N
 def test_reports_about_drives_the_token_does_not_serve_are_ignored(site: Site) -> None:
     arm(site)
     token = site.lan.tokens[TOKEN_A]
-    report = p.ErrorReport(b"\x01" * 8, ErrorCode.MISSING_KEY, bytes(8), 5)
+    report = p.ErrorReport(b"\x01" * 8, ErrorCode.MISSING_KEY, bytes(8), 5, bytes(16))
     out = token.receive_lan(p.decode(p.encode(report)), ("127.0.9.9", 7012), 1)
     assert isinstance(out.events[0], tk.ErrorIgnored) and token.error_led is TokenLed.OFF
+
+
+def _report(site: Site, i: int, key_id: bytes, *, code: ErrorCode = ErrorCode.MISSING_KEY,
+            timestamp: int | None = None, pckey: bytes | None = None) -> p.ErrorReport:
+    """What drive ``i`` sends about the write its token holds (or ``timestamp``)."""
+    token = site.lan.tokens[TOKEN_A]
+    ts = token.memory.timestamp if timestamp is None else timestamp
+    return p.reportauth.signed_report(pckey or site.made[i].pckey, site.made[i].csn, code, key_id, ts)
+
+
+@pytest.mark.parametrize("forgery", ["bad mac", "other drive's key", "other write", "other csn"])
+def test_forged_error_reports_are_dropped_and_counted(site: Site, forgery: str) -> None:
+    arm(site)
+    token = site.lan.tokens[TOKEN_A]
+    good = _report(site, 2, KEY)
+    report = {
+        "bad mac": p.ErrorReport(good.csn, good.error_code, good.key_id, good.timestamp, bytes(16)),
+        "other drive's key": _report(site, 2, KEY, pckey=site.made[1].pckey),
+        "other write": _report(site, 2, KEY, timestamp=token.memory.timestamp - 1),
+        "other csn": p.ErrorReport(site.made[1].csn, good.error_code, good.key_id, good.timestamp, good.mac),
+    }[forgery]
+    out = token.receive_lan(p.decode(p.encode(report)), (site.ip(2), 7012), 1)
+    assert [type(e) for e in out.events] == [tk.ErrorIgnored] and not out.persist
+    assert token.status().errors == () and token.error_led is TokenLed.OFF
+
+
+def test_errors_take_one_slot_per_csn_and_code(site: Site) -> None:
+    arm(site)
+    token = site.lan.tokens[TOKEN_A]
+    for n in range(50):
+        token.receive_lan(p.decode(p.encode(_report(site, 1, n.to_bytes(8, "big")))), (site.ip(1), 7012), 10 + n)
+    token.receive_lan(p.decode(p.encode(_report(site, 1, KEY, code=ErrorCode.KEY_MESSAGE_DECRYPTION))),
+                      (site.ip(1), 7012), 99)
+    errors = token.status().errors
+    assert [(e.csn, e.error_code, e.key_id) for e in errors] == [
+        (site.made[1].csn, ErrorCode.MISSING_KEY, (49).to_bytes(8, "big")),  # the latest key ID it reported
+        (site.made[1].csn, ErrorCode.KEY_MESSAGE_DECRYPTION, KEY),
+    ]
+
+
+def test_key_requests_are_answered_within_a_per_csn_budget(site: Site) -> None:
+    site.write_ekt()
+    token = site.lan.tokens[TOKEN_A]
+    request = p.decode(p.encode(p.KeyRequest(site.made[0].csn, KeyKind.DEVICE, 0)))
+    second = 7 * 1_000_000
+    outs = [token.receive_lan(request, ("127.0.1.9", 7012), second + i) for i in range(100)]
+    answered = [o for o in outs if o.sends]
+    assert len(answered) == KEY_REQUEST_ANSWERS_PER_CSN_PER_S
+    assert all(isinstance(o.events[0], tk.AnswerThrottled) for o in outs if not o.sends)
+    other = p.decode(p.encode(p.KeyRequest(site.made[1].csn, KeyKind.DEVICE, 0)))
+    assert token.receive_lan(other, ("127.0.1.9", 7012), second + 200).sends  # its own budget
+    unknown = [p.decode(p.encode(p.KeyRequest(n.to_bytes(8, "big"), KeyKind.DEVICE, 0))) for n in range(500)]
+    assert sum(1 for r in unknown if token.receive_lan(r, ("127.0.1.9", 7012), second + 300).sends) == \
+        KEY_REQUEST_UNKNOWN_ANSWERS_PER_S
+    assert token.receive_lan(request, ("127.0.1.9", 7012), second + 1_000_000).sends  # the next second
 
 
 def test_management_with_a_wrong_secret_is_refused_and_changes_nothing(site: Site) -> None:
@@ -166,8 +226,7 @@ def test_memory_survives_a_restart_with_acks_and_errors(site: Site, tmp_path: Pa
     site.lan.drop = lambda sender, t: t.to[0] == site.ip(2) or sender == site.ip(2)  # d2 is away
     site.lan.run()
     token = site.lan.tokens[TOKEN_A]
-    token.receive_lan(p.decode(p.encode(p.ErrorReport(site.made[1].csn, ErrorCode.MISSING_KEY, bytes(8), 1))),
-                      (site.ip(1), 7012), 5)
+    token.receive_lan(p.decode(p.encode(_report(site, 1, bytes(8)))), (site.ip(1), 7012), 5)
     store = MemoryStore(tmp_path / "tok", site.secrets[TOKEN_A])
     store.save(token.memory)
     restored = MemoryStore(tmp_path / "tok", site.secrets[TOKEN_A]).load()

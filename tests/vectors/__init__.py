@@ -51,10 +51,10 @@ def sample_messages() -> dict[MessageType, p.Message]:
         media,
         p.NoPackage(CSN, KeyKind.DEVICE, NoPackageReason.DELIVERED),
         p.KeyAck(CSN, KeyKind.MEDIA, TS, _b(16, 0xAA)),
-        p.ErrorReport(CSN, ErrorCode.MISSING_KEY, KEY_ID, TS),
+        p.ErrorReport(CSN, ErrorCode.MISSING_KEY, KEY_ID, TS, _b(16, 0xAB)),
         p.ClearKeys(TOKEN_ID, 0, 1, (clear,)),
-        p.WriteEkt(TS, (p.EktEntry(device, _b(32, 0xBB), (clear,)),), announced),
-        p.WriteOkt("pool-1", TS, (p.OktEntry(media, _b(32, 0xCC), (clear,)),), announced),
+        p.WriteEkt(TS, (p.EktEntry(device, _b(32, 0xBB), _b(32, 0xDD), (clear,)),), announced),
+        p.WriteOkt("pool-1", TS, (p.OktEntry(media, _b(32, 0xCC), _b(32, 0xDE), (clear,)),), announced),
         p.ReadStatus(),
         p.ClearError(),
         p.Resync(_b(16, 0xD1)),
@@ -64,10 +64,12 @@ def sample_messages() -> dict[MessageType, p.Message]:
         p.MgmtChallenge(_b(16, 0xD2)),
         p.VopStatusRequest(),
         p.VopStatus(CSN, True, EncryptionLed.RED, True, False, False, False, TS, TS - 5, 2, KEY_ID),
-        p.VopResetDrive(),
+        p.VopResetDrive(_b(16, 0xC1), _b(16, 0xC2)),
         p.VopResult(VopStatusCode.OK, "drive reset"),
         p.VopLoad("VOL001"),
         p.VopUnload(),
+        p.VopChallengeRequest(),
+        p.VopChallenge(CSN, _b(16, 0xC1)),
     ]
     return {v.TYPE: v for v in values}
 
