@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -28,11 +29,23 @@ from tests.integration.conftest import POOL, Wire, enrol_and_arm
 pytestmark = pytest.mark.network
 
 
+async def _token_status_once(lab: Lab, token: str, done: Callable[[p.TokenStatus], bool], what: str) -> p.TokenStatus:
+    """The token's status once ``done`` holds: a drive lights up when it has its keys, and its
+    acknowledgement reaches the token a moment later."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        status = await station.token_status(lab.kms, token)
+        if done(status) or asyncio.get_running_loop().time() > deadline:
+            assert done(status), f"{token} never {what}: {status}"
+            return status
+        await asyncio.sleep(0.05)
+
+
 async def test_eight_drives_enrolled_then_armed(lab: Lab) -> None:
     await station.write_ekt(lab.kms, "token-A", lab.drive_names, use_pckey=True)
     statuses = await lab.wait_until(lambda s: s.led is EncryptionLed.AMBER, "amber")
     assert len(statuses) == 8 and all(s.status_fields == ("Encryption", "Need OKT") for s in statuses.values())
-    ekt = await station.token_status(lab.kms, "token-A")
+    ekt = await _token_status_once(lab, "token-A", lambda s: s.packages_held == 0, "erased every package")
     assert (ekt.mode, ekt.led3, ekt.csn_count, ekt.packages_held) == (TokenMode.EKT, TokenLed.FLASHING_GREEN, 8, 0)
     lab.kms.create_pool(POOL)
     key = lab.kms.create_key()
@@ -45,7 +58,7 @@ async def test_eight_drives_enrolled_then_armed(lab: Lab) -> None:
     statuses = await lab.wait_until(lambda s: s.led is EncryptionLed.RED, "red")
     assert {s.okt_timestamp for s in statuses.values()} == {mapping.timestamp}
     assert {s.write_key_id for s in statuses.values()} == {key}
-    okt = await station.token_status(lab.kms, "token-A")
+    okt = await _token_status_once(lab, "token-A", lambda s: s.acknowledged == 8, "had 8 acknowledgements")
     assert (okt.mode, okt.led3, okt.acknowledged, okt.error_led) == (TokenMode.OKT, TokenLed.SOLID_GREEN, 8, TokenLed.OFF)
 
 
