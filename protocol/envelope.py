@@ -53,6 +53,7 @@ _LABEL_CLEAR = b"t10k clear-keys"
 _LABEL_NVRAM = b"t10k drive nvram"
 _LABEL_MGMT = b"t10k mgmt seal"
 _LABEL_TOKEN_MEMORY = b"t10k token memory"
+_LABEL_TOKEN_STATE = b"t10k token state mac"
 _ANNOUNCEMENT_DOMAIN = b"t10k-v3 keys-available announcement"
 _PACKAGE_HEADER_DOMAIN = b"t10k-v3 media-key package header"
 
@@ -270,6 +271,11 @@ def open_mgmt(secret: bytes, header: bytes, counter: int, nonce: bytes, sealed: 
 def token_memory_key(secret: bytes) -> bytes:
     """Seals a token's memory at rest (what the KMS wrote: packages and clear authorisations)."""
     return derive(secret, _LABEL_TOKEN_MEMORY)
+
+
+def token_state_mac(secret: bytes, state: bytes) -> str:
+    """HMAC-SHA256 (hex) of a token's state file: its replay counter cannot be edited down."""
+    return hmac.new(derive(secret, _LABEL_TOKEN_STATE), state, hashlib.sha256).hexdigest()
 
 
 # --- storage sealing (drive NVRAM, KMS database) ----------------------------

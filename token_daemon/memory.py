@@ -7,12 +7,15 @@ authorisations) and a small state file (identity, replay counter, which packages
 acknowledged or erased, errors) rewritten as those change. Each file is written to a
 temporary name, fsynced and renamed, and the state file names the contents it goes with,
 so a crash leaves the old memory or the new one, never half of one; temporary files a
-kill left behind are removed at the next start. The directory is 0700, its files 0600.
+kill left behind are removed at the next start. The state file carries an HMAC under a
+key derived from the secret, so its replay counter cannot be edited down. The directory is
+0700, its files 0600.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import threading
@@ -153,6 +156,7 @@ class MemoryStore:
     def __init__(self, state_dir: Path, secret: bytes) -> None:
         self.state_dir = state_dir
         self._key = envelope.token_memory_key(secret)
+        self._secret = secret
         self._written_contents: str | None = None
 
     def prepare(self) -> list[str]:
@@ -175,6 +179,13 @@ class MemoryStore:
             return TokenMemory.blank()
         try:
             data = json.loads(path.read_text())
+            if not isinstance(data, dict) or data.get("format") != IMAGE_FORMAT:
+                raise ValueError(f"image format {data.get('format') if isinstance(data, dict) else None!r}, this "
+                                 f"build reads {IMAGE_FORMAT}"
+                                 + (" (format 2 kept what the KMS wrote in clear)" if data.get("format") == 2 else ""))
+            mac = data.pop("mac", "")
+            if not hmac.compare_digest(str(mac), envelope.token_state_mac(self._secret, _canonical(data))):
+                raise ValueError(f"{IMAGE_NAME} does not verify under this token's secret (edited, or another token's)")
             name = data.get("contents")
             contents, mode = None, TokenMode.EMPTY
             if name is not None:
@@ -204,7 +215,9 @@ class MemoryStore:
         if name is not None and name != self._written_contents:
             plain = bytes([memory.mode]) + memory.contents  # type: ignore[operator]
             new_contents = envelope.seal(self._key, plain, _contents_ad(name))
-        state = json.dumps(memory.state_json(name), separators=(",", ":")).encode()
+        data = memory.state_json(name)
+        state = json.dumps(data | {"mac": envelope.token_state_mac(self._secret, _canonical(data))},
+                           separators=(",", ":")).encode()
         return new_contents, name, state
 
     def write(self, new_contents: bytes | None, name: str | None, state: bytes) -> None:
@@ -229,6 +242,10 @@ class MemoryStore:
 
 
 _WRITE_LOCK = threading.Lock()
+
+
+def _canonical(state: dict[str, Any]) -> bytes:
+    return json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _contents_ad(name: str) -> bytes:

@@ -12,7 +12,7 @@ import pytest
 
 from kms_client import station
 from lab.cluster import Lab
-from protocol import codec, decode
+from protocol import codec, decode, open_frame
 from protocol.codec import frame_header
 from protocol.constants import HEADER_SIZE, TOKEN_MGMT_PORT, VOP_PORT, HeaderFlag, MessageType, MgmtStatus
 from protocol.layouts import MANAGEMENT_BODY_CAPS, Header
@@ -59,22 +59,23 @@ async def test_a_huge_declared_write_is_refused_from_its_header(lab: Lab) -> Non
     assert token.counters.decode_errors["TOO_LARGE"] == 1
 
 
-async def test_a_forged_write_costs_one_hmac_never_a_parse_and_real_writes_go_on(
+async def test_a_forged_write_costs_one_aead_check_never_a_parse_and_real_writes_go_on(
         lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     parsed: list[MessageType] = []
     real_decode_body = codec.decode_body
     monkeypatch.setattr(codec, "decode_body", lambda t, body: parsed.append(t) or real_decode_body(t, body))
     token = lab.tokens[lab.token_names[0]]
     ip = token.config.ip
-    body = os.urandom(EKT_CAP - 1000)  # ~2.3 MB, within the cap: read, MAC-checked, never parsed
-    forged = _auth_header(MessageType.WRITE_EKT, len(body)) + body + (1 << 40).to_bytes(8, "big") + bytes(32)
+    body = os.urandom(EKT_CAP - 1000)  # ~2.3 MB, within the cap: read, AEAD-checked, never parsed
+    forged = _auth_header(MessageType.WRITE_EKT, len(body)) + body + (1 << 40).to_bytes(8, "big") + bytes(12)
 
     async def forger() -> MgmtStatus:
         reader, writer = await _connect(ip, TOKEN_MGMT_PORT)
         writer.write(forged)
         await writer.drain()
         header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), 10)
-        reply = decode(header + await reader.readexactly(codec.decode_header(header).remaining))
+        reply = open_frame(header + await reader.readexactly(codec.decode_header(header).remaining),
+                           lab.kms.token_secret(lab.token_names[0]))
         writer.close()
         assert isinstance(reply.message, MgmtResult)
         return reply.message.status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -315,5 +316,11 @@ def test_token_memory_is_sealed_private_and_cleaned_of_leftovers(site: Site, tmp
     state.chmod(0o755)
     assert store.prepare() == ["token.json.tmp"] and oct(state.stat().st_mode & 0o777) == "0o700"
     assert MemoryStore(state, site.secrets[TOKEN_A]).load() == memory
-    with pytest.raises(MemoryImageError, match="does not open under this token's secret"):
+    with pytest.raises(MemoryImageError, match="does not verify under this token's secret"):
         MemoryStore(state, bytes(32)).load()
+    # The replay counter cannot be edited down (to have captured writes accepted again).
+    data = json.loads((state / "token.json").read_text())
+    assert data["mgmt_counter"] > 0 and data["counter_set"] is True
+    (state / "token.json").write_text(json.dumps(data | {"mgmt_counter": 0}))
+    with pytest.raises(MemoryImageError, match="token.json does not verify"):
+        MemoryStore(state, site.secrets[TOKEN_A]).load()
