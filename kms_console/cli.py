@@ -31,7 +31,7 @@ def register(ksub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 
 def parse_listen(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: a free port (printed)
         raise ConsoleError(f"--listen {text!r}: give IP:PORT, e.g. {DEFAULT_LISTEN}")
     return host, int(port)
 

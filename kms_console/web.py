@@ -18,7 +18,6 @@ from kms_client.errors import KmsError, NotFound, RuleViolation, TokenUnreachabl
 from kms_client.store import KmsStore
 
 from .auth import COOKIE, Guard, check_origin
-from .errors import CsrfRefused
 
 log = logging.getLogger("t10k.console")
 MAX_FORM = 256 * 1024
@@ -26,7 +25,9 @@ HERE = Path(__file__).resolve().parent
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                                "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+    # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on its own forms
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store", "Strict-Transport-Security": "max-age=31536000",
 }
 
@@ -98,9 +99,14 @@ class Console:
         assert session is not None
         ctx = Ctx(request, store, who, session, self.guard.csrf_token(session))
         if request.method == "POST":
-            ctx.form = await read_form(request)
-            check_origin(request.headers.get("origin"), request.headers.get("host"))
-            self.guard.check_csrf(session, ctx.get("csrf"))
+            try:
+                ctx.form = await read_form(request)
+                check_origin(request.headers.get("origin"), request.headers.get("host"))
+                self.guard.check_csrf(session, ctx.get("csrf"))
+            except KmsError as exc:
+                log.warning("refused a form from %s: %s", who.name, exc)
+                return self.render(request, "error.html", {"error": str(exc), "title": "Refused", "who": who,
+                                                           "csrf": ctx.csrf, "path": request.url.path}, 403)
         if who.must_change and request.url.path != "/passwd":
             return RedirectResponse("/passwd", status_code=303, headers=SECURITY_HEADERS)
         return ctx
@@ -121,11 +127,7 @@ class Console:
         except KmsError as exc:
             return self.render(request, "error.html", {"error": str(exc), "title": "KMS store"}, 503)
         try:
-            try:
-                ctx = await self.context(request, store)
-            except CsrfRefused as exc:
-                log.warning("refused a form: %s", exc)
-                return self.render(request, "error.html", {"error": str(exc), "title": "Refused"}, 403)
+            ctx = await self.context(request, store)
             if isinstance(ctx, Response):
                 return ctx
             message, error, status = "", "", 200
