@@ -62,7 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
     cert, key, made = certificate(store_dir, args.cert, args.key)
     app = make_app(store_dir, mqtt=args.mqtt)
     config = uvicorn.Config(app, host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
-                            log_level="warning", access_log=False, lifespan="on")
+                            log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
 
     async def main() -> None:

@@ -26,21 +26,21 @@ class Hub:
         self.version = 0
         self.connected = False
         self.problem = ""
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # set, and replaced, at every change
 
     async def _bump(self) -> None:
-        async with self._changed:
-            self.version += 1
-            self._changed.notify_all()
+        self.version += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def wait(self, version: int, timeout_s: float) -> int:
         """The version after ``version``, or ``version`` itself after ``timeout_s`` with no change."""
-        async with self._changed:
+        if self.version == version:
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.version != version), timeout_s)
+                await asyncio.wait_for(self._changed.wait(), timeout_s)
             except TimeoutError:
                 pass
-            return self.version
+        return self.version
 
     async def feed(self, topic: str, payload: dict[str, Any], *, retained: bool) -> Alert | None:
         change = self.library.feed(topic, payload, retained=retained)

@@ -80,7 +80,7 @@ class Browser:
             return WebDriverWait(self.driver, timeout_s, poll_frequency=0.1).until(check)
         except TimeoutException:
             mains = self.finds("main")
-            shown = mains[0].text if mains else self.driver.page_source
+            shown = (self.find("#alerts").text + "\n" + mains[0].text) if mains else self.driver.page_source
             raise AssertionError(f"after {timeout_s:.0f} s the page at {self.path} does not show {what}: "
                                  f"{shown[:2000]}") from None
 

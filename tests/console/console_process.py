@@ -33,6 +33,12 @@ class ConsoleProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+        log = self.log.read_text()
+        if exc[0] is None:  # a console that served the test without a server error
+            assert "Traceback" not in log, log
+
+    def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -42,3 +42,19 @@ def test_a_dead_daemons_drives_are_offline_not_their_last_state() -> None:
     token = {"mode": "OKT", "daemon": "token-127.0.0.21"}
     lib.feed(TOKEN, token, retained=True)
     assert lib.online("token-127.0.0.21") is None and not lib.is_offline(lib.tokens["127.0.0.21"])
+
+
+async def test_the_hub_wakes_every_waiter_on_a_change_and_times_out_quietly() -> None:
+    import asyncio
+
+    from kms_console.live import Hub
+
+    hub = Hub("mqtt://127.0.0.1:1")
+    assert await hub.wait(0, 0.01) == 0  # no change: the same version, no error
+    waiters = [asyncio.ensure_future(hub.wait(0, 5.0)) for _ in range(3)]
+    await asyncio.sleep(0)
+    await hub.feed(DRIVE, {"led": "RED"}, retained=True)
+    assert await asyncio.gather(*waiters) == [1, 1, 1]
+    for _ in range(50):  # many short waits cancelled by their timeout leave the hub usable
+        await hub.wait(1, 0.001)
+    assert await hub.wait(0, 5.0) == 1
