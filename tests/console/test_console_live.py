@@ -140,3 +140,36 @@ async def test_a_missing_key_is_an_alert_and_on_the_tokens_screen(live: tuple[La
     await run(b.open, "/tokens/token-A")
     row = str(await run(b.text, "#token-errors .token-error"))
     assert row.startswith("drive-02 " + lab.drive_csns["drive-02"].hex() + " 00006109 (MISSING_KEY) 0a0b0c0d00000063")
+
+
+def test_a_killed_daemon_is_drawn_offline_by_its_last_will(tmp_path: Path, broker: Broker) -> None:
+    """A token daemon killed with SIGKILL says nothing; the broker publishes its last will, and the
+    console draws the token offline instead of its last state."""
+    from tests.integration.test_mqtt import WATCH_TOKEN_IP, _token_daemon
+
+    from .consolesite import make_store
+
+    make_store(tmp_path / "kms").close()
+    proc = _token_daemon(tmp_path, broker)
+    try:
+        with ConsoleProcess(tmp_path / "kms", mqtt=broker.url) as console:
+            b = Browser(console.url)
+            try:
+                b.login("KmsAdm", "kmsadm")
+                b.type("#new-password", "kmsadm-new-pass")
+                b.type("#again-password", "kmsadm-new-pass")
+                b.click("#passwd-button")
+                b.wait(lambda b: b.path == "/library", "the library")
+                token = f'#library .token[data-token="{WATCH_TOKEN_IP}"]'
+                b.wait(lambda b: b.attr(token, "data-led3") == "OFF", "the token's state")
+                proc.kill()
+                proc.wait(10)
+                b.wait(lambda b: b.attr(token, "data-led3") == "OFFLINE", "the token offline")
+                assert "OFFLINE (connection lost)" in b.text(token)
+                b.shot("library-offline")
+            finally:
+                b.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
