@@ -53,14 +53,20 @@ def certificate(store_dir: Path, cert: Path | None, key: Path | None) -> tuple[P
 
 
 def _serve(args: argparse.Namespace) -> int:
+    store_dir = Path(args.store or os.environ.get("T10K_KMS_STORE", "kms-store"))
+    return serve(store_dir, args.listen, mqtt=args.mqtt, cert=args.cert, key=args.key, as_json=args.json)
+
+
+def serve(store_dir: Path, listen: str, *, mqtt: str | None = None, cert: Path | None = None, key: Path | None = None,
+          as_json: bool = False) -> int:
+    """Serve the console until SIGINT or SIGTERM; says where (one line, JSON with ``as_json``) once serving."""
     import uvicorn
 
     from .app import make_app
 
-    store_dir = Path(args.store or os.environ.get("T10K_KMS_STORE", "kms-store"))
-    host, port = parse_listen(args.listen)
-    cert, key, made = certificate(store_dir, args.cert, args.key)
-    app = make_app(store_dir, mqtt=args.mqtt)
+    host, port = parse_listen(listen)
+    cert, key, made = certificate(store_dir, cert, key)
+    app = make_app(store_dir, mqtt=mqtt)
     config = uvicorn.Config(app, host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
                             log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
@@ -73,12 +79,12 @@ def _serve(args: argparse.Namespace) -> int:
             await asyncio.sleep(0.05)
         if task.done():
             await task
-            raise ConsoleError(f"the console could not serve on {args.listen}")
+            raise ConsoleError(f"the console could not serve on {listen}")
         bound = server.servers[0].sockets[0].getsockname() if server.servers else (host, port)
         url = f"https://{bound[0]}:{bound[1]}/"
-        if args.json:
+        if as_json:
             print(json.dumps({"status": "serving", "url": url, "certificate": str(cert), "made_certificate": made,
-                              "mqtt": args.mqtt}), flush=True)
+                              "mqtt": mqtt}), flush=True)
         else:
             note = " (made now: this store had none)" if made else ""
             print(f"KMS console at {url} (certificate {cert}{note}); Ctrl-C stops it", flush=True)
@@ -87,6 +93,6 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(main())
     except OSError as exc:
-        raise ConsoleError(f"cannot serve on {args.listen}: {exc.strerror or exc}") from None
+        raise ConsoleError(f"cannot serve on {listen}: {exc.strerror or exc}") from None
     print("KMS console stopped", file=sys.stderr)
     return 0
