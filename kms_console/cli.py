@@ -87,7 +87,7 @@ def serve(store_dir: Path, listen: str, *, mqtt: str | None = None, cert: Path |
                               "mqtt": mqtt}), flush=True)
         else:
             note = " (made now: this store had none)" if made else ""
-            print(f"KMS console at {url} (certificate {cert}{note}); Ctrl-C stops it", flush=True)
+            print(f"KMS console serving at {url} (certificate {cert}{note}); Ctrl-C stops it", flush=True)
         await task  # uvicorn stops on SIGINT and SIGTERM
 
     try:

@@ -116,7 +116,7 @@ def test_lab_demo_keep_serves_the_console_on_the_kept_store(tmp_path: Path) -> N
         for _ in range(1000):
             line = proc.stdout.readline()
             assert line, "the demo ended without serving the console"
-            found = re.search(r"KMS console at (https://\S+/)", line)
+            found = re.search(r"KMS console serving at (https://\S+/)", line)
             if found:
                 url = found.group(1)
                 break
