@@ -20,7 +20,7 @@ from kms_client.errors import KmsError
 
 from . import screens_admin as admin
 from . import screens_station as st
-from .auth import COOKIE, Guard, clear_cookie_header, cookie_header
+from .auth import COOKIE, Guard, check_origin, clear_cookie_header, cookie_header
 from .errors import ConsoleError
 from .library import FLASHING
 from .live import Hub, stream
@@ -128,6 +128,7 @@ async def login(console: Console, request: Request) -> Response:
     target = _safe_next((form.get("next") or ["/library"])[0])
     store = console.open_store()
     try:
+        check_origin(request.headers.get("origin"), request.headers.get("host"))  # no login from another site
         token = operators.login(store, name, password)
         must_change = operators.operator(store, name).must_change
     except KmsError as exc:

@@ -80,6 +80,10 @@ def test_kmsadm_must_change_the_default_password_first(store_dir: Path) -> None:
 
 def test_a_wrong_password_is_refused_and_audited(store_dir: Path) -> None:
     c = client(store_dir)
+    elsewhere = c.post("/login", data={"operator": "KmsAdm", "password": "kmsadm"},
+                       headers={"origin": "https://evil.example"})
+    assert elsewhere.status_code == 401 and "only its own pages may post" in elsewhere.text
+    assert COOKIE not in c.cookies
     page = c.post("/login", data={"operator": "KmsAdm", "password": "nope"})
     assert page.status_code == 401 and "wrong operator name or password" in page.text
     store = KmsStore.open(store_dir)
