@@ -54,3 +54,12 @@ def test_serve_wants_both_halves_of_a_given_certificate(tmp_path: Path) -> None:
     assert _t10k("kms", "init", "--store", str(tmp_path / "kms")).returncode == 0
     result = _t10k("kms", "serve", "--store", str(tmp_path / "kms"), "--cert", str(tmp_path / "kms/console-cert.pem"))
     assert result.returncode == 1 and "give both --cert and --key" in result.stderr
+
+
+def test_the_t10k_command_and_the_daemons_start_without_the_web_stack() -> None:
+    """``t10k token run`` and every other command go through lab.cli: the console's stack loads
+    only when the console is made."""
+    code = ("import sys, lab.cli; web = sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'jinja2', "
+            "'uvicorn'}); print(web)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
