@@ -33,7 +33,7 @@ async def create_operator(c: Ctx) -> str:
     except ValueError:
         raise KmsError(f"no role {role!r}: Administrator, Security Officer or User") from None
     operators.create_operator(c.store, c.who, name, chosen, c.get("password"))
-    return f"operator {name} ({role}) created: it changes nothing of its password until it logs in"
+    return f"operator {name} ({role}) created"
 
 
 async def set_operator_active(c: Ctx) -> str:

@@ -226,3 +226,35 @@ def test_a_store_without_logins_is_not_served(tmp_path: Path) -> None:
     KmsStore.create(tmp_path / "open", dbkey=os.urandom(32), kms_id=b"\x01\x02\x03\x04").close()
     with pytest.raises(Exception, match="no operator logins"):
         make_app(tmp_path / "open")
+
+
+def test_export_import_backups_and_operators(as_role: dict[str, TestClient], tmp_path: Path) -> None:
+    _mapping_setup(as_role, tmp_path)
+    admin, user, kmsadm = as_role["admin"], as_role["user"], as_role["KmsAdm"]
+    token = csrf_of(admin.get("/exchange").text)
+    relative = admin.post("/exchange/export", data={"csrf": token, "key": "0a0b0c0d00000001", "out": "keys.xml"})
+    assert relative.status_code == 400 and "absolute path on the KMS host" in relative.text
+    out = tmp_path / "keys.xml"
+    done = admin.post("/exchange/export", data={"csrf": token, "key": "0a0b0c0d00000001", "out": str(out)})
+    assert done.status_code == 200 and f"1 key(s) exported to {out}" in done.text and out.stat().st_mode & 0o777 == 0o600
+    store = KmsStore.open(admin.app.state.console.store_dir)
+    assert store.key_value(bytes.fromhex("0a0b0c0d00000001")).hex() not in done.text.lower()
+    again = admin.post("/exchange/import", data={"csrf": token, "file": str(out)})
+    assert again.status_code == 409 and "already present" in again.text
+    refused = user.post("/exchange/export", data={"csrf": csrf_of(user.get("/exchange").text), "out": str(out)})
+    assert refused.status_code == 403 and "that is for Administrator" in refused.text
+
+    taken = admin.post("/backups/take", data={"csrf": csrf_of(admin.get("/backups").text)})
+    assert "written" in taken.text and "operator request (console)" in taken.text
+
+    token = csrf_of(kmsadm.get("/operators").text)
+    made = kmsadm.post("/operators/create", data={"csrf": token, "name": "carol", "role": "Security Officer",
+                                                  "password": "carol-pass-1"})
+    assert made.status_code == 200 and "operator carol (Security Officer) created" in made.text
+    not_mine = kmsadm.post("/operators/create", data={"csrf": token, "name": "dave", "role": "User",
+                                                      "password": "dave-pass-1"})
+    assert not_mine.status_code == 403 and "an Administrator cannot create a User login" in not_mine.text
+    off = kmsadm.post("/operators/set-active", data={"csrf": token, "name": "carol", "state": "inactive"})
+    assert "operator carol is inactive" in off.text
+    audit = as_role["officer"].get("/audit/verify")
+    assert audit.status_code == 200 and "intact" in audit.text and "create_operator" in audit.text
