@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from events import ALL, parse_mqtt_url
+from kms_client.operators import SESSION_IDLE_S
 
 from .library import Alert, Library
 
@@ -84,15 +85,20 @@ def sse(event: str, data: str) -> bytes:
 
 
 KEEPALIVE_S = 15.0
-STREAM_LIMIT_S = 600.0  # a stream ends after ten minutes; the browser reconnects (and so uses its session)
+#: A stream ends after the session's idle time and tells the page so: the page stops, instead of
+#: reconnecting (which would use the session), so a Library screen left open lets its session expire.
+STREAM_LIMIT_S = float(SESSION_IDLE_S)
+PAUSED = "live view paused after ten minutes: reload the page to go on (an idle session expires)"
 
 
-async def stream(hub: Hub, render: Any, is_disconnected: Any, alerts_from: int) -> Any:
+async def stream(hub: Hub, render: Any, is_disconnected: Any, alerts_from: int, *,
+                 limit_s: float | None = None) -> Any:
     """The live view for one browser: the library drawn on each change, and each new alert."""
     started = time.monotonic()
     version = -1
     shown = alerts_from
-    while time.monotonic() - started < STREAM_LIMIT_S:
+    limit = STREAM_LIMIT_S if limit_s is None else limit_s
+    while time.monotonic() - started < limit:
         if await is_disconnected():
             return
         if version != hub.version:
@@ -103,6 +109,7 @@ async def stream(hub: Hub, render: Any, is_disconnected: Any, alerts_from: int) 
             for text in reversed(alerts[:max(0, total - shown)]):
                 yield sse("alert", text)
             shown = total
-        new = await hub.wait(version, KEEPALIVE_S)
+        new = await hub.wait(version, min(KEEPALIVE_S, max(0.0, limit - (time.monotonic() - started))))
         if new == version:
             yield b": keepalive\n\n"
+    yield sse("end", PAUSED)

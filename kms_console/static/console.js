@@ -16,6 +16,14 @@
     line.textContent = "ALERT: " + event.data;
     alerts.prepend(line);
   });
+  source.addEventListener("end", function (event) {
+    source.close();  // no reconnection: that would keep an idle session alive
+    const note = document.createElement("p");
+    note.className = "warning";
+    note.id = "paused";
+    note.textContent = event.data;
+    library.prepend(note);
+  });
   source.onerror = function () {
     library.classList.add("stale");
   };

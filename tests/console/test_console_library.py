@@ -58,3 +58,17 @@ async def test_the_hub_wakes_every_waiter_on_a_change_and_times_out_quietly() ->
     for _ in range(50):  # many short waits cancelled by their timeout leave the hub usable
         await hub.wait(1, 0.001)
     assert await hub.wait(0, 5.0) == 1
+
+
+async def test_a_stream_ends_after_its_limit_and_says_so() -> None:
+    """A Library screen left open stops, instead of reconnecting and so keeping its session alive."""
+    from kms_console.live import PAUSED, Hub, stream
+
+    hub = Hub("mqtt://127.0.0.1:1")
+
+    async def connected() -> bool:
+        return False
+
+    events = [e async for e in stream(hub, lambda: ("<p>drawn</p>", []), connected, 0, limit_s=0.2)]
+    assert events[0] == b"event: library\ndata: <p>drawn</p>\n\n"
+    assert events[-1] == f"event: end\ndata: {PAUSED}\n\n".encode()
