@@ -17,12 +17,11 @@ from typing import Any
 from protocol.cli_options import Progress, add_ip, add_json, add_mqtt
 from protocol.constants import TOKEN_MGMT_PORT
 from protocol.ids import cli_type, parse_csn, parse_hex, parse_key_id
-from protocol.manufacturing import parse_manufacturing
 from protocol.timestamps import format_timestamp
 
 from . import intents, operators, station, views
 from .files import write_key_file
-from .errors import NotFound, StoreDamaged, StoreError
+from .errors import StoreDamaged, StoreError
 from .store import KmsStore, parse_db_key
 from .storefiles import DBKEY_ENV, DbKeySource
 
@@ -47,7 +46,8 @@ def _db_key(text: str) -> bytes:
         raise ValueError(str(exc)) from None
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    """``t10k kms ...``; returns its subcommands, so another package (the console) can add its own."""
     kms = sub.add_parser("kms", help="the Key Management Station")
     ksub = kms.add_subparsers(dest="kms_command", required=True)
 
@@ -208,6 +208,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--from", dest="source", type=Path, help="restore from another KMS's store (its backups/)")
     p = cmd("audit", _audit, "the audit trail: list it, or verify it has not been edited")
     p.add_argument("action", choices=["list", "verify"])
+    return ksub
 
 
 def _open(args: argparse.Namespace, source: DbKeySource | None = None) -> KmsStore:
@@ -275,30 +276,24 @@ def _init(args: argparse.Namespace) -> int:
         operators.enable_roles(store)
     where = store.dbkey_path
     store.close()
+    from .console_cert import make_console_cert
+
+    cert, _ = make_console_cert(directory)  # for 't10k kms serve' (HTTPS)
     logins = "" if args.no_roles else (f"; operator {operators.DEFAULT_ADMIN}, password {operators.DEFAULT_PASSWORD}"
                                        f" (common to every KMS: change it at first login)")
     kept = f"database key in {where}" if where is not None else \
         f"database key kept nowhere: give it as ${DBKEY_ENV} (or at the prompt) to every command"
     return _out(args, {"store": str(directory), "kms_id": kms_id.hex(), "roles": not args.no_roles,
-                       "dbkey_file": None if where is None else str(where)},
-                f"KMS store created in {directory} (KMS ID {kms_id.hex()}); {kept}{logins}")
+                       "dbkey_file": None if where is None else str(where), "console_cert": str(cert)},
+                f"KMS store created in {directory} (KMS ID {kms_id.hex()}); {kept}{logins}; "
+                f"the console's HTTPS certificate in {cert}")
 
 
 def _import_drive(args: argparse.Namespace) -> int:
     """One drive at a time, as the seed's limitation 4 says."""
-    try:
-        drives = parse_manufacturing(args.manufacturing.read_text())
-    except UnicodeDecodeError:
-        raise StoreError(f"manufacturing file {args.manufacturing} is damaged (not text): ask for the drives' "
-                         f"manufacturing data (CD) again") from None
-    except OSError as exc:
-        raise NotFound(f"cannot read manufacturing file {args.manufacturing}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise StoreError(f"manufacturing file {args.manufacturing}: {exc}") from None
-    made = next((d for d in drives if d.csn == args.csn), None)
-    if made is None:
-        raise NotFound(f"{args.manufacturing} has no drive with CSN {args.csn.hex()}")
-    _open(args).add_drive(args.name, made.csn, made.pckey, made.model, args.ip)
+    from .entities import import_drive
+
+    made = import_drive(_open(args), args.manufacturing, args.csn, args.name, args.ip)
     return _out(args, {"drive": args.name, "csn": made.csn.hex(), "model": made.model},
                 f"drive {args.name} (CSN {made.csn.hex()}, {made.model}) imported")
 

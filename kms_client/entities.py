@@ -7,7 +7,11 @@ the entity is unmapped: a key in no key set, a key set or drive in no pool mappi
 
 from __future__ import annotations
 
-from .errors import NotFound, RuleViolation
+from pathlib import Path
+
+from protocol.manufacturing import ManufacturedDrive, parse_manufacturing
+
+from .errors import NotFound, RuleViolation, StoreError
 from .store import KmsStore
 
 MAX_DESCRIPTION = 256
@@ -74,3 +78,21 @@ def remove_key_from_set(store: KmsStore, key_set: str, key_id: bytes) -> None:
         if conn.execute("DELETE FROM key_set_members WHERE key_set=? AND key_id=?", (key_set, key_id)).rowcount != 1:
             raise NotFound(f"key {key_id.hex()} is not in key set {key_set!r}")
         store.audit("remove_key_from_set", {"key_set": key_set, "key_id": key_id.hex()})
+
+
+def import_drive(store: KmsStore, manufacturing: Path, csn: bytes, name: str, ip: str = "") -> ManufacturedDrive:
+    """One drive's CSN and PCkey from a manufacturing file (the seed's CD), one at a time (limitation 4)."""
+    try:
+        drives = parse_manufacturing(manufacturing.read_text())
+    except UnicodeDecodeError:
+        raise StoreError(f"manufacturing file {manufacturing} is damaged (not text): ask for the drives' "
+                         f"manufacturing data (CD) again") from None
+    except OSError as exc:
+        raise NotFound(f"cannot read manufacturing file {manufacturing}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise StoreError(f"manufacturing file {manufacturing}: {exc}") from None
+    made = next((d for d in drives if d.csn == csn), None)
+    if made is None:
+        raise NotFound(f"{manufacturing} has no drive with CSN {csn.hex()}")
+    store.add_drive(name, made.csn, made.pckey, made.model, ip)
+    return made

@@ -74,13 +74,22 @@ class Plan:
 
 def load_plan(path: Path) -> Plan:
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise StoreError(f"plan file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise StoreError(f"{path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise StoreError(f"cannot read plan file {path}: {exc.strerror or exc}") from None
+    return parse_plan(text, str(path))
+
+
+def parse_plan(text: str, path: str = "the plan") -> Plan:
+    """A plan from its TOML text (``path`` names it in errors)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StoreError(f"{path} is not valid TOML: {exc}") from None
     retention, rotations = data.get("retention_years"), data.get("rotations_per_year")
     if not isinstance(retention, int) or not 1 <= retention <= 100:
         raise StoreError(f"{path}: retention_years must be 1..100")

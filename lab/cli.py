@@ -14,6 +14,7 @@ from host import cli as host_cli
 from host.errors import HostError
 from kms_client import cli as kms_cli
 from kms_client.errors import KmsError
+from kms_console import cli as console_cli
 from token_daemon import cli as token_cli
 from token_daemon.errors import TokenDaemonError
 
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     drive_cli.register(sub)
     host_cli.register(sub)
     tape_cli.register(sub)
-    kms_cli.register(sub)
+    console_cli.register(kms_cli.register(sub))
     demo_cli.register(sub)
     pcap_cli.register(sub)
     return parser

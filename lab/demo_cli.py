@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from protocol.cli_options import add_capture, add_json
+from protocol.cli_options import add_capture, add_json, add_mqtt
 
 from .addresses import AddressError, LabNet, allocate
 from .cluster import LabTimeout
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo.add_argument("--keep", type=Path, help="keep the lab's files (KMS store, token and drive state) here")
     add_capture(demo, "write every datagram and TCP frame to this pcap")
     _net_option(demo)
+    _console_option(demo, "with --keep: then serve the KMS console on the kept store until Ctrl-C")
     demo.set_defaults(func=_demo)
 
     addresses = lsub.add_parser("addresses", help="find a free 127.x.y.0/24 and drive-LAN port for a lab beside "
@@ -46,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="netns: a namespace per token bay and per drive library on a bridge (root); "
                          "loopback: 127.18.*.* addresses; auto: netns when root")
     up.add_argument("--once", action="store_true", help="arm, print the status, tear down and exit")
+    _console_option(up, "also serve the KMS console on the lab's store (operator logins are turned on)")
+    add_mqtt(up, "every daemon publishes its state and alerts here, each site under its name; the console "
+                 "draws the library live from it", site=False)
     add_json(up)
     up.set_defaults(func=_up)
 
@@ -67,6 +71,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     down.add_argument("topology", type=Path)
     add_json(down)
     down.set_defaults(func=_down)
+
+
+def _console_option(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--console", nargs="?", const="127.0.0.1:8443", metavar="IP:PORT",
+                   help=f"{help}; default 127.0.0.1:8443 (port 0: a free one)")
+
+
+CONSOLE_LOGIN = ("log in as KmsAdm with the default password kmsadm (changed at first login); the store now has "
+                 "operator logins, so its CLI commands need 't10k kms login' too")
 
 
 def _net_option(p: argparse.ArgumentParser) -> None:
@@ -98,6 +111,8 @@ def _addresses(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.console and not args.keep:
+        raise ValueError("--console serves the demo's store: give --keep DIR too")
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="t10k-demo-"))
     if args.keep and any(args.keep.iterdir() if args.keep.exists() else []):
         raise ValueError(f"--keep {args.keep} must be a new or empty directory")
@@ -127,7 +142,26 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"\ndemo finished in {elapsed:.1f} s: {verdict}.")
         if capture is not None:
             print(f"{capture.packets} packets captured to {args.capture} (t10k pcap decode {args.capture})")
+    if args.console:
+        _serve_kept(workdir / "kms", args.console, as_json=args.json)
     return 0 if report.ok else 1
+
+
+def _serve_kept(store_dir: Path, listen: str, *, as_json: bool) -> None:
+    """The console on a kept demo's store (its daemons are gone: no live view), until Ctrl-C."""
+    from kms_client import operators
+    from kms_client.store import KmsStore
+    from kms_console.cli import serve
+
+    store = KmsStore.open(store_dir)
+    try:
+        if not operators.roles_enabled(store):
+            operators.enable_roles(store)
+    finally:
+        store.close()
+    if not as_json:
+        print(f"console: {CONSOLE_LOGIN}", flush=True)
+    serve(store_dir, listen, as_json=as_json)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -153,13 +187,16 @@ def _up(args: argparse.Namespace) -> int:
     lan_port = DRIVE_LAN_PORT if netns else free_lan_port()  # loopback: one drive LAN per lab on this machine
     mode = "netns" if netns else "loopback"
     say(f"{topology.name}: {len(topology.sites)} site(s) in {mode} mode, state in {state}, drive LAN port {lan_port}")
-    lab = NetworkLab(topology, state, netns=netns, lan_port=lan_port, progress=say)
+    lab = NetworkLab(topology, state, netns=netns, lan_port=lan_port, progress=say, mqtt=args.mqtt)
     lab.up()
     try:
         say("every daemon serving; enrolling and arming every site")
         asyncio.run(lab.arm())
         rows = asyncio.run(lab.status())
         where = _lab_files(state, topology, netns)
+        if args.console:
+            where["console"] = lab.start_console(args.console)
+            say(f"KMS console at {where['console']}: {CONSOLE_LOGIN}")
         if args.json:
             print(json.dumps({"topology": topology.name, "mode": mode, "seconds": round(time.monotonic() - started, 2),
                               "lan_port": lan_port, **where, "drives": rows}, indent=2), flush=True)
@@ -170,6 +207,8 @@ def _up(args: argparse.Namespace) -> int:
                 print(f"  {r['site']:<14} {r['drive']:<18} {r['ip']:<15} {r['led']:<6} write key {r['write_key']:<4}"
                       f" {r['keys']} key(s)  OKT {r['okt_time']}")
             _print_files(where, topology, rows, netns)
+            if "console" in where:
+                print(f"console     {where['console']}   ({CONSOLE_LOGIN})")
         if not args.once:
             print("running; Ctrl-C (or SIGTERM) tears it down (the state directory stays)", file=out, flush=True)
             stop = asyncio.Event()

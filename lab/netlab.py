@@ -69,13 +69,16 @@ class Daemon:
 
 class NetworkLab:
     def __init__(self, topology: Topology, state_dir: Path, *, netns: bool, announce_interval_s: float = 1.0,
-                 lan_port: int = DRIVE_LAN_PORT, progress: Callable[[str], None] | None = None) -> None:
+                 lan_port: int = DRIVE_LAN_PORT, progress: Callable[[str], None] | None = None,
+                 mqtt: str | None = None) -> None:
         """``lan_port``: the drive LAN's UDP port (loopback mode: give each lab its own, see lab/addresses.py);
-        ``progress`` hears each site starting, enrolling and arming."""
+        ``progress`` hears each site starting, enrolling and arming; ``mqtt``: every daemon publishes its
+        state there, each site under its own name (docs/EVENTS.md)."""
         # absolute: the daemons run from the repository's directory, not the caller's
         self.topology, self.state_dir, self.netns = topology, state_dir.absolute(), netns
         self.announce_interval_s = announce_interval_s
         self.lan_port = lan_port
+        self.mqtt = mqtt
         self._say = progress or (lambda text: None)
         self.daemons: list[Daemon] = []
         self.kms: KmsStore | None = None
@@ -127,7 +130,10 @@ class NetworkLab:
 
     # --- processes ----------------------------------------------------------------
 
-    def _start(self, name: str, prefix: list[str], *args: str) -> None:
+    def _events(self, site: Site) -> list[str]:
+        return ["--mqtt", self.mqtt, "--site", site.name] if self.mqtt else []
+
+    def _start(self, name: str, prefix: list[str], *args: str) -> str:
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         err = open(logs / f"{name}.log", "w")
@@ -139,6 +145,7 @@ class NetworkLab:
             raise NetLabError(f"{name} did not start: {(logs / f'{name}.log').read_text()[-500:]}")
         self.daemons.append(Daemon(name, proc))
         self._say(f"  {name}: {line.strip()} (pid {proc.pid})")
+        return line
 
     def up(self) -> None:
         if self.state_dir.exists() and any(self.state_dir.iterdir()):
@@ -171,7 +178,7 @@ class NetworkLab:
                                 "--state", str(self.state_dir / "tokens" / token),
                                 "--secret-file", str(secrets / token), "--broadcast", site.broadcast(self.netns),
                                 "--announce-interval", str(self.announce_interval_s),
-                                "--drive-lan-port", str(self.lan_port))
+                                "--drive-lan-port", str(self.lan_port), *self._events(site))
                 # The library's service credential: what 't10k vop reset --credential-file' needs.
                 credential = secrets / f"{site.name}-drives"
                 write_credential_file(credential)
@@ -179,10 +186,26 @@ class NetworkLab:
                             "--manufacturing", str(cd), "--first-ip", site.drive_ips(self.netns)[0],
                             "--state", str(self.state_dir / "drives" / site.name),
                             "--service-credential-file", str(credential),
-                            "--broadcast", site.broadcast(self.netns), "--drive-lan-port", str(self.lan_port))
+                            "--broadcast", site.broadcast(self.netns), "--drive-lan-port", str(self.lan_port),
+                            *self._events(site))
         except BaseException:
             self.down()
             raise
+
+    def start_console(self, listen: str) -> str:
+        """The KMS console on the lab's store (``t10k kms serve``); returns its URL. The store gets
+        operator logins first (the console serves no store without them): KmsAdm, whose default
+        password is changed at first login; from then on the CLI needs a session too."""
+        import json
+
+        from kms_client import operators
+
+        assert self.kms is not None, "bring the lab up first"
+        if not operators.roles_enabled(self.kms):
+            operators.enable_roles(self.kms)
+        line = self._start("console", [], "kms", "serve", "--store", str(self.state_dir / "kms"), "--listen", listen,
+                           "--json", *(["--mqtt", self.mqtt] if self.mqtt else []))
+        return str(json.loads(line)["url"])
 
     def _check_addresses(self) -> None:
         """Loopback mode: every site's 127.18.i.0/24 addresses must be free; a clash names its holder."""
