@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from kms_client import operators, views
 from kms_client.errors import KmsError
+from kms_client.storefiles import DbKeySource
 
 from . import screens_admin as admin
 from . import screens_station as st
@@ -34,9 +35,9 @@ async def _library_view(c: Ctx) -> dict[str, Any]:
 LIBRARY = Screen("library.html", "list", _library_view, "Library")
 
 
-def check_store(store_dir: Path) -> None:
+def check_store(store_dir: Path, dbkey: DbKeySource | None = None) -> None:
     """The console serves only a store with operator logins: without them anyone reaching it would act."""
-    console = Console(store_dir)
+    console = Console(store_dir, dbkey=dbkey)
     store = console.open_store()
     try:
         if not operators.roles_enabled(store):
@@ -47,9 +48,10 @@ def check_store(store_dir: Path) -> None:
         store.close()
 
 
-def make_app(store_dir: Path, *, mqtt: str | None = None, guard: Guard | None = None) -> Starlette:
-    check_store(store_dir)
-    console = Console(store_dir, mqtt=mqtt, guard=guard)
+def make_app(store_dir: Path, *, mqtt: str | None = None, guard: Guard | None = None,
+             dbkey: DbKeySource | None = None) -> Starlette:
+    check_store(store_dir, dbkey)
+    console = Console(store_dir, mqtt=mqtt, guard=guard, dbkey=dbkey)
     if mqtt:
         console.hub = Hub(mqtt)
 

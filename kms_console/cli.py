@@ -12,6 +12,8 @@ from pathlib import Path
 from kms_client.console_cert import console_cert_paths, make_console_cert
 from protocol.cli_options import add_json, add_mqtt
 
+from kms_client.storefiles import DBKEY_ENV, DbKeySource
+
 from .errors import ConsoleError
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
@@ -24,6 +26,8 @@ def register(ksub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
                    help=f"where to serve HTTPS (default {DEFAULT_LISTEN})")
     p.add_argument("--cert", type=Path, help="a PEM certificate to serve (default: the one 'kms init' made in the store)")
     p.add_argument("--key", type=Path, help="the PEM private key of --cert")
+    p.add_argument("--dbkey-file", type=Path, help=f"the file holding the database key; default: the file named at "
+                   f"init, else ${DBKEY_ENV}, else STORE/dbkey (the console cannot ask for it at a prompt)")
     add_mqtt(p, "draw the library live from this broker (the daemons' --mqtt)", site=False)
     add_json(p, "print one JSON line when serving (url, certificate), for scripts")
     p.set_defaults(func=_serve)
@@ -54,11 +58,12 @@ def certificate(store_dir: Path, cert: Path | None, key: Path | None) -> tuple[P
 
 def _serve(args: argparse.Namespace) -> int:
     store_dir = Path(args.store or os.environ.get("T10K_KMS_STORE", "kms-store"))
-    return serve(store_dir, args.listen, mqtt=args.mqtt, cert=args.cert, key=args.key, as_json=args.json)
+    return serve(store_dir, args.listen, mqtt=args.mqtt, cert=args.cert, key=args.key, as_json=args.json,
+                 dbkey=DbKeySource(file=args.dbkey_file, interactive=False))
 
 
 def serve(store_dir: Path, listen: str, *, mqtt: str | None = None, cert: Path | None = None, key: Path | None = None,
-          as_json: bool = False) -> int:
+          as_json: bool = False, dbkey: DbKeySource | None = None) -> int:
     """Serve the console until SIGINT or SIGTERM; says where (one line, JSON with ``as_json``) once serving."""
     import uvicorn
 
@@ -66,7 +71,7 @@ def serve(store_dir: Path, listen: str, *, mqtt: str | None = None, cert: Path |
 
     host, port = parse_listen(listen)
     cert, key, made = certificate(store_dir, cert, key)
-    app = make_app(store_dir, mqtt=mqtt)
+    app = make_app(store_dir, mqtt=mqtt, dbkey=dbkey)
     config = uvicorn.Config(app, host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
                             log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)

@@ -16,6 +16,7 @@ from starlette.templating import Jinja2Templates
 from kms_client import operators
 from kms_client.errors import KmsError, NotFound, RuleViolation, TokenUnreachable
 from kms_client.store import KmsStore
+from kms_client.storefiles import DbKeySource
 
 from .auth import COOKIE, Guard, check_origin
 
@@ -73,15 +74,18 @@ class Screen:
 
 
 class Console:
-    def __init__(self, store_dir: Path, *, mqtt: str | None = None, guard: Guard | None = None) -> None:
+    def __init__(self, store_dir: Path, *, mqtt: str | None = None, guard: Guard | None = None,
+                 dbkey: DbKeySource | None = None) -> None:
         self.store_dir = store_dir
+        #: Where the database key is found, as for every 'kms' command (never a prompt: no terminal here).
+        self.dbkey = dbkey or DbKeySource(interactive=False)
         self.mqtt = mqtt
         self.guard = guard or Guard()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.hub: Any = None  # live.Hub when --mqtt is given
 
     def open_store(self) -> KmsStore:
-        return KmsStore.open(self.store_dir)
+        return KmsStore.open(self.store_dir, dbkey=self.dbkey)
 
     def render(self, request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
         response = self.templates.TemplateResponse(request, template, context | {"mqtt": self.mqtt}, status_code=status)

@@ -11,14 +11,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class ConsoleProcess:
-    def __init__(self, store: Path, *, mqtt: str | None = None) -> None:
-        self.store, self.mqtt = store, mqtt
+    def __init__(self, store: Path, *, mqtt: str | None = None, extra: tuple[str, ...] = ()) -> None:
+        self.store, self.mqtt, self.extra = store, mqtt, extra
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
     def __enter__(self) -> ConsoleProcess:
         cmd = [sys.executable, "-m", "lab.cli", "kms", "serve", "--store", str(self.store), "--listen", "127.0.0.1:0",
-               "--json"] + (["--mqtt", self.mqtt] if self.mqtt else [])
+               "--json", *self.extra] + (["--mqtt", self.mqtt] if self.mqtt else [])
         self.log = self.store.parent / "console.log"
         self._log = self.log.open("w")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True)

@@ -44,6 +44,22 @@ def test_serve_speaks_https_with_the_certificate_init_made(tmp_path: Path) -> No
             urllib.request.urlopen(plain, timeout=10)  # no plain HTTP
 
 
+def test_serve_finds_a_database_key_kept_apart_from_the_store(tmp_path: Path) -> None:
+    """As every 'kms' command: the key file given at init (not in the store), or --dbkey-file."""
+    keyfile = tmp_path / "elsewhere" / "dbkey"
+    keyfile.parent.mkdir()
+    assert _t10k("kms", "init", "--store", str(tmp_path / "kms"), "--dbkey-file", str(keyfile)).returncode == 0
+    assert not (tmp_path / "kms" / "dbkey").exists()
+    moved = tmp_path / "moved-dbkey"
+    keyfile.rename(moved)
+    lost = _t10k("kms", "serve", "--store", str(tmp_path / "kms"), "--listen", "127.0.0.1:0")
+    assert lost.returncode == 1 and str(keyfile) in lost.stderr and "Traceback" not in lost.stderr
+    with ConsoleProcess(tmp_path / "kms", extra=("--dbkey-file", str(moved))) as console:
+        trusted = ssl.create_default_context(cafile=str(tmp_path / "kms" / "console-cert.pem"))
+        with urllib.request.urlopen(console.url + "login", context=trusted, timeout=10) as page:
+            assert page.status == 200
+
+
 def test_serve_refuses_a_store_without_logins(tmp_path: Path) -> None:
     assert _t10k("kms", "init", "--store", str(tmp_path / "kms"), "--no-roles").returncode == 0
     result = _t10k("kms", "serve", "--store", str(tmp_path / "kms"), "--listen", "127.0.0.1:0")
