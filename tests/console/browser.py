@@ -1,12 +1,15 @@
 """A real browser for the console's tests: Debian's chromium, headless, driven by Selenium through
 Debian's chromedriver (scripts/bootstrap installs both; nothing is downloaded at run time).
 
-Every wait is bounded. Screenshots of the main screens go to docs/console/ (README links them).
+Every wait is bounded. Screenshots of the main screens go to docs/console/ (README links them)
+when T10K_SCREENSHOTS=docs/console is set.
 """
 
 from __future__ import annotations
 
 import shutil
+import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +21,9 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "console"
+#: Where screenshots go: docs/console/ when T10K_SCREENSHOTS=docs/console is set (how the README's
+#: pictures are refreshed), else a scratch directory, so a test run leaves the tree as it was.
+SHOTS = ROOT / os.environ.get("T10K_SCREENSHOTS", str(Path(tempfile.gettempdir()) / "t10k-console-shots"))
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 WAIT_S = 20.0
 
@@ -90,5 +95,5 @@ class Browser:
     def shot(self, name: str) -> Path:
         SHOTS.mkdir(parents=True, exist_ok=True)
         path = SHOTS / f"{name}.png"
-        self.driver.save_screenshot(str(path))
+        assert self.driver.save_screenshot(str(path)) and path.stat().st_size > 0, f"no screenshot {path}"
         return path
