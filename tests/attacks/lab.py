@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: How long a fresh OKT may take to arm every drive. Until forged offers are refused by design
 #: (issue 13, finding 6), a forged KEYS_AVAILABLE holds a drive in a pull to a source that never
 #: answers until its retries run out (RETRY_BASE_S * 2**MAX_PULL_ATTEMPTS, about 16-24 s).
-REARM_TIMEOUT_S = 45.0
+REARM_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
