@@ -63,10 +63,12 @@ def struct_package(msg: m.MediaKeyPackage) -> m.MediaKeyPackage:
 
 def struct_available(msg: m.KeysAvailable) -> m.KeysAvailable:
     f = msg.csn_filter
-    body = _AVAIL_HEAD.pack(msg.token_id, int(msg.mode), msg.timestamp, msg.csn_count, f.hash_count, len(f.bits)) + f.bits
+    body = (_AVAIL_HEAD.pack(msg.token_id, int(msg.mode), msg.timestamp, msg.csn_count, f.hash_count, len(f.bits))
+            + f.bits + msg.signature)
     tid, mode, ts, count, hashes, n = _AVAIL_HEAD.unpack_from(body)
     bits = body[_AVAIL_HEAD.size:_AVAIL_HEAD.size + n]
-    return m.KeysAvailable(tid, m.TokenMode(mode), ts, count, CsnFilter(hashes, bits))
+    signature = body[_AVAIL_HEAD.size + n:_AVAIL_HEAD.size + n + 64]
+    return m.KeysAvailable(tid, m.TokenMode(mode), ts, count, CsnFilter(hashes, bits), signature)
 
 
 # --- the contenders ------------------------------------------------------------------------
