@@ -9,16 +9,14 @@ so the lab's event loop keeps serving while it waits.
 from __future__ import annotations
 
 import asyncio
-import socket
+import time
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
 import pytest
 
-import protocol as p
 from kms_client import operators
 from lab.cluster import Lab, LabPlan
-from protocol.constants import TOKEN_LAN_PORT
 from protocol.timestamps import format_timestamp
 from tests.integration.conftest import POOL
 from tests.integration.test_mqtt import Broker
@@ -129,10 +127,10 @@ async def test_a_missing_key_is_an_alert_and_on_the_tokens_screen(live: tuple[La
     await run(b.open, "/library")
     await run(b.wait, lambda b: len(b.finds('#library .drive[data-led="RED"]')) == 8, "eight drives armed")
     key_id = bytes.fromhex("0a0b0c0d00000063")
-    report = p.ErrorReport(lab.drive_csns["drive-02"], p.constants.ErrorCode.MISSING_KEY, key_id, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:  # drive-02 tells its token
-        udp.bind((lab.drive_ips["drive-02"], 0))
-        udp.sendto(p.encode(report), (lab.token_ips["token-A"], TOKEN_LAN_PORT))
+    # A tape needs a key drive-02 lacks: the drive itself reports it (MAC'd under its report key)
+    # to the token its media keys came from, as when a host reads such a tape.
+    hosted = lab.drives.drives[lab.drive_csns["drive-02"]]
+    hosted.apply(hosted.drive.missing_key(key_id, time.time()))
     await run(b.wait, lambda b: "0a0b0c0d00000063" in b.text("#alerts"), "the alert, pushed to the page")
     alert = str(await run(b.text, "#alerts"))
     assert "error 00006109 (MISSING_KEY) from drive drive-02" in alert and "token token-A" in alert, alert
