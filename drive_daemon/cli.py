@@ -17,7 +17,6 @@ from protocol.sense import SenseProfile
 
 from .credential import read_credential_file, write_credential_file
 from .manufacturing import find_drive, make_drives, read_manufacturing_file, write_manufacturing_file
-from .service import DriveHost, DriveHostConfig
 from .vop import vop_fields, vop_load, vop_reset, vop_status, vop_unload
 
 
@@ -88,6 +87,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-arg]
+    from .service import DriveHost, DriveHostConfig  # here: every other t10k command starts without it
+
     config = DriveHostConfig(state_dir=args.state, listen_broadcast=args.broadcast, library=args.library,
                              lan_port=args.drive_lan_port,
                              sense_profile=SenseProfile(args.sense_profile),

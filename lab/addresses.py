@@ -26,6 +26,8 @@ from protocol.constants import (
     VOP_PORT,
 )
 
+from .errors import AddressError  # noqa: F401 - re-exported: its home before lab/errors.py
+
 FIRST_TOKEN_HOST = 21
 FIRST_DRIVE_HOST = 101
 #: Drive-LAN ports are drawn from here: below Linux's ephemeral range (32768-60999), above the fixed ones.
@@ -35,9 +37,6 @@ _RESERVED_SECOND_OCTETS = {0, 18, 255}
 MAX_ATTEMPTS = 64
 _SPEC = re.compile(r"^(?P<net>127\.\d{1,3}\.\d{1,3}\.0/24)(?::(?P<port>\d{1,5}))?$")
 
-
-class AddressError(ValueError):
-    """The lab's addresses are taken or malformed; the message names ip:port and who holds it."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from protocol.constants import TOKEN_MGMT_PORT
 
 from . import demo_cli, pcap_cli
 
-from .netlab import NetLabError
+from .errors import NetLabError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -29,6 +29,7 @@ from protocol.manufacturing import format_manufacturing, make_drives, parse_manu
 from token_daemon.service import TokenConfig, TokenService
 
 from .addresses import LabNet, allocate, ensure_free
+from .errors import LabTimeout  # noqa: F401 - re-exported: its home before lab/errors.py
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,6 @@ class LabPlan:
     announce_interval_s: float = 0.5
     kms_id: bytes = field(default_factory=lambda: os.urandom(4))
 
-
-class LabTimeout(Exception):
-    """The lab did not reach the awaited state in time; the message shows where it got."""
 
 
 class Lab:

@@ -15,8 +15,6 @@ from typing import Any
 from protocol.cli_options import add_capture, add_json, add_mqtt
 
 from .addresses import AddressError, LabNet, allocate
-from .cluster import LabTimeout
-from .demo import render_step, run_demo
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -111,6 +109,9 @@ def _addresses(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from .cluster import LabTimeout  # the daemons load only for the commands that run them
+    from .demo import render_step, run_demo
+
     if args.console and not args.keep:
         raise ValueError("--console serves the demo's store: give --keep DIR too")
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="t10k-demo-"))
@@ -268,6 +269,7 @@ def _scenario(args: argparse.Namespace) -> int:
     from protocol.pcap import CaptureWriter
 
     from .captures import SCENARIOS
+    from .cluster import LabTimeout
     from .narration import Said
 
     scenario = SCENARIOS[args.name]

@@ -33,13 +33,11 @@ from protocol.timestamps import format_timestamp
 from .addresses import LabNet, clashes
 from .cluster import LabTimeout
 from .topology import Site, Topology
+from .errors import NetLabError  # noqa: F401 - re-exported: its home before lab/errors.py
 
 BRIDGE = "t10k-br"
 ROOT = Path(__file__).resolve().parents[1]
 
-
-class NetLabError(Exception):
-    """The lab cannot be brought up as asked; the message says why and what to do."""
 
 
 def can_use_netns() -> bool:

@@ -35,13 +35,11 @@ from protocol.constants import (
 )
 from protocol.errors import DecodeError
 from protocol.pcap import CapturedFrame, read_capture
+from .errors import ReplayError  # noqa: F401 - re-exported: its home before lab/errors.py
 
 if TYPE_CHECKING:
     from protocol.cli_options import Progress
 
-
-class ReplayError(ValueError):
-    """Replay cannot go on (nothing answers where the requests go)."""
 
 
 TCP_SERVICES = {TOKEN_MGMT_PORT, VOP_PORT}

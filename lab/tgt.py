@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from protocol.constants import ISCSI_PORT
+from .errors import TgtError  # noqa: F401 - re-exported: its home before lab/errors.py
 
 TGT_IQN = "iqn.2026-11.org.t10k-lab:tgt-tape"
 TGT_LUN = 1
@@ -43,9 +44,6 @@ FAST_SESSION = {"MaxRecvDataSegmentLength": "262144", "InitialR2T": "No", "Immed
                 "FirstBurstLength": "262144", "MaxBurstLength": "1048576",
                 "HeaderDigest": "None,CRC32C", "DataDigest": "None,CRC32C"}
 
-
-class TgtError(Exception):
-    """tgt cannot be started or configured; the message says why and what to do."""
 
 
 def tgt_available() -> bool:

@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.constants import LOOPBACK_BROADCAST, MAX_MEDIA_KEYS
+from .errors import TopologyError  # noqa: F401 - re-exported: its home before lab/errors.py
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 MAX_SITES = 200
 MAX_DRIVES_PER_SITE = 150
 
-
-class TopologyError(ValueError):
-    """The topology file is wrong; the message names the place."""
 
 
 @dataclass(frozen=True)
