@@ -38,6 +38,11 @@ _KNOWN_FLAGS = int(HeaderFlag.AUTHENTICATED | HeaderFlag.REPLY)
 _WHOLE_BODIES = {t: Struct("body" / layout, Terminated) for t, layout in BODIES.items()}
 #: The header as one struct call (derived from the Header layout: still declared once).
 _HEADER = fixed_struct(Header)
+#: Enum members by value, looked up rather than constructed: a capture's decode reads
+#: hundreds of thousands of headers, and building an enum member costs a call each.
+_TYPES = {int(t): t for t in MessageType}
+_FLAGS = {f: HeaderFlag(f) for f in range(_KNOWN_FLAGS + 1) if not f & ~_KNOWN_FLAGS}
+_AUTHENTICATED = int(HeaderFlag.AUTHENTICATED)
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class HeaderInfo:
     @property
     def remaining(self) -> int:
         """Bytes that follow the header in this frame (body and any trailer)."""
-        trailer = AUTH_TRAILER_SIZE if self.flags & HeaderFlag.AUTHENTICATED else 0
+        trailer = AUTH_TRAILER_SIZE if int(self.flags) & _AUTHENTICATED else 0
         return self.body_length + trailer
 
 
@@ -159,15 +164,15 @@ def decode_header(data: bytes) -> HeaderInfo:
         why = RETIRED_VERSIONS.get(version, "")
         raise DecodeError(DecodeReason.UNKNOWN_VERSION,
                           f"version {version}, this build speaks {PROTOCOL_VERSION}" + (f": {why}" if why else ""))
-    try:
-        message_type = MessageType(type_)
-    except ValueError:
-        raise DecodeError(DecodeReason.UNKNOWN_TYPE, f"type {type_:#04x}") from None
-    if flags & ~_KNOWN_FLAGS:
+    message_type = _TYPES.get(type_)
+    if message_type is None:
+        raise DecodeError(DecodeReason.UNKNOWN_TYPE, f"type {type_:#04x}")
+    known = _FLAGS.get(flags)
+    if known is None:
         raise DecodeError(DecodeReason.BAD_FIELD, f"unknown header flags {flags:#06x}")
     if body_length > MAX_BODY_LENGTH:
         raise DecodeError(DecodeReason.TOO_LARGE, f"body of {body_length} octets exceeds {MAX_BODY_LENGTH}")
-    return HeaderInfo(message_type, HeaderFlag(flags), sequence, body_length)
+    return HeaderInfo(message_type, known, sequence, body_length)
 
 
 def decode(data: bytes) -> Frame:
@@ -179,7 +184,7 @@ def decode(data: bytes) -> Frame:
         raise DecodeError(DecodeReason.TRUNCATED, f"{info.message_type.name} needs {end} octets, got {len(data)}")
     if len(data) > end:
         raise DecodeError(DecodeReason.LENGTH_MISMATCH, f"{len(data) - end} octets after the {info.message_type.name} frame")
-    if info.flags & HeaderFlag.AUTHENTICATED:
+    if int(info.flags) & _AUTHENTICATED:
         if info.body_length < TAG_SIZE:
             raise DecodeError(DecodeReason.TRUNCATED, f"sealed {info.message_type.name} body is shorter than its tag")
         counter, _ = _trailer(data, info)

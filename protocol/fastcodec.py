@@ -122,7 +122,8 @@ class _Compiler:
         for name, (kind, extra) in zip(run.names, run.kinds, strict=True):
             if kind == "enum":
                 e = self.const(extra, "E")
-                parse.append(f"    v_{name} = {e}(v_{name})")
+                members = self.const({int(member): member for member in extra}, "M")  # a lookup, not a call
+                parse.append(f"    v_{name} = {members}[v_{name}]")
                 build.append(f"    v_{name} = int({e}(m.{name}))")
             elif kind == "flag":
                 parse.append(f"    if v_{name} not in (0, 1): raise ValueError")
