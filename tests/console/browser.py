@@ -74,6 +74,9 @@ class Browser:
         self.type("#operator", name)
         self.type("#password", password)
         self.click("#login-button")
+        # Its answer, before the next step: a page opened at once could go out without the
+        # session cookie and be sent back to the login page.
+        self.wait(lambda b: b.path != "/login" or b.finds("#error"), "the login's answer")
 
     def wait(self, ready: Callable[[Browser], object], what: str, timeout_s: float = WAIT_S) -> object:
         def check(_: object) -> object:
