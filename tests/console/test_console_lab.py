@@ -51,7 +51,7 @@ class Session:
         url, _ = self.post("/passwd", {"csrf": csrf.group(1), "password": ADMIN_PASSWORD, "again": ADMIN_PASSWORD})
         assert url.endswith("/library"), url
 
-    def library_until(self, ready: re.Pattern[str], timeout_s: float = 30.0) -> str:
+    def library_until(self, ready: re.Pattern[str], timeout_s: float = 90.0) -> str:
         """Read the live stream until a library event matches ``ready``."""
         deadline = time.monotonic() + timeout_s
         with self.opener.open(self.base + "/library/stream", timeout=20) as stream:
