@@ -2,7 +2,7 @@
 
     unshare -n sh -c 'ip link set lo up && .venv/bin/python bench/pcap_decode.py [--drives 1000]'
 
-It first makes the capture by a real run (bench/pool_scale.py's: one token, N drives in
+It first makes the capture by a real run (bench/rekey_capture.py's: one token, N drives in
 one host process, EKT then OKT, every datagram and TCP payload captured at the sockets),
 then, in the same run, decodes it with both tools, each writing every field of every
 message to /dev/null: `t10k pcap decode FILE --json` and `tshark -X lua_script:... -r FILE
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pool_scale import run  # noqa: E402
+from rekey_capture import run  # noqa: E402
 
 from protocol.pcap import CaptureWriter  # noqa: E402
 
