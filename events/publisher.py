@@ -162,18 +162,23 @@ class EventPublisher:
                 self._events.popleft()  # only once the broker has it
                 self.published += 1
             for topic in list(self._dirty):
+                # Clean before the await: a change while this publish is in flight marks it dirty
+                # again and goes out next round (discarding after the await lost that change).
+                self._dirty.discard(topic)
                 try:
                     body = self._sources[topic]()
                     text = json.dumps(body, default=str, sort_keys=True)
                 except Exception:  # one broken source must not silence the others
                     log.exception("events: cannot describe %s", topic)
-                    self._dirty.discard(topic)
                     continue
                 if self._last.get(topic) != text:
-                    await client.publish(topic, self._payload(body), qos=1, retain=True)
+                    try:
+                        await client.publish(topic, self._payload(body), qos=1, retain=True)
+                    except BaseException:
+                        self._dirty.add(topic)  # not published: again after the reconnect
+                        raise
                     self._last[topic] = text
                     self.published += 1
-                self._dirty.discard(topic)
             if self._stopping:
                 return
             await asyncio.sleep(self.coalesce_s)  # coalesce: what changes meanwhile goes out once

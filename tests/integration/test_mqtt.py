@@ -222,3 +222,37 @@ async def test_watch_shows_each_state_once(mqtt_lab: Lab, broker: Broker) -> Non
         hosted.publish([])  # the daemon marks every state dirty: same states
     await asyncio.sleep(1.0)
     assert mqtt_lab.publisher is not None and mqtt_lab.publisher.published == published
+
+
+async def test_a_change_while_its_state_is_being_published_still_goes_out(broker: Broker) -> None:
+    """A drive that changes between its state's snapshot and the broker's answer must not
+    stay shown in the old state (the console's live library once did, until its next change)."""
+    import aiomqtt
+
+    from events import EventPublisher
+
+    topic = "t10k/race/drive/0001/state"
+    publisher = EventPublisher(broker.url, coalesce_s=0.05, site="race", daemon="race")
+    led = {"value": "FLASHING_GREEN"}
+
+    def source() -> dict[str, object]:
+        body = dict(led)
+        if led["value"] == "FLASHING_GREEN":  # the drive moves on right after this snapshot
+            led["value"] = "RED"
+            publisher.state(topic, source)
+        return body
+
+    seen: list[str] = []
+    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+        await client.subscribe(topic, qos=1)
+        async with publisher:
+            publisher.state(topic, source)
+            try:
+                async with asyncio.timeout(10):
+                    async for message in client.messages:
+                        seen.append(json.loads(bytes(message.payload))["value"])  # type: ignore[arg-type]
+                        if seen[-1] == "RED":
+                            break
+            except TimeoutError:
+                pass
+    assert seen == ["FLASHING_GREEN", "RED"], seen
