@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ MAX_BATCH = 2000
 #: How long a commit waits for another process's transaction on the same store (several drive
 #: hosts may share a state directory); past it the write fails like a failing disk.
 BUSY_TIMEOUT_S = 30.0
+_SCHEMA = "CREATE TABLE IF NOT EXISTS nvram (csn BLOB PRIMARY KEY, image BLOB NOT NULL) WITHOUT ROWID"
 
 
 @dataclass
@@ -71,13 +73,44 @@ class NvramStore:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            self._create()
+        elif self.path.stat().st_size == 0:
+            raise sqlite3.DatabaseError("it is empty (0 octets), as no store ever is: it was truncated")
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
-        conn.execute("CREATE TABLE IF NOT EXISTS nvram (csn BLOB PRIMARY KEY, image BLOB NOT NULL) WITHOUT ROWID")
+        conn.execute(_SCHEMA)
         conn.execute("SELECT count(*) FROM nvram").fetchone()  # a damaged file fails here, not later
         self._conn = conn
+
+    def _create(self) -> None:
+        """A new store is made whole under a temporary name, then linked into place: the store's
+        path never holds a file without its table (SQLite would take an empty file for a new
+        store, so a truncated one would lose every drive's NVRAM silently). Linked, not renamed:
+        of two hosts making it at once, the first keeps it and the other opens that."""
+        tmp = self.path.with_name(f"{self.path.name}.new-{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_SCHEMA)
+        finally:
+            conn.close()  # checkpointed: the file holds the table
+        try:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.link(tmp, self.path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _commit(self, rows: dict[bytes, bytes]) -> None:
         assert self._conn is not None

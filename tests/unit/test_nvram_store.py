@@ -86,6 +86,17 @@ def test_a_damaged_store_is_named_with_the_way_out(tmp_path: Path) -> None:
         NvramStore(path)
 
 
+def test_a_truncated_store_is_refused_not_taken_for_a_new_one(tmp_path: Path) -> None:
+    """SQLite opens an empty file as a new database; a store is never empty, so that is damage."""
+    path = tmp_path / "nvram.sqlite3"
+    store = NvramStore(path)  # made whole under another name, then linked into place
+    assert path.stat().st_size > 0 and sorted(p.name for p in tmp_path.iterdir())[0] == "nvram.sqlite3"
+    store.close()
+    path.write_bytes(b"")
+    with pytest.raises(NvramError, match=f"{path} cannot be opened \\(it is empty.*move it aside"):
+        NvramStore(path)
+
+
 _WRITER = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
