@@ -44,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_json(cred)
     cred.set_defaults(func=_make_credential)
 
+    forget = dsub.add_parser("forget-nvram", help="remove one drive's NVRAM from its host's state directory: the "
+                             "drive starts as from the factory (stop its host first)")
+    forget.add_argument("--state", required=True, type=Path, help="the drive host's --state directory")
+    forget.add_argument("--csn", required=True, type=cli_type(parse_csn), help="the drive (16 hex digits)")
+    add_json(forget)
+    forget.set_defaults(func=_forget_nvram)
+
     make = dsub.add_parser("manufacture", help="write a manufacturing file (CSNs and random PCkeys)")
     make.add_argument("--count", type=int, required=True)
     make.add_argument("--out", type=Path, required=True)
@@ -155,6 +162,20 @@ def _manufacture(args: argparse.Namespace) -> int:
                           "drives": [{"csn": d.csn.hex(), "model": d.model} for d in drives]}, indent=2))
     else:
         print(f"wrote {len(drives)} drive(s) to {args.out}: CSN {drives[0].csn.hex()} .. {drives[-1].csn.hex()}")
+    return 0
+
+
+def _forget_nvram(args: argparse.Namespace) -> int:
+    from .persist import forget_nvram
+
+    removed = forget_nvram(args.state, args.csn)
+    if args.json:
+        print(json.dumps({"csn": args.csn.hex(), "state": str(args.state), "removed": removed}, indent=2))
+    elif removed:
+        print(f"drive {args.csn.hex()}: removed {' and '.join(removed)}; it starts as from the factory and needs an "
+              f"EKT with 'use PCkey'")
+    else:
+        print(f"drive {args.csn.hex()}: {args.state} holds no NVRAM for it (it already starts as from the factory)")
     return 0
 
 

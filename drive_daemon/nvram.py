@@ -3,13 +3,14 @@ KMS public key that came with the device key.
 
 Media keys are never here: they live in volatile memory only. The device key and the
 KMS public key are sealed together under a key derived from the drive's PCkey and bound
-to the CSN and key ID; both go at a reset.
+to the CSN and key ID; both go at a reset. A drive host keeps every drive's image as a row
+of one store (drive_daemon/nvram_store.py); older hosts kept a file per drive, which a host
+imports at start (drive_daemon/persist.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,6 @@ from protocol import envelope
 from protocol.constants import DEVICE_KEY_SIZE, KMS_PUBLIC_KEY_SIZE
 from protocol.errors import UnwrapError
 from protocol.ids import ZERO_KEY_ID
-
-from .errors import NvramError
 
 NVRAM_FORMAT = 2
 #: Format 1 (protocol version 2) sealed the device key alone: read, the drive holds no KMS
@@ -71,59 +70,40 @@ class Nvram:
                    bool(data["reset"]), kms_public_key)
 
 
-def nvram_path(state_dir: Path, csn: bytes) -> Path:
+def encode_nvram(csn: bytes, pckey: bytes, nvram: Nvram) -> bytes:
+    """The image a drive host stores (drive_daemon/nvram_store.py): the device key stays sealed."""
+    return json.dumps(nvram.to_json(csn, pckey)).encode()
+
+
+def decode_nvram(image: bytes, csn: bytes, pckey: bytes) -> Nvram:
+    """Raises ValueError, KeyError, TypeError or UnwrapError if the image cannot be used."""
+    data = json.loads(image)
+    if not isinstance(data, dict):
+        raise ValueError("it is not a JSON object")
+    return Nvram.from_json(data, csn, pckey)
+
+
+#: Errors of :func:`decode_nvram` on a damaged or foreign image.
+DECODE_ERRORS = (ValueError, KeyError, TypeError, UnwrapError)
+
+
+# --- the old layout: one file per drive (read once, imported into the host's store) ------
+
+def legacy_path(state_dir: Path, csn: bytes) -> Path:
+    """Where hosts before the store kept a drive's NVRAM (same image as encode_nvram's)."""
     return state_dir / f"drive-{csn.hex()}.json"
 
 
 def temporary_path(state_dir: Path, csn: bytes) -> Path:
-    """Where a new NVRAM image is written before it is renamed over the old one."""
-    return nvram_path(state_dir, csn).with_suffix(".tmp")
+    """Where those hosts wrote a new image before renaming it over the old one."""
+    return legacy_path(state_dir, csn).with_suffix(".tmp")
 
 
 def remove_stale_temporary(state_dir: Path, csn: bytes) -> bool:
     """At start: remove the temporary image a kill left in mid-write (it was never acknowledged:
-    the rename is what makes an image count). Only this drive's: another process may host others."""
+    the rename is what made an image count). Only this drive's: another process may host others."""
     try:
         temporary_path(state_dir, csn).unlink()
     except FileNotFoundError:
         return False
     return True
-
-
-def load_nvram(state_dir: Path, csn: bytes, pckey: bytes) -> Nvram:
-    path = nvram_path(state_dir, csn)
-    if not path.exists():
-        return Nvram()
-    try:
-        return Nvram.from_json(json.loads(path.read_text()), csn, pckey)
-    except (ValueError, KeyError, TypeError, UnwrapError) as exc:
-        raise NvramError(
-            f"drive NVRAM {path} cannot be used ({exc}); move it aside to start the drive as from "
-            f"the factory (it will need an EKT with 'use PCkey')"
-        ) from None
-
-
-def encode_nvram(csn: bytes, pckey: bytes, nvram: Nvram) -> bytes:
-    return json.dumps(nvram.to_json(csn, pckey)).encode()
-
-
-def save_nvram(state_dir: Path, csn: bytes, pckey: bytes, nvram: Nvram) -> None:
-    write_nvram(state_dir, csn, encode_nvram(csn, pckey, nvram))
-
-
-def write_nvram(state_dir: Path, csn: bytes, data: bytes) -> None:
-    """Write, fsync, rename, fsync the directory: a crash leaves the old NVRAM or the new one,
-    and once this returns the new one survives a crash (the drive may then acknowledge)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = nvram_path(state_dir, csn)
-    tmp = temporary_path(state_dir, csn)
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)  # the rename itself is durable
-    finally:
-        os.close(fd)

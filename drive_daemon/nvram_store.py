@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,10 @@ from .errors import NvramError
 STORE_NAME = "nvram.sqlite3"
 #: Most rows one transaction takes; the rest wait for the next (a commit stays short).
 MAX_BATCH = 2000
+#: How long a commit waits for another process's transaction on the same store (several drive
+#: hosts may share a state directory); past it the write fails like a failing disk.
+BUSY_TIMEOUT_S = 30.0
+_SCHEMA = "CREATE TABLE IF NOT EXISTS nvram (csn BLOB PRIMARY KEY, image BLOB NOT NULL) WITHOUT ROWID"
 
 
 @dataclass
@@ -36,11 +41,15 @@ class NvramStoreStats:
 @dataclass
 class _Pending:
     rows: dict[bytes, bytes] = field(default_factory=dict)
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    #: Per CSN: every write waiting for that drive's row (a later image supersedes an earlier one).
+    waiters: dict[bytes, list[asyncio.Future[None]]] = field(default_factory=dict)
 
 
 class NvramStore:
-    """Load every drive's NVRAM image at start; ``await write(csn, image)`` before acknowledging."""
+    """Load every drive's NVRAM image at start; ``await write(csn, image)`` before acknowledging.
+
+    Several processes may open the same store (each hosting other drives): every commit is an
+    immediate transaction, waiting up to BUSY_TIMEOUT_S for another process's."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -64,12 +73,44 @@ class NvramStore:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if not self.path.exists():
+            self._create()
+        elif self.path.stat().st_size == 0:
+            raise sqlite3.DatabaseError("it is empty (0 octets), as no store ever is: it was truncated")
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
-        conn.execute("CREATE TABLE IF NOT EXISTS nvram (csn BLOB PRIMARY KEY, image BLOB NOT NULL) WITHOUT ROWID")
+        conn.execute(_SCHEMA)
         conn.execute("SELECT count(*) FROM nvram").fetchone()  # a damaged file fails here, not later
         self._conn = conn
+
+    def _create(self) -> None:
+        """A new store is made whole under a temporary name, then linked into place: the store's
+        path never holds a file without its table (SQLite would take an empty file for a new
+        store, so a truncated one would lose every drive's NVRAM silently). Linked, not renamed:
+        of two hosts making it at once, the first keeps it and the other opens that."""
+        tmp = self.path.with_name(f"{self.path.name}.new-{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_SCHEMA)
+        finally:
+            conn.close()  # checkpointed: the file holds the table
+        try:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.link(tmp, self.path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _commit(self, rows: dict[bytes, bytes]) -> None:
         assert self._conn is not None
@@ -79,12 +120,17 @@ class NvramStore:
             conn.executemany("INSERT OR REPLACE INTO nvram (csn, image) VALUES (?, ?)", rows.items())
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed COMMIT may have rolled back already
+                conn.execute("ROLLBACK")
             raise
 
     def _read_all(self) -> dict[bytes, bytes]:
         assert self._conn is not None
         return {bytes(c): bytes(i) for c, i in self._conn.execute("SELECT csn, image FROM nvram")}
+
+    def _delete(self, csn: bytes) -> bool:
+        assert self._conn is not None
+        return self._conn.execute("DELETE FROM nvram WHERE csn = ?", (csn,)).rowcount > 0
 
     # --- the event loop's side ----------------------------------------------------------
 
@@ -96,41 +142,58 @@ class NvramStore:
             raise NvramError(f"the drive host's NVRAM store {self.path} cannot be read ({exc})") from None
 
     def import_rows(self, rows: dict[bytes, bytes]) -> None:
-        """Store images at once, durably (migrating a state directory of per-drive files)."""
+        """Store images at once, durably, in one transaction (migrating per-drive files)."""
         if rows:
-            self._thread.submit(self._commit, dict(rows)).result()
+            try:
+                self._thread.submit(self._commit, dict(rows)).result()
+            except (sqlite3.Error, OSError) as exc:
+                raise NvramError(f"the drive host's NVRAM store {self.path} cannot be written ({exc})") from None
+
+    def forget(self, csn: bytes) -> bool:
+        """Remove one drive's row (it starts as from the factory); False if it had none."""
+        try:
+            return self._thread.submit(self._delete, csn).result()
+        except (sqlite3.Error, OSError) as exc:
+            raise NvramError(f"the drive host's NVRAM store {self.path} cannot be written ({exc})") from None
 
     async def write(self, csn: bytes, image: bytes) -> None:
-        """Returns once ``image`` is durable; raises OSError/sqlite3.Error if it cannot be."""
-        if self._closed:
-            raise RuntimeError("the NVRAM store is closed")
+        """Returns once ``image`` is durable; raises OSError if it cannot be."""
+        await self.submit(csn, image)
+
+    def submit(self, csn: bytes, image: bytes) -> asyncio.Future[None]:
+        """A future resolved once ``image`` is durable, or failed with OSError (no task per write)."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
+        if self._closed:
+            waiter.set_exception(OSError(f"NVRAM store {self.path}: closed"))
+            return waiter
         self._pending.rows[csn] = image  # a later image of the same drive supersedes an unwritten one
-        self._pending.waiters.append(waiter)
+        self._pending.waiters.setdefault(csn, []).append(waiter)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush_loop())
-        await waiter
+        return waiter
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._pending.waiters:
+        while self._pending.rows:
             batch, self._pending = self._take_batch()
             try:
                 await loop.run_in_executor(self._thread, self._commit, batch.rows)
             except (sqlite3.Error, OSError) as exc:
                 self.stats.failures += 1
                 error = OSError(f"NVRAM store {self.path}: {exc}")
-                for w in batch.waiters:
-                    if not w.done():
-                        w.set_exception(error)
+                for waiters in batch.waiters.values():
+                    for w in waiters:
+                        if not w.done():
+                            w.set_exception(error)
                 continue
             self.stats.commits += 1
             self.stats.rows += len(batch.rows)
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch.rows))
-            for w in batch.waiters:
-                if not w.done():
-                    w.set_result(None)
+            for waiters in batch.waiters.values():
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
 
     def _take_batch(self) -> tuple[_Pending, _Pending]:
         """Up to MAX_BATCH drives for this commit; the rest stay pending for the next."""
@@ -139,9 +202,9 @@ class NvramStore:
             return pending, _Pending()
         now, later = _Pending(), _Pending()
         for i, (csn, image) in enumerate(pending.rows.items()):
-            (now if i < MAX_BATCH else later).rows[csn] = image
-        # Waiters cannot be told apart by drive here; all wait for the rows still pending.
-        later.waiters = pending.waiters
+            part = now if i < MAX_BATCH else later
+            part.rows[csn] = image
+            part.waiters[csn] = pending.waiters.pop(csn)
         return now, later
 
     async def drain(self) -> None:
@@ -150,6 +213,8 @@ class NvramStore:
             await asyncio.shield(self._flusher)
 
     def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
 
         def _close() -> None:

@@ -62,7 +62,8 @@ from .tape import TapeCheck, TapeSession
 if TYPE_CHECKING:
     from events import EventPublisher
 from protocol.manufacturing import ManufacturedDrive
-from .nvram import encode_nvram, load_nvram, nvram_path, remove_stale_temporary, write_nvram
+from .nvram_store import NvramStore
+from .persist import HostNvram, StoreFactory
 
 log = logging.getLogger("t10k.drive")
 
@@ -116,10 +117,6 @@ class Counters:
     nvram_failures: int = 0
 
 
-#: Writes a drive's NVRAM (state_dir, csn, data); injectable for tests of failing disks.
-NvramWriter = Callable[[Path, bytes, bytes], None]
-
-
 @contextlib.contextmanager
 def _bind_errors(ip: str, port: int, transport: str, what: str) -> Iterator[None]:
     """A failed bind becomes a BindError naming ip:port and the process holding it."""
@@ -147,19 +144,15 @@ class HostedDrive:
 
     def __init__(self, host: DriveHost, made: ManufacturedDrive, ip: str) -> None:
         self.host, self.made, self.ip = host, made, ip
-        if remove_stale_temporary(host.config.state_dir, made.csn):
-            log.info("drive %s: removed a temporary NVRAM image left by an interrupted write", made.csn.hex())
-        self.drive = Drive(made.csn, made.pckey, load_nvram(host.config.state_dir, made.csn, made.pckey),
-                           encrypting=made.encrypting)
+        self.drive = Drive(made.csn, made.pckey, host.nvram.loaded[made.csn], encrypting=made.encrypting)
+        #: NVRAM writes, and the sends queued behind them (per-drive order).
+        self.nvram = host.nvram.drive(made, self.send)
         self.tape = TapeSession(self.drive, host.config.library_dir, host.config.sense_profile)
         self.ssc = SscDevice(self.tape, model=made.model)
         self.transport: asyncio.DatagramTransport | None = None
         self.vop_server: asyncio.base_events.Server | None = None
         self.iscsi: IscsiPortal | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._writes: asyncio.Lock = asyncio.Lock()
-        #: Outputs queued behind an NVRAM write: later sends wait, so per-drive order holds.
-        self._queued = 0
         self._vop_gate = ConnectionGate(host.config.vop_per_peer, host.config.vop_total)
         credential = host.config.service_credential
         self._reset_key = reportauth.vop_reset_key(credential, made.csn) if credential is not None else None
@@ -218,12 +211,10 @@ class HostedDrive:
             self.apply(self.drive.receive(frame, addr, time.time()))
 
     def apply(self, out: Output) -> None:
-        if out.persist or self._queued:
-            # Serialise now (consistent), write in a thread; the sends (a KEY_ACK says "stored")
-            # go only once the write is durable, and later sends queue behind it (per-drive order).
-            data = encode_nvram(self.csn, self.made.pckey, self.drive.nvram) if out.persist else None
-            self._queued += 1
-            self.host.spawn(self._write_then_send(data, list(out.sends)))
+        if out.persist or self.nvram.busy:
+            # Serialised now (consistent), committed with other drives' (drive_daemon/persist.py); the
+            # sends (a KEY_ACK says "stored") go once durable, later sends queue behind (per-drive order).
+            self.nvram.push(self.drive.nvram if out.persist else None, list(out.sends))
         else:
             for t in out.sends:
                 self.send(t)
@@ -251,23 +242,6 @@ class HostedDrive:
             if type(event).__name__ in ALERTS:
                 publisher.event(drive_event(site, self.csn),
                                 {"type": type(event).__name__, "csn": self.csn.hex(), "ip": self.ip} | describe(event))
-
-    async def _write_then_send(self, data: bytes | None, sends: list[Transmit]) -> None:
-        try:
-            async with self._writes:
-                if data is not None:
-                    state_dir = self.host.config.state_dir
-                    try:
-                        await asyncio.to_thread(self.host.nvram_writer, state_dir, self.csn, data)
-                    except OSError as exc:
-                        self.host.counters.nvram_failures += 1
-                        log.error("drive %s: NVRAM write to %s failed (%s): its replies are not sent",
-                                  self.csn.hex(), nvram_path(state_dir, self.csn), exc)
-                        return
-                for t in sends:
-                    self.send(t)
-        finally:
-            self._queued -= 1
 
     def send(self, t: Transmit) -> None:
         if not self.powered or self.transport is None or self.transport.is_closing():
@@ -383,12 +357,13 @@ class DriveHost:
 
     def __init__(self, config: DriveHostConfig, drives: list[tuple[ManufacturedDrive, str]], *, tap: Tap | None = None,
                  events: EventPublisher | None = None, site: str = "lab",
-                 nvram_writer: NvramWriter = write_nvram) -> None:
+                 nvram_store: StoreFactory = NvramStore) -> None:
         self.config = config
-        self.nvram_writer = nvram_writer
         self.publisher = events
         self.site = site
         self.counters = Counters()
+        #: Every drive's NVRAM, loaded here from the host's one store (STATE/nvram.sqlite3).
+        self.nvram = HostNvram(config.state_dir, [made for made, _ in drives], self.counters, nvram_store)
         self.sinks: list[EventSink] = []
         self._tap = tap
         self.drives = {made.csn: HostedDrive(self, made, ip) for made, ip in drives}
@@ -437,6 +412,7 @@ class DriveHost:
             self._broadcast.close()
         if self._background:
             await asyncio.wait(self._background, timeout=5)
+        await self.nvram.close()
 
     def spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
@@ -445,6 +421,7 @@ class DriveHost:
 
     async def flush(self) -> None:
         """Wait until every NVRAM write started so far is on disk."""
+        await self.nvram.flush()
         while self._background:
             await asyncio.wait(set(self._background))
 

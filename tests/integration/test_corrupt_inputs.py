@@ -60,7 +60,8 @@ def make_world(root: Path) -> World:
     from kms_client.exchange import export_keys
     from kms_client.keyadmin import set_backupkey
     from kms_client.station import write_image
-    from drive_daemon.nvram import Nvram, save_nvram
+    from drive_daemon.nvram import Nvram, encode_nvram
+    from drive_daemon.nvram_store import STORE_NAME, NvramStore
     from kms_client.store import KmsStore
     from protocol.manufacturing import format_manufacturing, make_drives
 
@@ -88,8 +89,9 @@ def make_world(root: Path) -> World:
                  "--secret-file", str(root / "tok.secret")]) == 0
     assert main(["token", "save-image", str(root / "status.img"), "--state", str(root / "token"),
                  "--secret-file", str(root / "tok.secret")]) == 0
-    for d in drives:
-        save_nvram(root / "drive", d.csn, d.pckey, Nvram())
+    nvram = NvramStore(root / "drive" / STORE_NAME)
+    nvram.import_rows({d.csn: encode_nvram(d.csn, d.pckey, Nvram()) for d in drives})
+    nvram.close()
     assert main(["tape", "new", "--library", str(root / "library"), "VOL001"]) == 0
     files = {
         "store": root / "kms", "store-db": root / "kms", "store-wal": root / "kms-wal", "manufacturing": root / "cd.json",

@@ -10,7 +10,10 @@ import pytest
 
 from drive_daemon.errors import ManufacturingFileError, NvramError
 from drive_daemon.manufacturing import find_drive, read_manufacturing_file, write_manufacturing_file
-from drive_daemon.nvram import Nvram, load_nvram, nvram_path, save_nvram
+from drive_daemon.nvram import Nvram, encode_nvram
+from drive_daemon.nvram_store import STORE_NAME, NvramStore
+from drive_daemon.service import DriveHost, DriveHostConfig
+from lab.cli import main
 from protocol.manufacturing import make_drives
 from token_daemon.errors import MemoryImageError
 from token_daemon.memory import IMAGE_NAME, MemoryStore, TokenMemory
@@ -42,15 +45,45 @@ def test_manufacturing_round_trip_and_lookup(tmp_path: Path) -> None:
         find_drive(drives, b"\x00" * 8, path)
 
 
-def test_nvram_of_another_drive_or_corrupt_is_refused(tmp_path: Path) -> None:
-    a, b = make_drives(2)
-    save_nvram(tmp_path, a.csn, a.pckey, Nvram(os.urandom(32), b"\x01" * 8, 5, 6))
-    assert load_nvram(tmp_path, a.csn, a.pckey).okt_timestamp == 6
-    with pytest.raises(NvramError, match="move it aside"):
-        load_nvram(tmp_path, a.csn, b.pckey)  # cannot unseal under another PCkey
-    nvram_path(tmp_path, a.csn).write_text("{not json")
-    with pytest.raises(NvramError, match="cannot be used"):
-        load_nvram(tmp_path, a.csn, a.pckey)
+def _stored(state: Path, rows: dict[bytes, bytes]) -> None:
+    store = NvramStore(state / STORE_NAME)
+    store.import_rows(rows)
+    store.close()
+
+
+async def test_nvram_of_another_drive_or_corrupt_is_refused_with_the_way_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b, c = make_drives(3)
+    kept = Nvram(os.urandom(32), b"\x01" * 8, 5, 6)
+    config = DriveHostConfig(state_dir=tmp_path)
+    _stored(tmp_path, {a.csn: encode_nvram(a.csn, a.pckey, kept), c.csn: encode_nvram(c.csn, c.pckey, kept)})
+    host = DriveHost(config, [(a, "127.0.0.101")])
+    assert host.drives[a.csn].drive.nvram == kept
+    await host.stop()
+    for image, why in ((encode_nvram(a.csn, b.pckey, kept), "did not decrypt"), (b"{not json", "Expecting property")):
+        _stored(tmp_path, {a.csn: image})  # sealed under another drive's PCkey; not an image at all
+        with pytest.raises(NvramError, match=why) as refused:
+            DriveHost(config, [(a, "127.0.0.101"), (c, "127.0.0.102")])
+        message = str(refused.value)
+        assert str(tmp_path / STORE_NAME) in message and a.csn.hex() in message and c.csn.hex() not in message
+        assert f"t10k drive forget-nvram --state {tmp_path} --csn {a.csn.hex()}" in message
+    # what the message says, done: the drive starts as from the factory, the others keep theirs
+    assert main(["drive", "forget-nvram", "--state", str(tmp_path), "--csn", a.csn.hex()]) == 0
+    assert "starts as from the factory" in capsys.readouterr().out
+    host = DriveHost(config, [(a, "127.0.0.101"), (c, "127.0.0.102")])
+    assert host.drives[a.csn].drive.nvram == Nvram() and host.drives[c.csn].drive.nvram == kept
+    await host.stop()
+    assert main(["drive", "forget-nvram", "--state", str(tmp_path), "--csn", a.csn.hex()]) == 0
+    assert "holds no NVRAM" in capsys.readouterr().out
+
+
+def test_a_store_that_is_not_sqlite_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = make_drives(1)[0]
+    (tmp_path / STORE_NAME).write_bytes(os.urandom(8192))
+    with pytest.raises(NvramError, match=f"{tmp_path / STORE_NAME} cannot be opened.*move it aside"):
+        DriveHost(DriveHostConfig(state_dir=tmp_path), [(a, "127.0.0.101")])
+    assert main(["drive", "forget-nvram", "--state", str(tmp_path), "--csn", a.csn.hex()]) == 1
+    assert str(tmp_path / STORE_NAME) in capsys.readouterr().err
 
 
 def test_token_state_corruption_is_reported(tmp_path: Path) -> None:
@@ -64,6 +97,4 @@ def test_token_state_corruption_is_reported(tmp_path: Path) -> None:
 
 def test_saves_leave_no_temporary_file(tmp_path: Path) -> None:
     MemoryStore(tmp_path, bytes(32)).save(TokenMemory.blank())
-    a = make_drives(1)[0]
-    save_nvram(tmp_path, a.csn, a.pckey, Nvram())
-    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".json"]
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json"]

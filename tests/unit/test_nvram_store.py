@@ -86,6 +86,17 @@ def test_a_damaged_store_is_named_with_the_way_out(tmp_path: Path) -> None:
         NvramStore(path)
 
 
+def test_a_truncated_store_is_refused_not_taken_for_a_new_one(tmp_path: Path) -> None:
+    """SQLite opens an empty file as a new database; a store is never empty, so that is damage."""
+    path = tmp_path / "nvram.sqlite3"
+    store = NvramStore(path)  # made whole under another name, then linked into place
+    assert path.stat().st_size > 0 and sorted(p.name for p in tmp_path.iterdir())[0] == "nvram.sqlite3"
+    store.close()
+    path.write_bytes(b"")
+    with pytest.raises(NvramError, match=f"{path} cannot be opened \\(it is empty.*move it aside"):
+        NvramStore(path)
+
+
 _WRITER = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
@@ -126,3 +137,39 @@ def test_kill_9_loses_no_acknowledged_image(tmp_path: Path) -> None:
     store.close()
     for i, version in acked.items():
         assert stored[i] >= version, f"drive {i}: acknowledged version {version}, stored {stored.get(i)}"
+
+
+_HOST = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    from drive_daemon.nvram_store import NvramStore
+
+    first, rounds = int(sys.argv[2]), int(sys.argv[3])
+    store = NvramStore(Path(sys.argv[1]))  # both processes open (and make) it at once
+
+    async def main() -> None:
+        for version in range(1, rounds + 1):
+            await asyncio.gather(*(store.write((0x5700_0000_0000_0000 + first + i).to_bytes(8, "big"),
+                                               version.to_bytes(8, "big") * 20) for i in range(100)))
+
+    asyncio.run(main())
+    print(store.stats.commits, store.stats.failures, flush=True)
+    store.close()
+""")
+
+
+def test_two_host_processes_share_one_store(tmp_path: Path) -> None:
+    """Several drive hosts may share a state directory: their commits wait for each other."""
+    path, rounds = tmp_path / "nvram.sqlite3", 40
+    procs = [subprocess.Popen([sys.executable, "-c", _HOST, str(path), str(first), str(rounds)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+                              env=os.environ | {"PYTHONPATH": "."}) for first in (0, 1000)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    for out, _ in outs:
+        commits, failures = map(int, out.split())
+        assert commits >= rounds and failures == 0
+    store = NvramStore(path)
+    rows = store.load_all()
+    store.close()
+    assert len(rows) == 200 and {int.from_bytes(v[:8], "big") for v in rows.values()} == {rounds}
