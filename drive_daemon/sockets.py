@@ -51,9 +51,14 @@ FDS_PER_DRIVE = 3
 #: auto picks per-drive while the drives' descriptors take at most this share of the soft limit
 #: (the rest: VOP and iSCSI connections, cartridges, NVRAM, captures).
 AUTO_SHARE_OF_LIMIT = 0.5
-#: The shared UDP socket's receive buffer: 10,000 drives' requests and replies arrive at once
-#: (Linux caps it at net.core.rmem_max, 4 MiB here unprivileged).
-SHARED_RECEIVE_BUFFER = 4 * 1024 * 1024
+#: The shared UDP socket's receive buffer: 10,000 drives' replies arrive at once, ~4.5 KiB of
+#: buffer each on loopback (2,000 drives overflowed 4 MiB: ~950 datagrams dropped, retries doubled).
+#: Linux caps SO_RCVBUF at net.core.rmem_max (4 MiB here); with CAP_NET_ADMIN, SO_RCVBUFFORCE
+#: sets this; without, the host gets rmem_max and warns below SHARED_RECEIVE_BUFFER_MIN.
+SHARED_RECEIVE_BUFFER = 64 * 1024 * 1024
+SHARED_RECEIVE_BUFFER_MIN = 4 * 1024 * 1024
+#: Linux's SO_RCVBUFFORCE (level SOL_SOCKET), which Python 3.11's socket module lacks.
+SO_RCVBUFFORCE = 33
 #: Datagrams read per event-loop wake-up: a burst is drained without starving other work.
 RECEIVE_BATCH = 256
 #: Datagrams waiting for the shared socket to take them (a full send buffer); beyond, dropped, counted.
@@ -93,6 +98,15 @@ def bind_errors(ip: str, port: int, transport: str, what: str, advice: str = "")
         if not is_bind_clash(exc):
             raise
         raise BindError(bind_failure(exc, ip, port, transport, what) + advice) from None
+
+
+def _receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for ``size`` octets of receive buffer (forced past rmem_max if we may); what was granted."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux reports double
 
 
 class Datagrams(asyncio.DatagramProtocol):
@@ -226,11 +240,11 @@ class SharedDatagramSocket:
         try:
             sock.setblocking(False)
             # No SO_REUSEADDR: the wildcard bind must fail, never share, where another socket has the port.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
-            granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux reports double
-            if granted < self.receive_buffer:
-                log.warning("drive host: shared UDP receive buffer is %d bytes, not %d (raise net.core.rmem_max): "
-                            "large pools will see retries", granted, self.receive_buffer)
+            granted = _receive_buffer(sock, self.receive_buffer)
+            if granted < SHARED_RECEIVE_BUFFER_MIN:
+                log.warning("drive host: shared UDP receive buffer is %d bytes, not %d (raise net.core.rmem_max, "
+                            "or give the host CAP_NET_ADMIN): large pools will see retries", granted,
+                            SHARED_RECEIVE_BUFFER_MIN)
             sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
             with bind_errors(WILDCARD, self.port, "udp", "the drives' shared LAN socket", advice):
                 sock.bind((WILDCARD, self.port))
