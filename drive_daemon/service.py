@@ -56,8 +56,7 @@ from .credential import ResetGate
 from .drive import Drive, Event, Output
 from .errors import BindError
 from .iscsi import IscsiConfig, IscsiPortal
-from .sockets import (Datagrams, DriveEndpoints, DriveLink, DriveSockets, PerDriveSockets, SharedSockets, SocketMode,
-                      bind_errors, choose_mode)
+from .sockets import Datagrams, DriveEndpoints, DriveLink, DriveSockets, SocketMode, bind_errors, host_sockets
 from .ssc import SscDevice
 from .tape import TapeCheck, TapeSession
 
@@ -364,14 +363,9 @@ class DriveHost:
         self._tap = tap
         self.drives = {made.csn: HostedDrive(self, made, ip) for made, ip in drives}
         self._broadcast: asyncio.DatagramTransport | None = None
-        self.socket_mode, why = choose_mode(config.sockets, len(self.drives))
-        self.sockets: DriveSockets = (
-            SharedSockets(config.drive_port, config.vop_port, config.iscsi_port, drives=len(self.drives),
-                          vop_backlog=config.vop_backlog, on_unrouted=self._unrouted)
-            if self.socket_mode is SocketMode.SHARED else
-            PerDriveSockets(config.drive_port, config.vop_port, config.iscsi_port, config.vop_backlog))
-        self._socket_reason = why
         self.unrouted_reasons = ReasonLog(log, self.counters.unrouted)
+        self.sockets: DriveSockets = host_sockets(config.sockets, len(self.drives), config.drive_port, config.vop_port,
+                                                  config.iscsi_port, config.vop_backlog, self._unrouted)
         self._background: set[asyncio.Task[None]] = set()
         self.vop_gate = ConnectionGate(config.vop_host_total, config.vop_host_total)
         self.vop_reasons = ReasonLog(log, self.counters.vop_refused)
@@ -398,7 +392,7 @@ class DriveHost:
             sock.close()
             raise
         self._broadcast, _ = await loop.create_datagram_endpoint(lambda: Datagrams(self._lan), sock=sock)
-        log.info("drive host: %s sockets (%s)", self.socket_mode.value, self._socket_reason)
+        log.info("drive host: %s sockets (%s)", self.sockets.mode.value, self.sockets.reason)
         try:
             await self.sockets.start()
             for hosted in self.drives.values():
@@ -429,6 +423,10 @@ class DriveHost:
         """Wait until every NVRAM write started so far is on disk."""
         while self._background:
             await asyncio.wait(set(self._background))
+
+    @property
+    def socket_mode(self) -> SocketMode:
+        return self.sockets.mode
 
     def _unrouted(self, service: str, detail: str) -> None:
         self.unrouted_reasons.note(service, f"drive host: no drive at the address: {detail} dropped")

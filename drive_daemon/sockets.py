@@ -20,7 +20,6 @@ receives at (its ip, DRIVE_PORT), sends from there, and its VOP and iSCSI target
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import enum
 import logging
@@ -30,43 +29,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterator, Protocol
 
 from netcheck import bind_failure, is_bind_clash
-from protocol.constants import MAX_DATAGRAM
-from protocol.pktinfo import IP_PKTINFO, PKTINFO, pktinfo_for_source
+from protocol.pktinfo import IP_PKTINFO, pktinfo_for_source
 
 from .errors import BindError
+from .shared_udp import WILDCARD, Address, DatagramHandler, SharedDatagramSocket, Unrouted
 
 if TYPE_CHECKING:  # the iSCSI target is imported when a host starts, not by every `t10k` command
     from .iscsi import IscsiPortal
 
 log = logging.getLogger("t10k.drive")
 
-Address = tuple[str, int]
-DatagramHandler = Callable[[bytes, Address], None]
 VopHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-#: (service "udp"/"vop"/"iscsi", what happened): a datagram or connection for no drive of this host
-Unrouted = Callable[[str, str], None]
 
 #: File descriptors a drive holds in per-drive mode: its UDP socket, VOP and iSCSI listeners.
 FDS_PER_DRIVE = 3
 #: auto picks per-drive while the drives' descriptors take at most this share of the soft limit
 #: (the rest: VOP and iSCSI connections, cartridges, NVRAM, captures).
 AUTO_SHARE_OF_LIMIT = 0.5
-#: The shared UDP socket's receive buffer: 10,000 drives' replies arrive at once, ~4.5 KiB of
-#: buffer each on loopback (2,000 drives overflowed 4 MiB: ~950 datagrams dropped, retries doubled).
-#: Linux caps SO_RCVBUF at net.core.rmem_max (4 MiB here); with CAP_NET_ADMIN, SO_RCVBUFFORCE
-#: sets this; without, the host gets rmem_max and warns below SHARED_RECEIVE_BUFFER_MIN.
-SHARED_RECEIVE_BUFFER = 64 * 1024 * 1024
-SHARED_RECEIVE_BUFFER_MIN = 4 * 1024 * 1024
-#: Linux's SO_RCVBUFFORCE (level SOL_SOCKET), which Python 3.11's socket module lacks.
-SO_RCVBUFFORCE = 33
-#: Datagrams read per event-loop wake-up: a burst is drained without starving other work.
-RECEIVE_BATCH = 256
-#: Datagrams waiting for the shared socket to take them (a full send buffer); beyond, dropped, counted.
-MAX_SEND_QUEUE = 65536
 #: Backlog of a shared TCP listener (the kernel caps it at net.core.somaxconn).
 MAX_SHARED_BACKLOG = 4096
-WILDCARD = "0.0.0.0"
-_ANCILLARY_SPACE = socket.CMSG_SPACE(PKTINFO.size)
 
 
 class SocketMode(str, enum.Enum):
@@ -98,15 +79,6 @@ def bind_errors(ip: str, port: int, transport: str, what: str, advice: str = "")
         if not is_bind_clash(exc):
             raise
         raise BindError(bind_failure(exc, ip, port, transport, what) + advice) from None
-
-
-def _receive_buffer(sock: socket.socket, size: int) -> int:
-    """Ask for ``size`` octets of receive buffer (forced past rmem_max if we may); what was granted."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
-    except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux reports double
 
 
 class Datagrams(asyncio.DatagramProtocol):
@@ -146,6 +118,8 @@ class DriveLink(Protocol):
 
 class DriveSockets(Protocol):
     mode: SocketMode
+    #: why this mode (logged at start)
+    reason: str
 
     async def start(self) -> None: ...
 
@@ -186,6 +160,7 @@ class PerDriveSockets:
     """Each drive binds its own three sockets at its address (today's behaviour)."""
 
     mode = SocketMode.PER_DRIVE
+    reason = ""
 
     def __init__(self, drive_port: int, vop_port: int, iscsi_port: int, vop_backlog: int) -> None:
         self.drive_port, self.vop_port, self.iscsi_port, self.vop_backlog = drive_port, vop_port, iscsi_port, vop_backlog
@@ -220,118 +195,6 @@ class PerDriveSockets:
 # --- shared -------------------------------------------------------------------
 
 
-class SharedDatagramSocket:
-    """One UDP socket at (0.0.0.0, port) for every drive: IP_PKTINFO says which drive a datagram is
-    for, and makes each drive's datagrams leave from its own address."""
-
-    def __init__(self, port: int, on_unrouted: Unrouted, *, receive_buffer: int = SHARED_RECEIVE_BUFFER,
-                 batch: int = RECEIVE_BATCH) -> None:
-        self.port, self.on_unrouted, self.receive_buffer, self.batch = port, on_unrouted, receive_buffer, batch
-        #: the drive's handler by its address (4 octets, network order)
-        self.routes: dict[bytes, DatagramHandler] = {}
-        self.dropped: collections.Counter[str] = collections.Counter()
-        self._sock: socket.socket | None = None
-        self._queue: collections.deque[tuple[bytes, Address, list[tuple[int, int, bytes]]]] = collections.deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def open(self, advice: str) -> None:
-        self._loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            # No SO_REUSEADDR: the wildcard bind must fail, never share, where another socket has the port.
-            granted = _receive_buffer(sock, self.receive_buffer)
-            if granted < SHARED_RECEIVE_BUFFER_MIN:
-                log.warning("drive host: shared UDP receive buffer is %d bytes, not %d (raise net.core.rmem_max, "
-                            "or give the host CAP_NET_ADMIN): large pools will see retries", granted,
-                            SHARED_RECEIVE_BUFFER_MIN)
-            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-            with bind_errors(WILDCARD, self.port, "udp", "the drives' shared LAN socket", advice):
-                sock.bind((WILDCARD, self.port))
-        except BaseException:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]
-        self._sock = sock
-        self._loop.add_reader(sock.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        sock, routes = self._sock, self.routes
-        if sock is None:
-            return
-        for _ in range(self.batch):
-            try:
-                data, ancillary, _flags, addr = sock.recvmsg(MAX_DATAGRAM, _ANCILLARY_SPACE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # e.g. an ICMP error queued on the socket: the next read goes on
-                log.debug("drive host: shared LAN socket: %s", exc)
-                return
-            destination = b""
-            for level, kind, cdata in ancillary:
-                if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
-                    destination = PKTINFO.unpack_from(cdata)[2]  # ipi_addr: the datagram's destination
-            handler = routes.get(destination)
-            if handler is None:
-                self.dropped["no_drive_at_address"] += 1
-                to = socket.inet_ntoa(destination) if len(destination) == 4 else "?"
-                self.on_unrouted("udp", f"datagram from {addr[0]}:{addr[1]} to {to}:{self.port}")
-                continue
-            handler(data, addr)
-
-    def send(self, data: bytes, to: Address, control: list[tuple[int, int, bytes]]) -> bool:
-        sock = self._sock
-        if sock is None:
-            return False
-        if self._queue:  # behind datagrams waiting for room: keep the order
-            return self._enqueue(data, to, control)
-        try:
-            sock.sendmsg([data], control, 0, to)
-        except (BlockingIOError, InterruptedError):
-            return self._enqueue(data, to, control)
-        except OSError as exc:
-            self.dropped["send_error"] += 1
-            log.debug("drive host: sending to %s:%d failed: %s", to[0], to[1], exc)
-            return False
-        return True
-
-    def _enqueue(self, data: bytes, to: Address, control: list[tuple[int, int, bytes]]) -> bool:
-        if len(self._queue) >= MAX_SEND_QUEUE:
-            self.dropped["send_queue_full"] += 1
-            return False
-        if not self._queue and self._loop is not None and self._sock is not None:
-            self._loop.add_writer(self._sock.fileno(), self._writable)
-        self._queue.append((data, to, control))
-        return True
-
-    def _writable(self) -> None:
-        sock = self._sock
-        while sock is not None and self._queue:
-            data, to, control = self._queue[0]
-            try:
-                sock.sendmsg([data], control, 0, to)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self.dropped["send_error"] += 1
-                log.debug("drive host: sending to %s:%d failed: %s", to[0], to[1], exc)
-            self._queue.popleft()
-        if sock is not None and self._loop is not None:
-            self._loop.remove_writer(sock.fileno())
-
-    @property
-    def serving(self) -> bool:
-        return self._sock is not None
-
-    def close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None and self._loop is not None:
-            self._loop.remove_reader(sock.fileno())
-            self._loop.remove_writer(sock.fileno())
-            sock.close()
-        self._queue.clear()
-
-
 class _SharedLink:
     def __init__(self, sockets: SharedSockets, ends: DriveEndpoints) -> None:
         self.sockets, self.ends = sockets, ends
@@ -356,6 +219,7 @@ class SharedSockets:
     """One UDP socket and two listeners on the wildcard address for every drive of the host."""
 
     mode = SocketMode.SHARED
+    reason = ""
 
     def __init__(self, drive_port: int, vop_port: int, iscsi_port: int, *, drives: int, vop_backlog: int,
                  on_unrouted: Unrouted, iscsi_idle_timeout_s: float = 300.0) -> None:
@@ -376,7 +240,8 @@ class SharedSockets:
 
     async def start(self) -> None:
         try:
-            self.udp.open(self.ADVICE)
+            with bind_errors(WILDCARD, self.udp.port, "udp", "the drives' shared LAN socket", self.ADVICE):
+                self.udp.open()
             with bind_errors(WILDCARD, self.vop_port, "tcp", "the drives' shared VOP listener", self.ADVICE):
                 self._vop_server = await asyncio.start_server(self._vop, WILDCARD, self.vop_port,
                                                               backlog=self.vop_backlog, reuse_address=True)
@@ -434,3 +299,17 @@ class SharedSockets:
             await self._vop_server.wait_closed()
             self._vop_server = None
         await self.iscsi.close()
+
+
+def host_sockets(mode: SocketMode, drives: int, drive_port: int, vop_port: int, iscsi_port: int, vop_backlog: int,
+                 on_unrouted: Unrouted) -> DriveSockets:
+    """The sockets of a host of ``drives`` drives, in ``mode`` (auto: decided here, see choose_mode)."""
+    chosen, reason = choose_mode(mode, drives)
+    sockets: DriveSockets
+    if chosen is SocketMode.SHARED:
+        sockets = SharedSockets(drive_port, vop_port, iscsi_port, drives=drives, vop_backlog=vop_backlog,
+                                on_unrouted=on_unrouted)
+    else:
+        sockets = PerDriveSockets(drive_port, vop_port, iscsi_port, vop_backlog)
+    sockets.reason = reason
+    return sockets
