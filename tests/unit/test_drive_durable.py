@@ -27,13 +27,15 @@ class _Recorder:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
 
-    def sendto(self, data: bytes, to: tuple[str, int]) -> None:
+    def send(self, data: bytes, to: tuple[str, int]) -> bool:
         self.sent.append(data)
+        return True
 
-    def is_closing(self) -> bool:
-        return False
+    @property
+    def serving(self) -> bool:
+        return True
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
 
@@ -42,7 +44,7 @@ def _hosted(tmp_path: Path, writer) -> tuple[DriveHost, HostedDrive, _Recorder]:
     host = DriveHost(DriveHostConfig(state_dir=tmp_path), [(made, "127.0.0.101")], nvram_writer=writer)
     hosted = host.drives[made.csn]
     recorder = _Recorder()
-    hosted.transport = recorder  # type: ignore[assignment]
+    hosted.link = recorder
     hosted.powered = True
     return host, hosted, recorder
 
