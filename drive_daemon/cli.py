@@ -16,6 +16,7 @@ from protocol.ids import cli_type, parse_csn
 from protocol.sense import SenseProfile
 
 from .credential import read_credential_file, write_credential_file
+from .sockets import SocketMode
 from .manufacturing import find_drive, make_drives, read_manufacturing_file, write_manufacturing_file
 from .vop import vop_fields, vop_load, vop_reset, vop_status, vop_unload
 
@@ -90,6 +91,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_mqtt(p)
     p.add_argument("--sense-profile", choices=[s.value for s in SenseProfile], default=SenseProfile.T10000.value,
                    help="sense codes: the T10000 firmware's (default) or standard SSC-3 (ASC 74h)")
+    p.add_argument("--sockets", choices=[m.value for m in SocketMode], default=SocketMode.AUTO.value,
+                   help="per-drive: each drive binds its UDP socket, VOP and iSCSI listeners at its address "
+                        "(3 file descriptors a drive; other processes may use the same ports on other addresses); "
+                        "shared: one UDP socket and two listeners on 0.0.0.0 for every drive, each drive still "
+                        "answering from its own address (the host must own those ports in its network namespace); "
+                        "auto (default): per-drive while 3 descriptors a drive fit under half the open-file "
+                        "limit, shared beyond")
     add_json(p, "print one JSON line when serving and one when stopped (instead of text)")
 
 
@@ -97,7 +105,7 @@ def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-
     from .service import DriveHost, DriveHostConfig  # here: every other t10k command starts without it
 
     config = DriveHostConfig(state_dir=args.state, listen_broadcast=args.broadcast, library=args.library,
-                             lan_port=args.drive_lan_port,
+                             lan_port=args.drive_lan_port, sockets=SocketMode(args.sockets),
                              sense_profile=SenseProfile(args.sense_profile),
                              service_credential=(read_credential_file(args.service_credential_file)
                                                  if args.service_credential_file else None))
@@ -119,9 +127,11 @@ def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-
                 loop.add_signal_handler(signal.SIGHUP, lambda: [h.power_cycle() for h in host.drives.values()])
                 if args.json:
                     print(json.dumps({"status": "serving", "drives": [{"csn": m.csn.hex(), "ip": ip} for m, ip in drives],
-                                      "state": str(args.state), "broadcast": args.broadcast}), flush=True)
+                                      "state": str(args.state), "broadcast": args.broadcast,
+                                      "sockets": host.socket_mode.value}), flush=True)
                 else:
-                    print(f"{len(drives)} drive(s) serving, first at {drives[0][1]}", flush=True)
+                    print(f"{len(drives)} drive(s) serving, first at {drives[0][1]} ({host.socket_mode.value} sockets)",
+                          flush=True)
                 await stop.wait()
                 await host.flush()
         finally:
@@ -133,7 +143,7 @@ def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-
             c = host.counters
             print(json.dumps({"status": "stopped", "drives": len(drives), "datagrams_in": c.datagrams_in,
                               "datagrams_out": c.datagrams_out, "decode_errors": dict(c.decode_errors),
-                              "events": dict(c.events)}), flush=True)
+                              "events": dict(c.events), "unrouted": dict(c.unrouted)}), flush=True)
 
     asyncio.run(main())
     return 0

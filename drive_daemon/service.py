@@ -1,23 +1,23 @@
 """The drive daemon's asyncio shell: one process hosts one drive or thousands.
 
-Every drive has its own static address: a UDP socket for requests and replies, a TCP
-listener for its Virtual Operator Panel and an iSCSI target (its SCSI side, one tape LUN). One broadcast listener per process
-hears the drive LAN, decodes each datagram once and hands it to every drive.
+Every drive has its own static address: it receives requests and replies there, and serves its
+Virtual Operator Panel and an iSCSI target (its SCSI side, one tape LUN) there, over sockets of
+its own or over sockets shared by every drive of the host (drive_daemon/sockets.py). One
+broadcast listener per process hears the drive LAN, decodes each datagram once and hands it
+to every drive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable
 
-from netcheck import bind_failure, is_bind_clash
 from netcheck.limits import ConnectionGate, ReasonLog, read_bounded
 
 from protocol import (
@@ -56,6 +56,7 @@ from .credential import ResetGate
 from .drive import Drive, Event, Output
 from .errors import BindError
 from .iscsi import IscsiConfig, IscsiPortal
+from .sockets import Datagrams, DriveEndpoints, DriveLink, DriveSockets, SocketMode, bind_errors, host_sockets
 from .ssc import SscDevice
 from .tape import TapeCheck, TapeSession
 
@@ -99,6 +100,9 @@ class DriveHostConfig:
     iscsi_chap: tuple[str, str] | None = None
     #: The host's service credential (32 octets): VOP Reset Drive needs it; None: resets refused.
     service_credential: bytes | None = field(default=None, repr=False)
+    #: Sockets of each drive's own (per-drive), one set for every drive (shared), or per-drive while
+    #: they fit under the open-file limit (auto): drive_daemon/sockets.py.
+    sockets: SocketMode = SocketMode.AUTO
 
     @property
     def library_dir(self) -> Path:
@@ -115,28 +119,11 @@ class Counters:
     vop_refused: collections.Counter[str] = field(default_factory=collections.Counter)
     #: NVRAM writes that failed (their replies were not sent).
     nvram_failures: int = 0
+    #: Shared sockets: datagrams dropped and connections closed for want of a drive at their
+    #: address, per service (udp, vop, iscsi).
+    unrouted: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
-@contextlib.contextmanager
-def _bind_errors(ip: str, port: int, transport: str, what: str) -> Iterator[None]:
-    """A failed bind becomes a BindError naming ip:port and the process holding it."""
-    try:
-        yield
-    except OSError as exc:
-        if not is_bind_clash(exc):
-            raise
-        raise BindError(bind_failure(exc, ip, port, transport, what)) from None
-
-
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, handler: Callable[[bytes, tuple[str, int]], None]) -> None:
-        self.handler = handler
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.handler(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("drive socket error: %s", exc)
 
 
 class HostedDrive:
@@ -149,8 +136,7 @@ class HostedDrive:
         self.nvram = host.nvram.drive(made, self.send)
         self.tape = TapeSession(self.drive, host.config.library_dir, host.config.sense_profile)
         self.ssc = SscDevice(self.tape, model=made.model)
-        self.transport: asyncio.DatagramTransport | None = None
-        self.vop_server: asyncio.base_events.Server | None = None
+        self.link: DriveLink | None = None
         self.iscsi: IscsiPortal | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._vop_gate = ConnectionGate(host.config.vop_per_peer, host.config.vop_total)
@@ -164,40 +150,27 @@ class HostedDrive:
         return self.made.csn
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         config = self.host.config
         self.powered = True
-        with _bind_errors(self.ip, config.drive_port, "udp", f"drive {self.csn.hex()}'s LAN socket"):
-            self.transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Datagrams(self._unicast), local_addr=(self.ip, config.drive_port)
-            )
-        with _bind_errors(self.ip, config.vop_port, "tcp", f"drive {self.csn.hex()}'s VOP listener"):
-            self.vop_server = await asyncio.start_server(
-                self._vop, self.ip, config.vop_port, backlog=config.vop_backlog, reuse_address=True
-            )
         self.iscsi = IscsiPortal(
             IscsiConfig(target_name=drive_iqn(self.csn), port=config.iscsi_port, chap=config.iscsi_chap),
             self.ssc, host=self.ip, on_output=self._scsi_output,
             tap=lambda direction, src, dst, data: self.host.tap(direction, "tcp", src, dst, data),
         )
-        with _bind_errors(self.ip, config.iscsi_port, "tcp", f"drive {self.csn.hex()}'s iSCSI target"):
-            await self.iscsi.start()
+        self.link = await self.host.sockets.open(
+            DriveEndpoints(self.ip, f"drive {self.csn.hex()}", self._unicast, self._vop, self.iscsi))
 
     async def stop(self) -> None:
         self.powered = False
         if self._timer:
             self._timer.cancel()
             self._timer = None
-        if self.iscsi is not None:
-            await self.iscsi.close()
-            self.iscsi = None
-        if self.vop_server:
-            self.vop_server.close()
-            await self.vop_server.wait_closed()
+        if self.link is not None:
+            await self.link.close()
+            self.link = None
+        self.iscsi = None
         if self.tape.cartridge is not None:
             self.tape.cartridge.close()
-        if self.transport:
-            self.transport.close()
 
     def _unicast(self, data: bytes, addr: tuple[str, int]) -> None:
         self.host.counters.datagrams_in += 1
@@ -244,9 +217,8 @@ class HostedDrive:
                                 {"type": type(event).__name__, "csn": self.csn.hex(), "ip": self.ip} | describe(event))
 
     def send(self, t: Transmit) -> None:
-        if not self.powered or self.transport is None or self.transport.is_closing():
+        if not self.powered or self.link is None or not self.link.send(t.data, t.to):
             return
-        self.transport.sendto(t.data, t.to)
         self.host.counters.datagrams_out += 1
         self.host.tap_out((self.ip, self.host.config.drive_port), t.to, t.data)
 
@@ -368,6 +340,9 @@ class DriveHost:
         self._tap = tap
         self.drives = {made.csn: HostedDrive(self, made, ip) for made, ip in drives}
         self._broadcast: asyncio.DatagramTransport | None = None
+        self.unrouted_reasons = ReasonLog(log, self.counters.unrouted)
+        self.sockets: DriveSockets = host_sockets(config.sockets, len(self.drives), config.drive_port, config.vop_port,
+                                                  config.iscsi_port, config.vop_backlog, self._unrouted)
         self._background: set[asyncio.Task[None]] = set()
         self.vop_gate = ConnectionGate(config.vop_host_total, config.vop_host_total)
         self.vop_reasons = ReasonLog(log, self.counters.vop_refused)
@@ -388,13 +363,15 @@ class DriveHost:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            with _bind_errors(self.config.listen_broadcast, self.config.lan_port, "udp", "the drive LAN listener"):
+            with bind_errors(self.config.listen_broadcast, self.config.lan_port, "udp", "the drive LAN listener"):
                 sock.bind((self.config.listen_broadcast, self.config.lan_port))
         except BaseException:
             sock.close()
             raise
-        self._broadcast, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self._lan), sock=sock)
+        self._broadcast, _ = await loop.create_datagram_endpoint(lambda: Datagrams(self._lan), sock=sock)
+        log.info("drive host: %s sockets (%s)", self.sockets.mode.value, self.sockets.reason)
         try:
+            await self.sockets.start()
             for hosted in self.drives.values():
                 await hosted.start()
         except (OSError, BindError):
@@ -408,6 +385,7 @@ class DriveHost:
     async def stop(self) -> None:
         for hosted in self.drives.values():
             await hosted.stop()
+        await self.sockets.stop()
         if self._broadcast:
             self._broadcast.close()
         if self._background:
@@ -424,6 +402,13 @@ class DriveHost:
         await self.nvram.flush()
         while self._background:
             await asyncio.wait(set(self._background))
+
+    @property
+    def socket_mode(self) -> SocketMode:
+        return self.sockets.mode
+
+    def _unrouted(self, service: str, detail: str) -> None:
+        self.unrouted_reasons.note(service, f"drive host: no drive at the address: {detail} dropped")
 
     def decode_counted(self, data: bytes, addr: tuple[str, int]) -> Frame | None:
         try:

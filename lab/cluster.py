@@ -18,6 +18,7 @@ from typing import Callable
 
 from drive_daemon.credential import read_credential_file, write_credential_file
 from drive_daemon.service import DriveHost, DriveHostConfig, Tap
+from drive_daemon.sockets import SocketMode
 from events import EventPublisher
 from drive_daemon.vop import vop_reset, vop_status
 from kms_client import station
@@ -40,6 +41,8 @@ class LabPlan:
     net: LabNet | None = None
     announce_interval_s: float = 0.5
     kms_id: bytes = field(default_factory=lambda: os.urandom(4))
+    #: The drive host's sockets (drive_daemon/sockets.py); shared binds wildcard ports: a namespace of its own.
+    sockets: SocketMode = SocketMode.AUTO
 
 
 
@@ -132,7 +135,8 @@ class Lab:
         if not self.credential_file.exists():
             write_credential_file(self.credential_file)
         config = DriveHostConfig(self.workdir / "drives", listen_broadcast=net.broadcast, lan_port=net.lan_port,
-                                 library=self.library, service_credential=read_credential_file(self.credential_file))
+                                 library=self.library, service_credential=read_credential_file(self.credential_file),
+                                 sockets=plan.sockets)
         host = DriveHost(config, placed, tap=self._tap, events=self.publisher)
         try:
             await host.start()

@@ -43,9 +43,15 @@ def _hex_ip(ip: str) -> str:
     return "".join(f"{int(o):02X}" for o in reversed(ip.split(".")))
 
 
+def _dotted_ip(hex_ip: str) -> str:
+    return ".".join(str(int(hex_ip[i:i + 2], 16)) for i in (6, 4, 2, 0))
+
+
 def _sockets(transport: str, ip: str, port: int, proc: Path) -> list[tuple[str, int]]:
-    """(local ip, inode) of the sockets bound to ip:port or to the wildcard on that port."""
+    """(local ip, inode) of the sockets bound to ip:port or to the wildcard on that port
+    (for ip 0.0.0.0: every socket on that port, whatever its address: they all clash)."""
     wanted = {f"{_hex_ip(ip)}:{port:04X}", f"00000000:{port:04X}"}
+    any_address = ip == "0.0.0.0"
     found: list[tuple[str, int]] = []
     try:
         lines = (proc / "net" / transport).read_text().splitlines()[1:]
@@ -53,12 +59,13 @@ def _sockets(transport: str, ip: str, port: int, proc: Path) -> list[tuple[str, 
         return found
     for line in lines:
         fields = line.split()
-        if len(fields) < 10 or fields[1] not in wanted:
+        if len(fields) < 10:
+            continue
+        if not (fields[1].endswith(f":{port:04X}") if any_address else fields[1] in wanted):
             continue
         if transport == "tcp" and fields[3] != _LISTEN:
             continue
-        local = fields[1].split(":")[0]
-        found.append(("0.0.0.0" if local == "00000000" else ip, int(fields[9])))
+        found.append((_dotted_ip(fields[1].split(":")[0]), int(fields[9])))
     return found
 
 
@@ -98,7 +105,8 @@ def _command(pid: int, proc: Path) -> str:
 
 
 def find_holders(ip: str, port: int, transport: str = "tcp", *, proc: Path = Path("/proc")) -> list[Holder]:
-    """Every socket in this network namespace bound to ``ip:port`` (or 0.0.0.0:port), with its process."""
+    """Every socket in this network namespace bound to ``ip:port`` (or 0.0.0.0:port), with its process;
+    for ``ip`` 0.0.0.0, every socket bound to ``port`` on any address."""
     sockets = _sockets(transport, ip, port, proc)
     owners = _owners({inode for _, inode in sockets}, proc) if sockets else {}
     holders = []

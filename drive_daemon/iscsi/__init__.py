@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from .config import IscsiConfig
+from .listener import IscsiListener
 from .lun import ScsiLun, ScsiOutcome
 from .portal import IscsiPortal, Tap
 from .target import TargetConnection
 
-__all__ = ["IscsiConfig", "IscsiPortal", "Tap", "ScsiLun", "ScsiOutcome", "TargetConnection"]
+__all__ = ["IscsiConfig", "IscsiPortal", "IscsiListener", "Tap", "ScsiLun", "ScsiOutcome", "TargetConnection"]

@@ -14,7 +14,7 @@ import collections
 import logging
 import socket
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from .config import IscsiConfig
 from .lun import ScsiLun
@@ -29,20 +29,30 @@ OutputHandler = Callable[[object], None]
 SOCKET_BUFFER = 4 * 1024 * 1024
 
 
+#: The portal serving a connection accepted at (local ip, port); None: no target there.
+Route = Callable[[tuple[str, int]], "IscsiPortal | None"]
+
+
 class _Connection(asyncio.BufferedProtocol):
-    def __init__(self, portal: IscsiPortal) -> None:
-        self.portal = portal
-        self.conn = TargetConnection(portal.config, portal.lun, portal=(portal.host, portal.port))
+    def __init__(self, route: Route) -> None:
+        self._route = route  # a portal's own listener answers itself; a shared one, the portal at the address
+        self.portal: IscsiPortal
+        self.conn: TargetConnection
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("?", 0)
-        self.last_heard = portal.clock()
         self._view: memoryview | None = None
         self.registered = ""  # the nexus this connection's session holds in portal.sessions
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
         self.peer = transport.get_extra_info("peername") or ("?", 0)
+        portal = self._route(transport.get_extra_info("sockname") or ("?", 0))
+        if portal is None:  # a shared listener, and no target at that address: closed at once (counted by route)
+            transport.abort()
+            return
+        self.portal, self.transport = portal, transport
+        self.conn = TargetConnection(portal.config, portal.lun, portal=(portal.host, portal.port))
+        self.last_heard = portal.clock()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
@@ -107,6 +117,8 @@ class _Connection(asyncio.BufferedProtocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is None:  # never routed to a portal
+            return
         self.portal.connections.discard(self)
         if self.registered and self.portal.sessions.get(self.registered) is self:
             del self.portal.sessions[self.registered]
@@ -161,19 +173,22 @@ class IscsiPortal:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), self.host, self.config.port,
+        self._server = await loop.create_server(lambda: _Connection(lambda local: self), self.host, self.config.port,
                                                 backlog=self.config.backlog, reuse_address=True)
         if self.config.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]
-        self._timer = asyncio.create_task(self._tick(), name=f"iscsi-idle-{self.host}")
+        self._timer = asyncio.create_task(idle_ticks([self], self.config.idle_timeout_s, self.clock),
+                                          name=f"iscsi-idle-{self.host}")
 
-    async def _tick(self) -> None:
-        period = max(self.config.idle_timeout_s / 4, 0.05)
-        while True:
-            await asyncio.sleep(period)
-            now = self.clock()
-            for connection in list(self.connections):
-                connection.tick(now)
+    def served_at(self, port: int) -> None:
+        """A shared listener (listener.IscsiListener) accepts this portal's connections on ``port``."""
+        self.port = port
+
+    @property
+    def serving(self) -> bool:
+        """Its own listener and idle timer are running (a portal a shared listener serves has neither)."""
+        return (self._server is not None and self._server.is_serving()
+                and self._timer is not None and not self._timer.done())
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -196,3 +211,14 @@ class IscsiPortal:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def idle_ticks(portals: Iterable[IscsiPortal], idle_timeout_s: float, clock: Callable[[], float]) -> None:
+    """For ever: ping each idle connection of these portals, close each dead one."""
+    period = max(idle_timeout_s / 4, 0.05)
+    while True:
+        await asyncio.sleep(period)
+        now = clock()
+        for portal in list(portals):
+            for connection in list(portal.connections):
+                connection.tick(now)

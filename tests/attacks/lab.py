@@ -173,12 +173,8 @@ def health(lab: Lab) -> dict[str, Any]:
     tasks = {t.get_name(): not t.done() for t in token._tasks}  # noqa: SLF001 - the lab looks inside its own daemons
     drives = {}
     for csn, hosted in lab.drives.drives.items():
-        up = hosted.transport is not None and not hosted.transport.is_closing()
-        up = up and hosted.vop_server is not None and hosted.vop_server.is_serving()
-        portal = hosted.iscsi
-        up = up and portal is not None and portal._server is not None and portal._server.is_serving()  # noqa: SLF001
-        up = up and portal is not None and portal._timer is not None and not portal._timer.done()  # noqa: SLF001
-        drives[csn.hex()] = up
+        # its UDP socket open, its VOP and iSCSI listeners serving, the iSCSI idle timer running
+        drives[csn.hex()] = hosted.link is not None and hosted.link.serving
     return {"token_tasks": tasks, "drives": drives, "persist_error": token.persist_error}
 
 

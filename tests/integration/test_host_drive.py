@@ -13,13 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from drive_daemon.sockets import SocketMode
+from tests.integration.conftest import BOTH_SOCKET_MODES
 from tests.integration.test_processes import Daemon, armed_by_cli, daemons, t10k  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.network
 
 
-def test_backup_list_restore_verify_through_the_cli(tmp_path: Path, daemons: list[Daemon]) -> None:  # noqa: F811
-    site = armed_by_cli(tmp_path, daemons)
+@BOTH_SOCKET_MODES
+def test_backup_list_restore_verify_through_the_cli(tmp_path: Path, daemons: list[Daemon],  # noqa: F811
+                                                    drive_sockets: SocketMode) -> None:
+    site = armed_by_cli(tmp_path, daemons, drive_sockets.value)
     library = tmp_path / "library"
     t10k("tape", "new", "--library", str(library), "BK0001")
     ip = ["--ip", site.ips[0]]

@@ -18,7 +18,7 @@ from protocol.constants import HEADER_SIZE, TOKEN_MGMT_PORT, VOP_PORT, HeaderFla
 from protocol.layouts import MANAGEMENT_BODY_CAPS, Header
 from protocol.messages import MgmtResult, VopStatus, VopStatusRequest
 from protocol import encode
-from tests.integration.conftest import POOL, enrol_and_arm
+from tests.integration.conftest import BOTH_SOCKET_MODES, POOL, enrol_and_arm
 
 pytestmark = pytest.mark.network
 EKT_CAP = MANAGEMENT_BODY_CAPS[MessageType.WRITE_EKT]
@@ -130,6 +130,7 @@ async def test_the_per_peer_cap_closes_the_excess_at_once(lab: Lab) -> None:
     assert (await station.token_status(lab.kms, lab.token_names[0])).packages_held == 0  # others still served
 
 
+@BOTH_SOCKET_MODES
 async def test_vop_refuses_a_large_declared_body_and_caps_connections(lab: Lab) -> None:
     ip = lab.drive_ips[lab.drive_names[0]]
     host = lab.drives

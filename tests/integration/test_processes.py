@@ -90,8 +90,9 @@ class CliSite:
     key: str
 
 
-def armed_by_cli(tmp_path: Path, daemons: list[Daemon]) -> CliSite:
-    """Three drives enrolled (EKT) and armed (OKT) with nothing but the t10k command."""
+def armed_by_cli(tmp_path: Path, daemons: list[Daemon], sockets: str = "auto") -> CliSite:
+    """Three drives enrolled (EKT) and armed (OKT) with nothing but the t10k command
+    (``sockets``: the drive host's --sockets)."""
     store = ["--store", str(tmp_path / "kms")]
     made = tmp_path / "cd.json"
     t10k("drive", "manufacture", "--count", "3", "--out", str(made), "--first-csn", "5700000000000a01")
@@ -104,7 +105,7 @@ def armed_by_cli(tmp_path: Path, daemons: list[Daemon]) -> CliSite:
     daemons.append(Daemon("token", "run", "--ip", TOKEN_IP, "--state", str(tmp_path / "tok"),
                           "--secret-file", str(tmp_path / "tok.secret"), "--announce-interval", "0.3"))
     drive_args = ("drive", "run-many", "--manufacturing", str(made), "--first-ip", FIRST_DRIVE_IP,
-                  "--state", str(tmp_path / "drives"), "--library", str(tmp_path / "library"))
+                  "--state", str(tmp_path / "drives"), "--library", str(tmp_path / "library"), "--sockets", sockets)
     daemons.append(Daemon(*drive_args))
     ips = [addr(101 + i) for i in range(3)]
     names = [a for i in range(3) for a in ("--drive", f"drive-{i}")]

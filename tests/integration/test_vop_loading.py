@@ -17,12 +17,13 @@ from drive_daemon.vop import vop_load, vop_unload
 from lab.cluster import Lab
 from protocol import scsi
 from protocol.constants import ScsiStatus, VopStatusCode
-from tests.integration.conftest import enrol_and_arm
+from tests.integration.conftest import BOTH_SOCKET_MODES, enrol_and_arm
 
 pytestmark = pytest.mark.network
 NEXUS = "iqn.2026-11.org.t10k-lab:host,i,0x1"
 
 
+@BOTH_SOCKET_MODES
 async def test_vop_load_and_unload(lab: Lab) -> None:
     await enrol_and_arm(lab)
     drive = lab.net.drive_ip(0)  # the lab's free addresses: beside any other lab

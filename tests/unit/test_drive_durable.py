@@ -30,13 +30,15 @@ class _Recorder:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
 
-    def sendto(self, data: bytes, to: tuple[str, int]) -> None:
+    def send(self, data: bytes, to: tuple[str, int]) -> bool:
         self.sent.append(data)
+        return True
 
-    def is_closing(self) -> bool:
-        return False
+    @property
+    def serving(self) -> bool:
+        return True
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
 
@@ -54,7 +56,7 @@ def _hosted(tmp_path: Path, store: type[NvramStore]) -> tuple[DriveHost, HostedD
     host = DriveHost(DriveHostConfig(state_dir=tmp_path), [(made, "127.0.0.101")], nvram_store=store)
     hosted = host.drives[made.csn]
     recorder = _Recorder()
-    hosted.transport = recorder  # type: ignore[assignment]
+    hosted.link = recorder
     hosted.powered = True
     return host, hosted, recorder
 
@@ -101,7 +103,7 @@ async def test_writes_of_many_drives_share_commits_and_each_drive_keeps_its_orde
     host = DriveHost(DriveHostConfig(state_dir=tmp_path), [(m, "127.0.0.101") for m in made])
     recorders = {}
     for hosted in host.drives.values():
-        hosted.transport = recorders[hosted.csn] = _Recorder()  # type: ignore[assignment]
+        hosted.link = recorders[hosted.csn] = _Recorder()
         hosted.powered = True
     for round_ in (1, 2):
         for hosted in host.drives.values():
