@@ -47,6 +47,7 @@ from protocol.constants import (
     PULL_SPREAD_BASE_S,
     PULL_SPREAD_PER_CSN_S,
     RETRY_AFTER_SPREADS,
+    RETRY_BACKOFF,
     RETRY_BASE_S,
     RETRY_MAX_S,
     TOKEN_LAN_PORT,
@@ -204,11 +205,11 @@ def retry_delay(attempt: int, spread: float, rng: random.Random) -> float:
     The first retry waits RETRY_AFTER_SPREADS spread windows plus RETRY_BASE_S: by then the
     token has answered every drive of the offer and their host has taken the answers in, so a
     retry means a lost datagram, not a slow queue.
-    Each later one doubles (capped at RETRY_MAX_S), all with jitter x[1, 1.5) so the drives
+    Each later one is RETRY_BACKOFF times longer (capped at RETRY_MAX_S), all with jitter x[1, 1.5) so the drives
     that lost datagrams do not ask again together. Never less than RETRY_BASE_S apart, so a
     drive's pull stays within a token's per-CSN answer budget."""
     first = RETRY_AFTER_SPREADS * spread + RETRY_BASE_S
-    return min(RETRY_MAX_S, first * 2 ** (attempt - 1)) * (1 + 0.5 * rng.random())
+    return min(RETRY_MAX_S, first * RETRY_BACKOFF ** (attempt - 1)) * (1 + 0.5 * rng.random())
 
 
 class _SkipList:

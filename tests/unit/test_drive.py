@@ -12,6 +12,7 @@ from drive_daemon.nvram import Nvram
 from protocol.constants import (
     MAX_PULL_ATTEMPTS,
     RETRY_AFTER_SPREADS,
+    RETRY_BACKOFF,
     RETRY_BASE_S,
     RETRY_MAX_S,
     EncryptionLed,
@@ -236,7 +237,7 @@ def test_a_lost_request_is_retried_with_backoff_then_abandoned(site: Site) -> No
     assert events(site, dr.PullGaveUp)
     first = RETRY_AFTER_SPREADS * dr.pull_spread(1) + RETRY_BASE_S  # the first retry waits for the whole spread window
     for attempt, (before, after) in enumerate(zip(sent_at, sent_at[1:], strict=False), start=1):
-        nominal = min(RETRY_MAX_S, first * 2 ** (attempt - 1))  # then doubles, capped, x[1, 1.5)
+        nominal = min(RETRY_MAX_S, first * RETRY_BACKOFF ** (attempt - 1))  # then x RETRY_BACKOFF, capped, x[1, 1.5)
         assert nominal <= after - before < 1.5 * nominal
     site.lan.drop = lambda sender, t: False
     site.lan.announce(TOKEN_A)  # the next announce brings it in
