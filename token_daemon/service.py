@@ -20,6 +20,7 @@ from netcheck.limits import ConnectionGate, ReasonLog, read_bounded
 from protocol import DecodeError, DecodeReason, MgmtResult, Transmit, decode, decode_header, encode_authenticated
 from protocol.constants import (
     ANNOUNCE_INTERVAL_S,
+    ANNOUNCE_REPEATS_S,
     DRIVE_LAN_PORT,
     HEADER_SIZE,
     LOOPBACK_BROADCAST,
@@ -55,6 +56,8 @@ class TokenConfig:
     drive_lan_port: int = DRIVE_LAN_PORT
     mgmt_port: int = TOKEN_MGMT_PORT
     announce_interval_s: float = ANNOUNCE_INTERVAL_S
+    #: Gaps after a write's announcement before it is sent again (then every announce_interval_s).
+    announce_repeats_s: tuple[float, ...] = ANNOUNCE_REPEATS_S
     mgmt_backlog: int = 128
     #: A management connection waits at most this long for a request's header (idle timeout)...
     mgmt_idle_timeout_s: float = 30.0
@@ -110,6 +113,7 @@ class TokenService:
         self._tasks: list[asyncio.Task[None]] = []
         self._persist_lock = asyncio.Lock()
         self._dirty = asyncio.Event()
+        self._announced_write = asyncio.Event()
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         #: Why the state cannot be written now (None: it can); the log and status say it.
         self.persist_error: str | None = None
@@ -318,8 +322,16 @@ class TokenService:
                 log.exception("token %s: error handling %s", self.config.ip, frame.message.TYPE.name)
 
     async def _announce_forever(self) -> None:
+        """Every announce_interval_s, and soon again after a write (announce_repeats_s)."""
+        gaps: list[float] = []
         while True:
-            await asyncio.sleep(self.config.announce_interval_s)
+            self._announced_write.clear()
+            try:
+                await asyncio.wait_for(self._announced_write.wait(), gaps.pop(0) if gaps else self.config.announce_interval_s)
+                gaps = list(self.config.announce_repeats_s)  # a write was just announced: repeat it soon
+                continue
+            except TimeoutError:
+                pass
             announcement = self.token.announcement()
             if announcement is not None:
                 self._send(announcement)
@@ -349,6 +361,8 @@ class TokenService:
             log.warning("token %s: refused %s", self.config.ip, why)
             return encode_authenticated(MgmtResult(MgmtStatus.REFUSED, why), secret=self.config.secret,
                                         counter=counter, sequence=sequence, reply=True), False
+        if any(t.message_type is MessageType.KEYS_AVAILABLE for t in out.sends):
+            self._announced_write.set()
         return out.reply, refused
 
     async def _handle_mgmt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

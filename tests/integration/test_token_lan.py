@@ -65,3 +65,37 @@ async def test_a_burst_is_read_in_bounded_batches_and_every_request_answered(tmp
             assert token.counters.events["PackageServed"] == len(requests)
     finally:
         client.close()
+
+
+async def test_a_write_is_announced_again_soon_so_one_lost_broadcast_costs_no_interval(tmp_path: Path) -> None:
+    from kms_client.push import request
+    from protocol import MgmtResult
+    from protocol.constants import MgmtStatus
+
+    site = make_site(tmp_path, 3)
+    secret = site.secrets[TOKEN_A]
+    state = tmp_path / "tok"
+    memory = TokenMemory.blank()
+    memory.counter_set = True
+    MemoryStore(state, secret).save(memory)
+    net = free_net()
+    announced: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    def tap(direction: str, transport: str, src: object, dst: object, data: bytes) -> None:
+        if direction == "out" and transport == "udp" and decode(data).message.TYPE is MessageType.KEYS_AVAILABLE:
+            announced.append(loop.time())
+
+    config = TokenConfig(net.token_ip(0), state, secret, broadcast=net.broadcast, drive_lan_port=net.lan_port,
+                         announce_interval_s=3600, announce_repeats_s=(0.05, 0.1))
+    async with TokenService(config, tap=tap):
+        reply = await request(config.ip, build_ekt(site.kms, site.names, use_pckey=True), secret=secret, counter=1,
+                              port=config.mgmt_port)
+        assert isinstance(reply, MgmtResult) and reply.status is MgmtStatus.OK
+        for _ in range(250):  # bounded: 5 s at most
+            if len(announced) >= 3:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # and no more than that until the (hour-long) interval
+    assert len(announced) == 3  # at the write, then after each repeat gap
+    assert announced[1] - announced[0] >= 0.05 and announced[2] - announced[1] >= 0.1
