@@ -38,6 +38,7 @@ from protocol import (
     reportauth,
 )
 from protocol.constants import (
+    ANNOUNCE_REPEATS_S,
     MAX_POOL_DRIVES,
     MAX_PULL_ATTEMPTS,
     MAX_PULL_SOURCES,
@@ -155,6 +156,10 @@ Event = (
     | KeysCleared | ClearRefused | MissingKeyReported | Ignored | AnnouncementRejected | PackageDropped
 )
 
+#: A drive says KEY_ACK again for an EKT still announcing its package at most this often: the
+#: repeats of a write's announcement (ANNOUNCE_REPEATS_S) come sooner than a lost ACK needs.
+ACK_AGAIN_S = sum(ANNOUNCE_REPEATS_S)
+
 #: For this long after an I/O a drive holding keys shows its LED flashing red.
 IO_LED_S = 1.0
 
@@ -258,7 +263,8 @@ class Drive:
         self._pulls: dict[KeyKind, _Pull] = {}
         self._sequence = self._rng.randrange(2**31)
         self._skip = _SkipList()
-        self._last_receipt: tuple[int, bytes] | None = None
+        #: (timestamp, receipt, when last acknowledged) of the newest device-key package taken.
+        self._last_receipt: tuple[int, bytes, float] | None = None
         self.last_io = float("-inf")
 
     # --- what the drive shows ------------------------------------------
@@ -393,8 +399,13 @@ class Drive:
         if offer.mode is TokenMode.EKT:
             kind = KeyKind.DEVICE
             if offer.timestamp == nv.device_key_timestamp and self._last_receipt and self._last_receipt[0] == offer.timestamp:
-                # Our KEY_ACK was lost: the token still announces a package we hold. Say so again.
-                ack = KeyAck(self.csn, kind, offer.timestamp, self._last_receipt[1])
+                # Our KEY_ACK may have been lost: the token still announces a package we hold. Say so
+                # again, unless we just did (a write's announcement is repeated within ACK_AGAIN_S).
+                stamp, receipt, acked_at = self._last_receipt
+                if now - acked_at < ACK_AGAIN_S:
+                    return Output()
+                self._last_receipt = (stamp, receipt, now)
+                ack = KeyAck(self.csn, kind, offer.timestamp, receipt)
                 return Output([Transmit((host, TOKEN_LAN_PORT), MessageType.KEY_ACK, encode(ack))])
             wanted, held = offer.timestamp > nv.device_key_timestamp, nv.device_key_timestamp
         elif offer.mode is TokenMode.OKT:
@@ -513,7 +524,7 @@ class Drive:
         nv.device_key, nv.device_key_id, nv.device_key_timestamp, nv.reset = device_key, pkg.device_key_id, pkg.timestamp, False
         nv.kms_public_key = kms_public_key
         self._accepted(KeyKind.DEVICE, pkg.timestamp)
-        self._last_receipt = (pkg.timestamp, receipt)
+        self._last_receipt = (pkg.timestamp, receipt, now)
         ack = KeyAck(self.csn, KeyKind.DEVICE, pkg.timestamp, receipt)
         return Output(
             [Transmit((host, TOKEN_LAN_PORT), MessageType.KEY_ACK, encode(ack))],

@@ -251,6 +251,11 @@ def test_a_lost_ack_is_sent_again_at_the_next_announce(site: Site) -> None:
     site.lan.run()
     assert site.lan.tokens[TOKEN_A].status().packages_held == 1
     site.lan.drop = lambda sender, t: False
+    acks = len(site.lan.sent(MessageType.KEY_ACK))
+    site.lan.announce(TOKEN_A)  # a repeat of the write's announcement, right after the ACK: not yet
+    site.lan.run()
+    assert len(site.lan.sent(MessageType.KEY_ACK)) == acks
+    site.lan.now += dr.ACK_AGAIN_S
     site.lan.announce(TOKEN_A)
     site.lan.run()
     assert site.lan.tokens[TOKEN_A].status().packages_held == 0
