@@ -38,6 +38,8 @@ from protocol import (
     reportauth,
 )
 from protocol.constants import (
+    ANNOUNCE_REPEATS_S,
+    MAX_POOL_DRIVES,
     MAX_PULL_ATTEMPTS,
     MAX_PULL_SOURCES,
     MAX_PULL_SPREAD_S,
@@ -45,7 +47,10 @@ from protocol.constants import (
     NO_PACKAGE_SKIP_S,
     PULL_SPREAD_BASE_S,
     PULL_SPREAD_PER_CSN_S,
+    RETRY_AFTER_SPREADS,
+    RETRY_BACKOFF,
     RETRY_BASE_S,
+    RETRY_MAX_S,
     TOKEN_LAN_PORT,
     EncryptionLed,
     ErrorCode,
@@ -151,6 +156,10 @@ Event = (
     | KeysCleared | ClearRefused | MissingKeyReported | Ignored | AnnouncementRejected | PackageDropped
 )
 
+#: A drive says KEY_ACK again for an EKT still announcing its package at most this often: the
+#: repeats of a write's announcement (ANNOUNCE_REPEATS_S) come sooner than a lost ACK needs.
+ACK_AGAIN_S = sum(ANNOUNCE_REPEATS_S)
+
 #: For this long after an I/O a drive holding keys shows its LED flashing red.
 IO_LED_S = 1.0
 
@@ -182,6 +191,30 @@ class _Pull:
     sequence: int = 0
     #: Scheduled on an offer the drive could not verify (it holds no KMS public key).
     hint: bool = False
+    #: The spread window of the offer (seconds): no retry before the token could answer it all.
+    spread: float = 0.0
+
+
+def pull_spread(csn_count: int) -> float:
+    """The window (seconds) a drive draws its first KEY_REQUEST's delay from: as long as one
+    token takes to answer ``csn_count`` drives (PULL_SPREAD_PER_CSN_S each), so a broadcast
+    makes no queue at the token. No offer counts more than MAX_POOL_DRIVES CSNs (no token holds
+    more): an unverified one cannot stretch a drive's spread or its retries beyond a real pool's."""
+    counted = min(max(0, csn_count), MAX_POOL_DRIVES)
+    return min(MAX_PULL_SPREAD_S, PULL_SPREAD_BASE_S + counted * PULL_SPREAD_PER_CSN_S)
+
+
+def retry_delay(attempt: int, spread: float, rng: random.Random) -> float:
+    """How long after request number ``attempt`` (1 = the first) the drive asks again.
+
+    The first retry waits RETRY_AFTER_SPREADS spread windows plus RETRY_BASE_S: by then the
+    token has answered every drive of the offer and their host has taken the answers in, so a
+    retry means a lost datagram, not a slow queue.
+    Each later one is RETRY_BACKOFF times longer (capped at RETRY_MAX_S), all with jitter x[1, 1.5) so the drives
+    that lost datagrams do not ask again together. Never less than RETRY_BASE_S apart, so a
+    drive's pull stays within a token's per-CSN answer budget."""
+    first = RETRY_AFTER_SPREADS * spread + RETRY_BASE_S
+    return min(RETRY_MAX_S, first * RETRY_BACKOFF ** (attempt - 1)) * (1 + 0.5 * rng.random())
 
 
 class _SkipList:
@@ -230,7 +263,8 @@ class Drive:
         self._pulls: dict[KeyKind, _Pull] = {}
         self._sequence = self._rng.randrange(2**31)
         self._skip = _SkipList()
-        self._last_receipt: tuple[int, bytes] | None = None
+        #: (timestamp, receipt, when last acknowledged) of the newest device-key package taken.
+        self._last_receipt: tuple[int, bytes, float] | None = None
         self.last_io = float("-inf")
 
     # --- what the drive shows ------------------------------------------
@@ -312,8 +346,8 @@ class Drive:
             held = self.nvram.device_key_timestamp if kind is KeyKind.DEVICE else self.nvram.okt_timestamp
             data = encode(KeyRequest(self.csn, kind, held), sequence=pull.sequence)
             out.sends.append(Transmit((host, TOKEN_LAN_PORT), MessageType.KEY_REQUEST, data))
-            pull.due = now + RETRY_BASE_S * (2**pull.attempt) * (1 + 0.5 * self._rng.random())
             pull.attempt += 1
+            pull.due = now + retry_delay(pull.attempt, pull.spread, self._rng)
         return out
 
     def power_cycle(self) -> Output:
@@ -365,8 +399,13 @@ class Drive:
         if offer.mode is TokenMode.EKT:
             kind = KeyKind.DEVICE
             if offer.timestamp == nv.device_key_timestamp and self._last_receipt and self._last_receipt[0] == offer.timestamp:
-                # Our KEY_ACK was lost: the token still announces a package we hold. Say so again.
-                ack = KeyAck(self.csn, kind, offer.timestamp, self._last_receipt[1])
+                # Our KEY_ACK may have been lost: the token still announces a package we hold. Say so
+                # again, unless we just did (a write's announcement is repeated within ACK_AGAIN_S).
+                stamp, receipt, acked_at = self._last_receipt
+                if now - acked_at < ACK_AGAIN_S:
+                    return Output()
+                self._last_receipt = (stamp, receipt, now)
+                ack = KeyAck(self.csn, kind, offer.timestamp, receipt)
                 return Output([Transmit((host, TOKEN_LAN_PORT), MessageType.KEY_ACK, encode(ack))])
             wanted, held = offer.timestamp > nv.device_key_timestamp, nv.device_key_timestamp
         elif offer.mode is TokenMode.OKT:
@@ -394,9 +433,9 @@ class Drive:
             return Output()
         if pull is not None and pull.timestamp > offer.timestamp:
             return Output()
-        spread = min(MAX_PULL_SPREAD_S, PULL_SPREAD_BASE_S + offer.csn_count * PULL_SPREAD_PER_CSN_S)
+        spread = pull_spread(offer.csn_count)
         due = now + self._rng.uniform(0, spread)
-        self._pulls[kind] = _Pull(kind, offer.timestamp, [host], due, hint=hint)
+        self._pulls[kind] = _Pull(kind, offer.timestamp, [host], due, hint=hint, spread=spread)
         return Output(events=[PullScheduled(kind, offer.timestamp, due)])
 
     def _accepts_media(self, timestamp: int) -> bool:
@@ -485,7 +524,7 @@ class Drive:
         nv.device_key, nv.device_key_id, nv.device_key_timestamp, nv.reset = device_key, pkg.device_key_id, pkg.timestamp, False
         nv.kms_public_key = kms_public_key
         self._accepted(KeyKind.DEVICE, pkg.timestamp)
-        self._last_receipt = (pkg.timestamp, receipt)
+        self._last_receipt = (pkg.timestamp, receipt, now)
         ack = KeyAck(self.csn, KeyKind.DEVICE, pkg.timestamp, receipt)
         return Output(
             [Transmit((host, TOKEN_LAN_PORT), MessageType.KEY_ACK, encode(ack))],

@@ -36,7 +36,10 @@ CLEAR_HISTORY = MAX_CLEAR_AUTHORIZATIONS  # the token refuses writes sized for m
 
 def _clear_authorizations(store: KmsStore, drive: str, csn: bytes,
                           newer: tuple[tuple[bytes, bytes], ...] = ()) -> tuple[ClearAuthorization, ...]:
-    keys = list(newer) + store.device_keys(drive, CLEAR_HISTORY - len(newer))
+    return _authorizations(csn, list(newer) + store.device_keys(drive, CLEAR_HISTORY - len(newer)))
+
+
+def _authorizations(csn: bytes, keys: list[tuple[bytes, bytes]]) -> tuple[ClearAuthorization, ...]:
     return tuple(ClearAuthorization(csn, key_id, envelope.clear_mac(key, csn, key_id)) for key_id, key in keys)
 
 
@@ -110,13 +113,16 @@ def build_okt(store: KmsStore, pool: str) -> WriteOkt:
         raise RuleViolation("an OKT serves the drives of a pool", f"pool {pool!r} has no drives",
                             "Add enabled drives to the pool first.")
     media = {key_id: store.key_value(key_id) for key_id in mapping.key_ids}
+    # Each drive's newest device keys and its PCkey, for the whole pool in two queries.
+    device_keys = store.pool_device_keys(pool, CLEAR_HISTORY)
+    pckeys = store.pool_pckeys(pool)
     entries = []
     for d in drives:
-        newest = store.device_keys(d.name, 1)
-        if not newest:
+        history = device_keys.get(d.name, [])
+        if not history:
             raise RuleViolation("a drive must be enabled before it gets media keys (limitation 5)",
                                 f"drive {d.name!r} has no device keys", "Write an EKT for it first.")
-        (device_key_id, device_key), = newest
+        device_key_id, device_key = history[0]
         wrapper = envelope.MediaKeyWrapper(device_key)
         receipt = os.urandom(RECEIPT_SIZE)
         # The receipt is bound to the whole header: a changed write key or key list fails to decrypt.
@@ -129,9 +135,8 @@ def build_okt(store: KmsStore, pool: str) -> WriteOkt:
             receipt=wrapper.wrap_receipt(header, receipt),
             media_keys=tuple(wrapper.wrap_key(d.csn, mapping.timestamp, k, v) for k, v in media.items()),
         )
-        report_key = reportauth.report_key(store.pckey(d.name), d.csn, mapping.timestamp)
-        entries.append(OktEntry(package, envelope.receipt_hash(receipt), report_key,
-                                _clear_authorizations(store, d.name, d.csn)))
+        report_key = reportauth.report_key(pckeys[d.name], d.csn, mapping.timestamp)
+        entries.append(OktEntry(package, envelope.receipt_hash(receipt), report_key, _authorizations(d.csn, history)))
     announcement = envelope.sign_announcement(store.kms_signing_key(), TokenMode.OKT, mapping.timestamp,
                                               [d.csn for d in drives])
     return WriteOkt(pool, mapping.timestamp, tuple(entries), announcement)

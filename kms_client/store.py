@@ -364,6 +364,25 @@ class KmsStore:
             (name, limit)).fetchall()
         return [(bytes(r[0]), self._unseal(r[1], b"device_key:" + r[0], f"device key of {name}")) for r in rows]
 
+    def pool_device_keys(self, pool: str, limit: int) -> dict[str, list[tuple[bytes, bytes]]]:
+        """:meth:`device_keys` of every drive of the pool in one query (an OKT for 10,000 drives)."""
+        rows = self._conn.execute(
+            "SELECT drive, device_key_id, key_sealed FROM (SELECT k.drive, k.device_key_id, k.key_sealed, k.timestamp, "
+            "ROW_NUMBER() OVER (PARTITION BY k.drive ORDER BY k.timestamp DESC) AS newest FROM device_keys k "
+            "JOIN pool_drives p ON p.drive = k.drive WHERE p.pool = ?) WHERE newest <= ? ORDER BY drive, timestamp DESC",
+            (pool, limit)).fetchall()
+        keys: dict[str, list[tuple[bytes, bytes]]] = {}
+        for name, key_id, sealed in rows:
+            key_id = bytes(key_id)
+            keys.setdefault(name, []).append((key_id, self._unseal(sealed, b"device_key:" + key_id, f"device key of {name}")))
+        return keys
+
+    def pool_pckeys(self, pool: str) -> dict[str, bytes]:
+        """:meth:`pckey` of every drive of the pool in one query."""
+        rows = self._conn.execute("SELECT d.name, d.csn, d.pckey_sealed FROM drives d JOIN pool_drives p ON p.drive = d.name "
+                                  "WHERE p.pool = ?", (pool,)).fetchall()
+        return {name: self._unseal(sealed, b"pckey:" + csn, f"PCkey of {name}") for name, csn, sealed in rows}
+
     def new_device_keys(self, names: list[str], *, via_pckey: bool) -> tuple[int, list[bytes]]:
         """Create one new device key per drive at one EKT timestamp; returns (timestamp, key IDs)."""
         _, changes = self.plan_device_keys(names, via_pckey=via_pckey)

@@ -234,15 +234,33 @@ class TokenLed(enum.IntEnum):
 
 
 #: Per-drive broadcast spread: a drive waits a random delay in
-#: [0, min(MAX_PULL_SPREAD_S, PULL_SPREAD_BASE_S + n * PULL_SPREAD_PER_CSN_S)).
+#: [0, min(MAX_PULL_SPREAD_S, PULL_SPREAD_BASE_S + n * PULL_SPREAD_PER_CSN_S)) for an offer to
+#: n CSNs (n at most MAX_POOL_DRIVES, whatever an offer claims). PULL_SPREAD_PER_CSN_S is about twice what one token takes to answer one pull
+#: (bench/token_serve.py: ~45,000 answers/s, 22 us, on the 2-vCPU lab machine; the rest leaves
+#: room for the KEY_ACKs), so requests arrive no faster than the token answers them and no queue
+#: builds up (10,000 drives: 0.52 s).
 PULL_SPREAD_BASE_S = 0.02
-PULL_SPREAD_PER_CSN_S = 0.0002
+PULL_SPREAD_PER_CSN_S = 0.00005
 MAX_PULL_SPREAD_S = 5.0
-#: A lost request or reply is retried after RETRY_BASE_S * 2**attempt (plus jitter).
+#: A lost request or reply is retried first after RETRY_AFTER_SPREADS spread windows plus
+#: RETRY_BASE_S (by then the token has answered the whole offer, and the drives' host has had
+#: as long again to take the answers in), then RETRY_BACKOFF times as long each time (x1.5 rather
+#: than x2: the few drives whose datagrams were lost twice or three times are not left waiting
+#: tens of seconds), at most RETRY_MAX_S, all x[1, 1.5) jitter (drive_daemon/drive.retry_delay). MAX_PULL_ATTEMPTS
+#: requests in all: with 5% of datagrams lost each way an attempt fails with p = 0.0975, and a
+#: 10,000-drive pool has a drive give up with probability 10,000 x p**8 = 8e-5 (it pulls again
+#: at the next announcement).
 RETRY_BASE_S = 0.25
-MAX_PULL_ATTEMPTS = 6
+RETRY_AFTER_SPREADS = 2.0
+RETRY_BACKOFF = 1.5
+RETRY_MAX_S = 8.0
+MAX_PULL_ATTEMPTS = 8
 #: A token re-announces what it holds at this interval.
 ANNOUNCE_INTERVAL_S = 5.0
+#: After a write the token announces again after each of these gaps, then every
+#: ANNOUNCE_INTERVAL_S: one lost broadcast must not hold a whole pool back a full interval (with
+#: 5% loss, three sends all lost: 1 in 8,000). Drives already pulling or served ignore the repeats.
+ANNOUNCE_REPEATS_S = (0.5, 1.0)
 #: NO_PACKAGE cannot be authenticated, so it only delays: the drive does not ask that token
 #: again for that timestamp for this long, never for good.
 NO_PACKAGE_SKIP_S = 30.0
@@ -254,8 +272,8 @@ MAX_PULL_SOURCES = 8
 #: Distinct announcements whose signature check a process remembers (protocol/envelope.py):
 #: 10,000 drives in one process verify one datagram once.
 ANNOUNCEMENT_CACHE_SIZE = 256
-#: KEY_REQUEST answers a token sends per CSN in one second (a drive's pull asks at most a
-#: few times: RETRY_BASE_S backoff); the excess is dropped and counted, so a spoofed source
+#: KEY_REQUEST answers a token sends per CSN in one second (a drive's requests are at least
+#: RETRY_BASE_S apart, so its pull never needs more); the excess is dropped and counted, so a spoofed source
 #: cannot turn the token into a reflector. Requests for CSNs it does not hold share one
 #: budget of KEY_REQUEST_UNKNOWN_ANSWERS_PER_S.
 KEY_REQUEST_ANSWERS_PER_CSN_PER_S = 4

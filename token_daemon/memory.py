@@ -14,6 +14,7 @@ key derived from the secret, so its replay counter cannot be edited down. The di
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -35,6 +36,7 @@ from protocol import (
     encode_body,
     envelope,
 )
+from protocol.writes import package_octets
 from protocol.constants import ErrorCode, MessageType, TokenMode
 
 from .errors import MemoryImageError
@@ -81,20 +83,31 @@ class TokenMemory:
     def blank(cls) -> TokenMemory:
         return cls(token_id=os.urandom(8), counter_set=False)
 
-    def load_write(self, message: WriteEkt | WriteOkt) -> None:
-        """Replace the contents with what the KMS wrote; a write also clears errors."""
+    def load_write(self, message: WriteEkt | WriteOkt, body: bytes | None = None) -> None:
+        """Replace the contents with what the KMS wrote; a write also clears errors.
+
+        ``body``: the octets ``message`` was decoded from. They are kept as they came, and
+        each package is served as the octets the KMS sealed (nothing is encoded again);
+        without them (a write built in this process) the message is encoded once."""
         if isinstance(message, WriteEkt):
             self.mode, self.timestamp, self.pool = TokenMode.EKT, message.timestamp, ""
         else:
             self.mode, self.timestamp, self.pool = TokenMode.OKT, message.okt_timestamp, message.pool
-        self.contents = encode_body(message)
+        self.contents = encode_body(message) if body is None else bytes(body)
         self.announcement = message.announcement
+        bodies = package_octets(message, self.contents)
         self.packages = {
-            e.package.csn: HeldPackage(e.package.csn, encode_body(e.package), e.receipt_hash, e.clear_authorizations,
+            e.package.csn: HeldPackage(e.package.csn, octets, e.receipt_hash, e.clear_authorizations,
                                        report_key=e.report_key)
-            for e in message.entries
+            for e, octets in zip(message.entries, bodies, strict=True)
         }
         self.errors.clear()
+
+    def checkpoint(self) -> TokenMemory:
+        """A copy to go back to if a management request cannot be persisted: a write replaces
+        ``packages`` and the error table rather than changing them, so copying the two tables
+        (not the 10,000 packages in them, as a deep copy would) keeps this memory as it is."""
+        return dataclasses.replace(self, packages=dict(self.packages), errors=dict(self.errors))
 
     def wipe(self) -> None:
         """Reset held while inserting: keys, CSNs and errors gone; identity kept."""
@@ -137,7 +150,7 @@ class TokenMemory:
         if contents is not None:
             message = decode_body(_CONTENT_TYPE[mode], contents)
             assert isinstance(message, (WriteEkt, WriteOkt))
-            memory.load_write(message)
+            memory.load_write(message, contents)
             for csn_hex, at in data["acknowledged"].items():
                 memory.packages[bytes.fromhex(csn_hex)].acknowledged_at = int(at)
             for csn_hex in data["erased"]:

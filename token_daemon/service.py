@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import copy
 import logging
 import socket
 
@@ -21,6 +20,7 @@ from netcheck.limits import ConnectionGate, ReasonLog, read_bounded
 from protocol import DecodeError, DecodeReason, MgmtResult, Transmit, decode, decode_header, encode_authenticated
 from protocol.constants import (
     ANNOUNCE_INTERVAL_S,
+    ANNOUNCE_REPEATS_S,
     DRIVE_LAN_PORT,
     HEADER_SIZE,
     LOOPBACK_BROADCAST,
@@ -32,6 +32,7 @@ from protocol.constants import (
 from protocol.layouts import body_cap
 from protocol.timestamps import now_us
 
+from .lan import Datagram, LanSocket
 from .memory import IMAGE_NAME, MemoryStore
 from .token import AnswerThrottled, ErrorIgnored, ErrorRecorded, Event, ManagementRefused, Output, Token
 
@@ -55,6 +56,8 @@ class TokenConfig:
     drive_lan_port: int = DRIVE_LAN_PORT
     mgmt_port: int = TOKEN_MGMT_PORT
     announce_interval_s: float = ANNOUNCE_INTERVAL_S
+    #: Gaps after a write's announcement before it is sent again (then every announce_interval_s).
+    announce_repeats_s: tuple[float, ...] = ANNOUNCE_REPEATS_S
     mgmt_backlog: int = 128
     #: A management connection waits at most this long for a request's header (idle timeout)...
     mgmt_idle_timeout_s: float = 30.0
@@ -63,7 +66,12 @@ class TokenConfig:
     #: Management connections one address may hold, and the listener in all (excess closed at once).
     mgmt_per_peer: int = 8
     mgmt_total: int = 64
-    datagram_queue: int = 16384
+    #: Datagrams read from the LAN socket per event-loop wake-up, then other work gets a turn: about
+    #: 90 ms of answers, and as many as the 4 MiB receive buffer holds, so a loop shared with other
+    #: work (a lab, a bench) still empties it each turn.
+    lan_batch: int = 4096
+    #: Replies waiting while the kernel's send buffer is full; beyond this they are dropped (drives retry).
+    send_backlog: int = 16384
     #: Receive buffer for the LAN socket: a pool's pulls arrive as a burst (the kernel caps it at rmem_max).
     receive_buffer_bytes: int = 4 * 1024 * 1024
     #: Acknowledgements and error reports are written at most this often (coalesced).
@@ -78,25 +86,15 @@ class Counters:
     events: collections.Counter[str] = field(default_factory=collections.Counter)
     datagrams_in: int = 0
     datagrams_out: int = 0
+    #: Datagrams read but not handled (none since the LAN socket has no queue of its own: what the
+    #: token cannot keep up with stays in, or overflows, the kernel's receive buffer).
     dropped: int = 0
+    #: Replies the kernel refused or a full send backlog dropped.
+    send_failures: int = 0
     #: Writes of the token's state that failed (each is retried).
     persist_failures: int = 0
     #: Management connections refused or ended early, per reason (caps, timeouts, decode errors).
     mgmt_refused: collections.Counter[str] = field(default_factory=collections.Counter)
-
-
-class _LanProtocol(asyncio.DatagramProtocol):
-    def __init__(self, queue: asyncio.Queue[tuple[bytes, tuple[str, int]]], counters: Counters) -> None:
-        self.queue, self.counters = queue, counters
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            self.queue.put_nowait((data, addr))
-        except asyncio.QueueFull:
-            self.counters.dropped += 1
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("LAN socket error: %s", exc)
 
 
 class TokenService:
@@ -110,12 +108,12 @@ class TokenService:
         self.counters = Counters()
         self._tap = tap
         self._sinks: list[EventSink] = []
-        self._queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue(config.datagram_queue)
-        self._transport: asyncio.DatagramTransport | None = None
+        self._lan: LanSocket | None = None
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._persist_lock = asyncio.Lock()
         self._dirty = asyncio.Event()
+        self._announced_write = asyncio.Event()
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         #: Why the state cannot be written now (None: it can); the log and status say it.
         self.persist_error: str | None = None
@@ -141,7 +139,6 @@ class TokenService:
         self._bay_lock = lock_state(self.config.state_dir)  # in the bay: no image can be loaded meanwhile
         for name in self._memory.prepare():  # 0700, and no temporary file a kill left mid-write
             log.warning("token %s: removed %s, left by a write that did not finish", self.config.ip, name)
-        loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -156,20 +153,17 @@ class TokenService:
             sock.close()
             self._release_bay()
             raise self._bind_error(exc, self.config.lan_port, "udp", "LAN socket") from None
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _LanProtocol(self._queue, self.counters), sock=sock
-        )
+        self._lan = LanSocket(sock, self._receive_batch, batch=self.config.lan_batch, backlog=self.config.send_backlog)
         try:
             self._server = await asyncio.start_server(
                 self._handle_mgmt, self.config.ip, self.config.mgmt_port,
                 backlog=self.config.mgmt_backlog, reuse_address=True,
             )
         except OSError as exc:
-            self._transport.close()
+            self._lan.close()
             self._release_bay()
             raise self._bind_error(exc, self.config.mgmt_port, "tcp", "management listener") from None
         self._tasks = [
-            asyncio.create_task(self._drain(), name=f"token {self.config.ip} lan"),
             asyncio.create_task(self._announce_forever(), name=f"token {self.config.ip} announce"),
             asyncio.create_task(self._write_behind(), name=f"token {self.config.ip} persist"),
         ]
@@ -215,8 +209,9 @@ class TokenService:
                 await self._persist()
         if self._server is not None:
             await self._server.wait_closed()
-        if self._transport is not None:
-            self._transport.close()
+        if self._lan is not None:
+            self.counters.send_failures = self._lan.send_failures
+            self._lan.close()
         self._release_bay()
 
     # --- reset button (physical) ------------------------------------------
@@ -230,20 +225,24 @@ class TokenService:
     # --- internals ------------------------------------------------------
 
     def _send(self, t: Transmit) -> None:
-        assert self._transport is not None
+        assert self._lan is not None
         to = (self.config.broadcast, self.config.drive_lan_port) if t.is_broadcast else t.to
-        self._transport.sendto(t.data, to)
+        self._lan.sendto(t.data, to)
         self.counters.datagrams_out += 1
         if self._tap:
             self._tap("out", "udp", (self.config.ip, self.config.lan_port), to, t.data)
 
     async def _apply(self, out: Output, *, durable: bool = False) -> None:
         """``durable``: on disk before anything is sent (a management reply says "written")."""
-        if out.persist:
-            if durable:
-                await self._persist()
-            else:
-                self._dirty.set()
+        if out.persist and durable:
+            await self._persist()
+        self._emit(out, written=durable)
+
+    def _emit(self, out: Output, *, written: bool = False) -> None:
+        """Send and report what the token decided; a change of state not ``written`` yet is
+        written behind (coalesced)."""
+        if out.persist and not written:
+            self._dirty.set()
         for t in out.sends:
             self._send(t)
         for event in out.events:
@@ -304,10 +303,11 @@ class TokenService:
                 delay = min(max(delay, self.config.persist_interval_s) * 2, self.config.persist_backoff_max_s)
             await asyncio.sleep(delay)
 
-    async def _drain(self) -> None:
-        while True:
-            data, addr = await self._queue.get()
-            self.counters.datagrams_in += 1
+    def _receive_batch(self, batch: list[Datagram]) -> None:
+        """What one wake-up of the LAN socket read (at most ``lan_batch`` datagrams), handled at once."""
+        self.counters.datagrams_in += len(batch)
+        now = now_us()
+        for data, addr in batch:
             if self._tap:
                 self._tap("in", "udp", addr, (self.config.ip, self.config.lan_port), data)
             try:
@@ -317,13 +317,21 @@ class TokenService:
                 self._lan_reasons.note(exc.reason.name, f"token {self.config.ip}: dropped datagram from {addr[0]}:{addr[1]}: {exc}")
                 continue
             try:
-                await self._apply(self.token.receive_lan(frame, addr, now_us()))
+                self._emit(self.token.receive_lan(frame, addr, now))
             except Exception:  # a bug must not stop the token serving
                 log.exception("token %s: error handling %s", self.config.ip, frame.message.TYPE.name)
 
     async def _announce_forever(self) -> None:
+        """Every announce_interval_s, and soon again after a write (announce_repeats_s)."""
+        gaps: list[float] = []
         while True:
-            await asyncio.sleep(self.config.announce_interval_s)
+            self._announced_write.clear()
+            try:
+                await asyncio.wait_for(self._announced_write.wait(), gaps.pop(0) if gaps else self.config.announce_interval_s)
+                gaps = list(self.config.announce_repeats_s)  # a write was just announced: repeat it soon
+                continue
+            except TimeoutError:
+                pass
             announcement = self.token.announcement()
             if announcement is not None:
                 self._send(announcement)
@@ -337,7 +345,7 @@ class TokenService:
         reply and whether the peer was refused (it gets no second try)."""
         changes = message_type in (MessageType.WRITE_EKT, MessageType.WRITE_OKT, MessageType.CLEAR_ERROR,
                                    MessageType.RESYNC)
-        before = copy.deepcopy(self.token.memory) if changes else None
+        before = self.token.memory.checkpoint() if changes else None
         out = self.token.receive_management_bytes(data, now_us())
         refused = any(isinstance(e, ManagementRefused) for e in out.events)
         try:
@@ -353,6 +361,8 @@ class TokenService:
             log.warning("token %s: refused %s", self.config.ip, why)
             return encode_authenticated(MgmtResult(MgmtStatus.REFUSED, why), secret=self.config.secret,
                                         counter=counter, sequence=sequence, reply=True), False
+        if any(t.message_type is MessageType.KEYS_AVAILABLE for t in out.sends):
+            self._announced_write.set()
         return out.reply, refused
 
     async def _handle_mgmt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -36,6 +36,7 @@ from protocol import (
     decode_header,
     encode,
     encode_authenticated,
+    encode_body,
     envelope,
     frame_body,
     reportauth,
@@ -174,6 +175,15 @@ class Output:
     reply: bytes | None = None
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """A KEY_REQUEST's answer but for the echoed sequence: a package or NO_PACKAGE body."""
+
+    message_type: MessageType
+    body: bytes
+    event: PackageServed | NothingToServe
+
+
 _KIND_OF_MODE = {TokenMode.EKT: KeyKind.DEVICE, TokenMode.OKT: KeyKind.MEDIA}
 _PACKAGE_TYPE = {KeyKind.DEVICE: MessageType.DEVICE_KEY_PACKAGE, KeyKind.MEDIA: MessageType.MEDIA_KEY_PACKAGE}
 
@@ -192,6 +202,11 @@ class Token:
         # not held, one shared budget); cleared each window, so bounded by the CSNs held.
         self._window_s = -1
         self._answers: dict[bytes | None, int] = {}
+        #: What a KEY_REQUEST for a held CSN gets, by (CSN, kind): built at its first pull after a
+        #: write, then re-sent (only the echoed sequence differs). Cleared by every write, so
+        #: bounded by the CSNs held; the requester's held timestamp changes no answer.
+        self._replies: dict[tuple[bytes, KeyKind], _Reply] = {}
+        self._serving: KeyKind | None = None
         self._rebuild_announcement()
 
     # --- state the daemon reports ---------------------------------------
@@ -235,6 +250,8 @@ class Token:
         drive must trust); an EKT's delivered CSNs stay in its filter (their drives hold the
         timestamp and do not pull), so an acknowledgement costs no rebuild."""
         mem = self.memory
+        self._replies.clear()
+        self._serving = _KIND_OF_MODE.get(mem.mode)
         self._pending = sum(1 for p in mem.packages.values() if p.package_body is not None)
         signed = mem.announcement
         if mem.mode is TokenMode.EMPTY or not self._pending or signed is None:
@@ -276,21 +293,32 @@ class Token:
         return True
 
     def _serve(self, req: KeyRequest, sequence: int, source: Address) -> Output:
-        held = self.memory.packages.get(req.csn)
+        """The answer is the same for every request for that CSN and kind until the next write
+        (or an EKT's erase): its body and event are built once; each reply frames the body
+        with the request's sequence, as the protocol wants (docs/PROTOCOL.md)."""
+        reply = self._replies.get((req.csn, req.kind))
+        if reply is None:
+            reply = self._reply(req.csn, req.kind)
+        data = frame_body(reply.message_type, reply.body, sequence=sequence, reply=True)
+        return Output([Transmit(source, reply.message_type, data)], [reply.event])
+
+    def _reply(self, csn: bytes, kind: KeyKind) -> _Reply:
+        held = self.memory.packages.get(csn)
         reason = None
         if held is None:
             reason = NoPackageReason.NOT_HELD
-        elif _KIND_OF_MODE.get(self.memory.mode) is not req.kind:
+        elif self._serving is not kind:
             reason = NoPackageReason.WRONG_KIND
         elif held.package_body is None:
             reason = NoPackageReason.DELIVERED
         if reason is not None:
-            data = encode(NoPackage(req.csn, req.kind, reason), sequence=sequence, reply=True)
-            return Output([Transmit(source, MessageType.NO_PACKAGE, data)], [NothingToServe(req.csn, reason)])
-        assert held is not None and held.package_body is not None
-        message_type = _PACKAGE_TYPE[req.kind]
-        data = frame_body(message_type, held.package_body, sequence=sequence, reply=True)
-        return Output([Transmit(source, message_type, data)], [PackageServed(req.csn, req.kind)])
+            reply = _Reply(MessageType.NO_PACKAGE, encode_body(NoPackage(csn, kind, reason)), NothingToServe(csn, reason))
+        else:
+            assert held is not None and held.package_body is not None
+            reply = _Reply(_PACKAGE_TYPE[kind], held.package_body, PackageServed(csn, kind))
+        if held is not None:  # CSNs not held are not remembered: they are anyone's to invent
+            self._replies[(csn, kind)] = reply
+        return reply
 
     def _acknowledge(self, ack: KeyAck, now_us: int) -> Output:
         held = self.memory.packages.get(ack.csn)
@@ -306,6 +334,7 @@ class Token:
             # An EKT erases a device-key package once delivered, keeping the CSN.
             held.package_body = None
             self._pending -= 1
+            self._replies.pop((ack.csn, KeyKind.DEVICE), None)
         return Output(events=[Acknowledged(ack.csn, ack.kind, erased)], persist=True)
 
     def _record_error(self, report: ErrorReport, now_us: int) -> Output:
@@ -373,7 +402,7 @@ class Token:
             refused = self._replayed(info.sequence, counter)
             if refused is not None:
                 return refused
-        return self._accepted(opened.frame(), counter)
+        return self._accepted(opened.frame(), counter, opened.body)
 
     def _replayed(self, sequence: int, counter: int) -> Output | None:
         if counter <= self.memory.mgmt_counter:
@@ -408,13 +437,13 @@ class Token:
                                      secret=self._secret, counter=counter, sequence=frame.sequence, reply=True)
         return Output(events=[CounterResynced(counter)], persist=True, reply=reply)
 
-    def _accepted(self, frame: Frame, counter: int) -> Output:
+    def _accepted(self, frame: Frame, counter: int, body: bytes) -> Output:
         self.memory.mgmt_counter = counter
         self.memory.counter_set = True
         self._challenge = None
         if isinstance(frame.message, (WriteEkt, WriteOkt)):
             self.memory.last_write_counter = counter
-        out, reply_message = self._management(frame.message)  # type: ignore[arg-type]
+        out, reply_message = self._management(frame.message, body)  # type: ignore[arg-type]
         out.persist = True
         out.reply = encode_authenticated(
             reply_message, secret=self._secret, counter=counter, sequence=frame.sequence, reply=True
@@ -428,14 +457,14 @@ class Token:
         )
         return Output(events=[ManagementRefused(status, why)], reply=reply)
 
-    def _management(self, msg: Message) -> tuple[Output, Message]:
+    def _management(self, msg: Message, body: bytes) -> tuple[Output, Message]:
         out = Output()
         if isinstance(msg, WriteEkt):
-            self._write(msg)
+            self._write(msg, body)
             result: Message = MgmtResult(MgmtStatus.OK, f"EKT written: device keys for {len(msg.entries)} drive(s)")
             out.events.append(Written(TokenMode.EKT, msg.timestamp, len(msg.entries)))
         elif isinstance(msg, WriteOkt):
-            self._write(msg)
+            self._write(msg, body)
             result = MgmtResult(MgmtStatus.OK, f"OKT written: media keys of pool {msg.pool!r} for {len(msg.entries)} drive(s)")
             out.events.append(Written(TokenMode.OKT, msg.okt_timestamp, len(msg.entries)))
         elif isinstance(msg, ReadStatus):
@@ -454,9 +483,10 @@ class Token:
                 out.sends.append(announce)
         return out, result
 
-    def _write(self, message: WriteEkt | WriteOkt) -> None:
-        """A write replaces the token's contents and clears its errors, as in the seed."""
-        self.memory.load_write(message)
+    def _write(self, message: WriteEkt | WriteOkt, body: bytes) -> None:
+        """A write replaces the token's contents and clears its errors, as in the seed. The
+        packages are kept as the octets the KMS sealed (``body``: the decrypted request)."""
+        self.memory.load_write(message, body)
         self._rebuild_announcement()
 
 

@@ -36,7 +36,7 @@ PLAN = LabPlan(token_names=("token-A",), drive_count=4, announce_interval_s=0.3)
 ROOT = Path(__file__).resolve().parents[2]
 #: How long a fresh OKT may take to arm every drive. Until forged offers are refused by design
 #: (issue 13, finding 6), a forged KEYS_AVAILABLE holds a drive in a pull to a source that never
-#: answers until its retries run out (RETRY_BASE_S * 2**MAX_PULL_ATTEMPTS, about 16-24 s).
+#: answers until its retries run out (drive_daemon/drive.retry_delay: tens of seconds).
 REARM_TIMEOUT_S = 15.0
 
 

@@ -11,6 +11,10 @@ from drive_daemon import drive as dr
 from drive_daemon.nvram import Nvram
 from protocol.constants import (
     MAX_PULL_ATTEMPTS,
+    RETRY_AFTER_SPREADS,
+    RETRY_BACKOFF,
+    RETRY_BASE_S,
+    RETRY_MAX_S,
     EncryptionLed,
     ErrorCode,
     KeyKind,
@@ -219,14 +223,22 @@ def test_a_forged_clear_keys_is_refused(site: Site) -> None:
 
 
 def test_a_lost_request_is_retried_with_backoff_then_abandoned(site: Site) -> None:
-    site.lan.drop = lambda sender, t: t.message_type is MessageType.KEY_REQUEST
+    sent_at: list[float] = []
+
+    def lose_requests(sender: str, t: p.Transmit) -> bool:
+        if t.message_type is MessageType.KEY_REQUEST and sender == site.ip(0):
+            sent_at.append(site.lan.now)
+        return t.message_type is MessageType.KEY_REQUEST
+
+    site.lan.drop = lose_requests
     site.write_ekt(["d0"])
-    start = site.lan.now
     site.lan.run()
-    requests = [t for s, t in site.lan.sent(MessageType.KEY_REQUEST) if s == site.ip(0)]
-    assert len(requests) == MAX_PULL_ATTEMPTS
+    assert len(sent_at) == MAX_PULL_ATTEMPTS
     assert events(site, dr.PullGaveUp)
-    assert site.lan.now - start > 0.25 * (2 ** (MAX_PULL_ATTEMPTS - 1) - 1)  # exponential gaps
+    first = RETRY_AFTER_SPREADS * dr.pull_spread(1) + RETRY_BASE_S  # the first retry waits for the whole spread window
+    for attempt, (before, after) in enumerate(zip(sent_at, sent_at[1:], strict=False), start=1):
+        nominal = min(RETRY_MAX_S, first * RETRY_BACKOFF ** (attempt - 1))  # then x RETRY_BACKOFF, capped, x[1, 1.5)
+        assert nominal <= after - before < 1.5 * nominal
     site.lan.drop = lambda sender, t: False
     site.lan.announce(TOKEN_A)  # the next announce brings it in
     site.lan.run()
@@ -239,6 +251,11 @@ def test_a_lost_ack_is_sent_again_at_the_next_announce(site: Site) -> None:
     site.lan.run()
     assert site.lan.tokens[TOKEN_A].status().packages_held == 1
     site.lan.drop = lambda sender, t: False
+    acks = len(site.lan.sent(MessageType.KEY_ACK))
+    site.lan.announce(TOKEN_A)  # a repeat of the write's announcement, right after the ACK: not yet
+    site.lan.run()
+    assert len(site.lan.sent(MessageType.KEY_ACK)) == acks
+    site.lan.now += dr.ACK_AGAIN_S
     site.lan.announce(TOKEN_A)
     site.lan.run()
     assert site.lan.tokens[TOKEN_A].status().packages_held == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import protocol as p
-from kms_client.builders import build_ekt
+from kms_client.builders import build_ekt, build_okt
 from protocol.constants import (
     KEY_REQUEST_ANSWERS_PER_CSN_PER_S,
     KEY_REQUEST_UNKNOWN_ANSWERS_PER_S,
@@ -324,3 +324,41 @@ def test_token_memory_is_sealed_private_and_cleaned_of_leftovers(site: Site, tmp
     (state / "token.json").write_text(json.dumps(data | {"mgmt_counter": 0}))
     with pytest.raises(MemoryImageError, match="token.json does not verify"):
         MemoryStore(state, site.secrets[TOKEN_A]).load()
+
+
+def test_a_repeated_request_gets_the_same_package_framed_with_its_own_sequence(site: Site) -> None:
+    site.write_ekt()
+    token = site.lan.tokens[TOKEN_A]
+    csn = site.made[0].csn
+    asked = []
+    for seq in (5, 6, 6, 2**32 - 1):
+        out = token.receive_lan(p.decode(p.encode(p.KeyRequest(csn, KeyKind.DEVICE, 0), sequence=seq)), ("127.0.1.1", 7012),
+                                2_000_000 + seq % 1000)
+        asked.append(p.decode(out.sends[0].data))
+        assert out.events == [tk.PackageServed(csn, KeyKind.DEVICE)]
+    assert [f.sequence for f in asked] == [5, 6, 6, 2**32 - 1] and all(f.is_reply for f in asked)
+    assert len({f.raw[16:] for f in asked}) == 1  # one body, as the KMS sealed it
+    assert asked[0].raw[16:] == token.memory.packages[csn].package_body
+
+
+def test_a_write_keeps_the_octets_the_kms_sealed_and_replaces_every_answer(site: Site) -> None:
+    arm(site)
+    token = site.lan.tokens[TOKEN_A]
+    csn = site.made[0].csn
+    before = _ask(token, csn, KeyKind.MEDIA).message
+    site.map_new_key()
+    okt = build_okt(site.kms, "P")
+    site.lan.manage(TOKEN_A, okt, site.secrets[TOKEN_A])
+    held = {e.package.csn: p.encode_body(e.package) for e in okt.entries}
+    assert {c: h.package_body for c, h in token.memory.packages.items()} == held
+    after = _ask(token, csn, KeyKind.MEDIA).message
+    assert isinstance(after, p.MediaKeyPackage) and after != before and after.okt_timestamp == okt.okt_timestamp
+
+
+def test_an_erased_package_is_answered_as_delivered_even_after_it_was_served(site: Site) -> None:
+    site.write_ekt()
+    token = site.lan.tokens[TOKEN_A]
+    csn = site.made[0].csn
+    assert isinstance(_ask(token, csn, KeyKind.DEVICE).message, p.DeviceKeyPackage)  # served, remembered
+    site.lan.run()  # the drives take their packages and acknowledge them: the EKT erases them
+    assert _ask(token, csn, KeyKind.DEVICE).message == p.NoPackage(csn, KeyKind.DEVICE, NoPackageReason.DELIVERED)
