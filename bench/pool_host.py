@@ -1,7 +1,7 @@
 """The drive-host process of bench/pool_scale.py: every drive of a manufacturing file in one
 process, as ``t10k drive run-many`` runs them, plus a report of when the pool got there.
 
-    python bench/pool_host.py --manufacturing F --first-ip 127.1.0.1 --state DIR [--sockets MODE]
+    python bench/pool_host.py --manufacturing F --first-ip 127.1.0.1 --state DIR [--sockets {auto,per-drive,shared}]
 
 It prints JSON lines on stdout: ``serving`` (with its file descriptors and RSS), ``enrolled``
 and ``armed`` (wall-clock times, comparable with the bench's own on one machine) when every
@@ -18,14 +18,15 @@ import os
 import signal
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drive_daemon.drive import DeviceKeysAccepted, MediaKeysAccepted, PullGaveUp  # noqa: E402
+from drive_daemon.drive import DeviceKeysAccepted, MediaKeysAccepted, PullGaveUp, PullScheduled  # noqa: E402
 from drive_daemon.manufacturing import read_manufacturing_file  # noqa: E402
 from drive_daemon.service import DriveHost, DriveHostConfig  # noqa: E402
+from drive_daemon.sockets import SocketMode  # noqa: E402
+from protocol.constants import KeyKind  # noqa: E402
 
 
 def rss_kib(pid: int | str = "self") -> int:
@@ -48,13 +49,13 @@ async def serve(args: argparse.Namespace) -> None:
     made = read_manufacturing_file(args.manufacturing)
     first = ipaddress.IPv4Address(args.first_ip)
     drives = [(m, str(first + i)) for i, m in enumerate(made)]
-    options: dict[str, object] = {"state_dir": args.state}
-    if args.sockets and "sockets" in {f.name for f in fields(DriveHostConfig)}:
-        options["sockets"] = args.sockets
-    config = DriveHostConfig(**options)  # type: ignore[arg-type]
+    config = DriveHostConfig(state_dir=args.state, sockets=SocketMode(args.sockets))
     n = len(drives)
     seen: dict[type, set[bytes]] = {DeviceKeysAccepted: set(), MediaKeysAccepted: set()}
     gave_up: list[bytes] = []
+    #: When the first drive heard of each write, and when 50% and 90% had its keys.
+    marks: dict[str, float] = {}
+    quantiles = {max(1, n // 2): "50", max(1, n * 9 // 10): "90"}
 
     def on_event(csn: bytes, event: object) -> None:
         kind = type(event)
@@ -62,8 +63,14 @@ async def serve(args: argparse.Namespace) -> None:
             done = seen[kind]
             if csn not in done:
                 done.add(csn)
+                phase = "enrolled" if kind is DeviceKeysAccepted else "armed"
+                if len(done) in quantiles:
+                    marks[f"{phase}_{quantiles[len(done)]}"] = time.time()
                 if len(done) == n:
-                    emit(status="enrolled" if kind is DeviceKeysAccepted else "armed", at=time.time())
+                    emit(status=phase, at=time.time(), marks=marks)
+        elif kind is PullScheduled:
+            marks.setdefault("heard_" + ("ekt" if event.kind is KeyKind.DEVICE else "okt"),  # type: ignore[attr-defined]
+                             time.time())
         elif kind is PullGaveUp:
             gave_up.append(csn)
 
@@ -88,7 +95,7 @@ def main() -> None:
     parser.add_argument("--manufacturing", required=True, type=Path)
     parser.add_argument("--first-ip", required=True)
     parser.add_argument("--state", required=True, type=Path)
-    parser.add_argument("--sockets", help="the drive host's socket mode, where it has one")
+    parser.add_argument("--sockets", default=SocketMode.AUTO.value, choices=[m.value for m in SocketMode])
     asyncio.run(serve(parser.parse_args()))
 
 

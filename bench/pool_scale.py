@@ -137,7 +137,7 @@ async def run(n: int, workdir: Path, timeout: float, sockets: str | None,
     token = await Child.start("token", t10k() + [
         "token", "run", "--ip", TOKEN_IP, "--state", str(workdir / "tok"), "--secret-file", str(secret_file),
         "--announce-interval", "2", "--json"], profile and profile / f"token-{n}")
-    host_argv = [sys.executable, str(HERE / "pool_host.py"), "--manufacturing", str(workdir / "drives.json"),
+    host_argv = [sys.executable, os.environ.get("T10K_POOL_HOST", str(HERE / "pool_host.py")), "--manufacturing", str(workdir / "drives.json"),
                  "--first-ip", FIRST_DRIVE_IP, "--state", str(workdir / "drives")]
     host = await Child.start("drive host", host_argv + (["--sockets", sockets] if sockets else []),
                              profile and profile / f"host-{n}")
@@ -150,6 +150,7 @@ async def run(n: int, workdir: Path, timeout: float, sockets: str | None,
         names = [f"d{i}" for i in range(n)]
         t0 = time.time()
         await station.write_ekt(kms, "tok", names, use_pckey=True, timeout_s=timeout)
+        result["ekt_written_s"] = time.time() - t0
         enrolled = await host.wait_for("enrolled", timeout)
         result["ekt_to_enrolled_s"] = enrolled["at"] - t0 if enrolled else None
         key = kms.create_key()
@@ -164,8 +165,12 @@ async def run(n: int, workdir: Path, timeout: float, sockets: str | None,
         result["okt_build_s"] = time.perf_counter() - b0
         t0 = time.time()
         await station.write_okt(kms, "tok", "P", timeout_s=timeout)
+        result["okt_written_s"] = time.time() - t0
         armed = await host.wait_for("armed", timeout)
         result["okt_to_armed_s"] = armed["at"] - t0 if armed else None
+        if armed:  # when the first drive heard of the OKT, and when half and 90% were armed
+            result["okt_marks_s"] = {k: round(v - t0, 3) for k, v in armed["marks"].items()
+                                     if k.startswith(("heard_okt", "armed_"))}
         result["host_rss_mib"] = rss_kib(host.proc.pid) / 1024
         result["token_rss_mib"] = rss_kib(token.proc.pid) / 1024
     finally:
@@ -201,7 +206,7 @@ def spread(values: list[float | None]) -> dict[str, float | None]:
 
 
 def summarise(n: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("okt_build_s", "ekt_to_enrolled_s", "okt_to_armed_s", "host_rss_mib", "token_rss_mib",
+    keys = ("okt_build_s", "ekt_to_enrolled_s", "okt_to_armed_s", "ekt_written_s", "okt_written_s", "host_rss_mib", "token_rss_mib",
             "packages_served_per_drive", "host_datagrams_out_per_drive", "host_start_s", "host_fds")
     out: dict[str, Any] = {"drives": n, "runs": runs}
     for k in keys:
@@ -284,10 +289,12 @@ def _line(r: dict[str, Any]) -> str:
     aps = f"{r['armed_per_s']:.0f}" if r["armed_per_s"] else "-"
     last = r["runs"][-1]
     return (f"{r['drives']:>6} drives (min/median/max): OKT->armed {_fmt(r['okt_to_armed_s'])}, "
-            f"EKT->enrolled {_fmt(r['ekt_to_enrolled_s'])}, OKT built {_fmt(r['okt_build_s'])}, "
+            f"(token had it after {_fmt(r['okt_written_s'])}), EKT->enrolled {_fmt(r['ekt_to_enrolled_s'])} "
+            f"(token had it after {_fmt(r['ekt_written_s'])}), OKT built {_fmt(r['okt_build_s'])}, "
             f"{aps} armed/s, packages served/drive (EKT+OKT) {_fmt(r['packages_served_per_drive'], '')}, "
             f"host RSS {_fmt(r['host_rss_mib'], 'MiB')}, host fds {_fmt(r['host_fds'], '')}, "
-            f"armed {last.get('armed')}/{r['drives']}, pulls given up {last.get('pulls_given_up')}")
+            f"armed {last.get('armed')}/{r['drives']}, pulls given up {last.get('pulls_given_up')}; "
+            f"last run after the OKT write: {last.get('okt_marks_s')}")
 
 
 if __name__ == "__main__":

@@ -266,6 +266,8 @@ class Drive:
         #: (timestamp, receipt, when last acknowledged) of the newest device-key package taken.
         self._last_receipt: tuple[int, bytes, float] | None = None
         self.last_io = float("-inf")
+        #: The unwrapper of the current device key (its HKDF is done once per device key, not per package).
+        self._wrapper: tuple[bytes, envelope.MediaKeyWrapper] | None = None
 
     # --- what the drive shows ------------------------------------------
 
@@ -532,6 +534,11 @@ class Drive:
             persist=True,
         )
 
+    def _media_wrapper(self, device_key: bytes) -> envelope.MediaKeyWrapper:
+        if self._wrapper is None or self._wrapper[0] != device_key:
+            self._wrapper = (device_key, envelope.MediaKeyWrapper(device_key))
+        return self._wrapper[1]
+
     def _media_package(self, pkg: MediaKeyPackage, host: str, now: float) -> Output:
         if pkg.csn != self.csn:
             return Output(events=[Ignored(pkg.TYPE, "a package for another CSN")])
@@ -545,7 +552,7 @@ class Drive:
             return self._failed(solicited, KeyKind.MEDIA, pkg.okt_timestamp, pkg.device_key_id, host, now,
                                 f"media keys wrapped under device key {pkg.device_key_id.hex()}, "
                                 f"drive holds {nv.device_key_id.hex() if nv.device_key else 'none'}")
-        wrapper = envelope.MediaKeyWrapper(nv.device_key)
+        wrapper = self._media_wrapper(nv.device_key)
         header = envelope.media_package_header(pkg.csn, pkg.okt_timestamp, pkg.device_key_id, pkg.write_key_id,
                                                (w.key_id for w in pkg.media_keys))
         try:

@@ -11,7 +11,7 @@ imports at start (drive_daemon/persist.py).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,20 @@ class Nvram:
     reset: bool = False
     #: The KMS's Ed25519 public key: announcements that do not verify under it are dropped.
     kms_public_key: bytes | None = None
+    #: The last sealed device key and what it seals: a pool rekey changes only okt_timestamp,
+    #: and 10,000 drives need not derive, seal and draw a nonce again each (issue 11).
+    _sealed: tuple[tuple[object, ...], str] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self, csn: bytes, pckey: bytes) -> dict[str, Any]:
         sealed = None
         if self.device_key is not None:
-            plain = self.device_key + (self.kms_public_key or b"")
-            sealed = envelope.seal(envelope.nvram_key(pckey), plain, csn + self.device_key_id).hex()
+            what = (csn, pckey, self.device_key_id, self.device_key, self.kms_public_key)
+            if self._sealed is not None and self._sealed[0] == what:
+                sealed = self._sealed[1]
+            else:
+                plain = self.device_key + (self.kms_public_key or b"")
+                sealed = envelope.seal(envelope.nvram_key(pckey), plain, csn + self.device_key_id).hex()
+                self._sealed = (what, sealed)
         return {
             "format": NVRAM_FORMAT,
             "csn": csn.hex(),
@@ -66,8 +74,11 @@ class Nvram:
             if len(plain) not in (DEVICE_KEY_SIZE, DEVICE_KEY_SIZE + KMS_PUBLIC_KEY_SIZE):
                 raise ValueError(f"the sealed device key holds {len(plain)} octets")
             device_key, kms_public_key = plain[:DEVICE_KEY_SIZE], plain[DEVICE_KEY_SIZE:] or None
-        return cls(device_key, key_id, int(data["device_key_timestamp"]), int(data["okt_timestamp"]),
-                   bool(data["reset"]), kms_public_key)
+        nvram = cls(device_key, key_id, int(data["device_key_timestamp"]), int(data["okt_timestamp"]),
+                    bool(data["reset"]), kms_public_key)
+        if device_key is not None:
+            nvram._sealed = ((csn, pckey, key_id, device_key, kms_public_key), data["device_key_sealed"])
+        return nvram
 
 
 def encode_nvram(csn: bytes, pckey: bytes, nvram: Nvram) -> bytes:

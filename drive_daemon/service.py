@@ -139,6 +139,7 @@ class HostedDrive:
         self.link: DriveLink | None = None
         self.iscsi: IscsiPortal | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_due: float | None = None
         self._vop_gate = ConnectionGate(host.config.vop_per_peer, host.config.vop_total)
         credential = host.config.service_credential
         self._reset_key = reportauth.vop_reset_key(credential, made.csn) if credential is not None else None
@@ -223,11 +224,14 @@ class HostedDrive:
         self.host.tap_out((self.ip, self.host.config.drive_port), t.to, t.data)
 
     def _reschedule(self) -> None:
-        if self._timer:
+        deadline = self.drive.next_deadline() if self.powered else None
+        if self._timer is not None:
+            if deadline == self._timer_due:
+                return  # set for this deadline already: a repeated announcement changed nothing
             self._timer.cancel()
             self._timer = None
-        deadline = self.drive.next_deadline()
-        if deadline is not None and self.powered:
+        self._timer_due = deadline
+        if deadline is not None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(max(0.0, deadline - time.time()), self._tick)
 
