@@ -22,7 +22,7 @@ from .codec import Frame, decode, decode_header
 from .describe import describe  # noqa: F401 - its former home; callers may import it from here
 from .constants import HEADER_SIZE, ISCSI_PORT
 from .errors import DecodeError
-from .pcapfile import PcapFormatError, Segment, read_segments
+from .pcapfile import PcapFormatError, segments
 
 Address = tuple[str, int]
 MSS = 1448
@@ -116,33 +116,34 @@ def read_capture(path: Path) -> list[CapturedFrame]:
     frames: list[CapturedFrame] = []
     streams: dict[tuple[Address, Address], bytearray] = defaultdict(bytearray)
     iscsi: dict[tuple[Address, Address], Any] = {}  # per flow: a PduReader, or None once it is lost
+    append = frames.append
     try:
-        for seg in read_segments(path):
-            if seg.transport == "udp":
-                frames.append(_decoded(seg.time, "udp", seg.src, seg.dst, seg.payload))
-            elif ISCSI_PORT in (seg.src[1], seg.dst[1]):
-                frames += _iscsi_pdus(iscsi, seg.time, seg.src, seg.dst, seg.payload)
+        for when, transport, src, dst, payload in segments(path):
+            if transport == "udp":
+                append(_decoded(when, "udp", src, dst, payload))
+            elif ISCSI_PORT in (src[1], dst[1]):
+                frames += _iscsi_pdus(iscsi, when, src, dst, payload)
             else:
-                frames += _stream_frames(streams[(seg.src, seg.dst)], seg)
+                frames += _stream_frames(streams[(src, dst)], when, src, dst, payload)
     except PcapFormatError as exc:
         raise CaptureError(str(exc)) from None
     return frames
 
 
-def _stream_frames(buffer: bytearray, seg: Segment) -> list[CapturedFrame]:
+def _stream_frames(buffer: bytearray, when: float, src: Address, dst: Address, payload: bytes) -> list[CapturedFrame]:
     """The frames a TCP segment completes in its flow's buffer."""
     out: list[CapturedFrame] = []
-    buffer += seg.payload
+    buffer += payload
     while len(buffer) >= HEADER_SIZE:
         try:
             need = HEADER_SIZE + decode_header(bytes(buffer[:HEADER_SIZE])).remaining
         except DecodeError as exc:
-            out.append(CapturedFrame(seg.time, "tcp", seg.src, seg.dst, None, str(exc), bytes(buffer)))
+            out.append(CapturedFrame(when, "tcp", src, dst, None, str(exc), bytes(buffer)))
             buffer.clear()
             break
         if len(buffer) < need:
             break
-        out.append(_decoded(seg.time, "tcp", seg.src, seg.dst, bytes(buffer[:need])))
+        out.append(_decoded(when, "tcp", src, dst, bytes(buffer[:need])))
         del buffer[:need]
     return out
 
