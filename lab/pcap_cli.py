@@ -7,11 +7,11 @@ import ipaddress
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from protocol import AuthenticationError, DecodeError, Frame, SealedBody
 from protocol.cli_options import Progress, add_broadcast, add_ip, add_json
-from protocol.constants import DRIVE_LAN_PORT, MessageType
+from protocol.constants import DRIVE_LAN_PORT, HEADER_SIZE, MessageType
 from protocol.describe import describe, describe_iscsi, render
 from protocol.pcap import CapturedFrame, CaptureError, read_capture
 
@@ -81,7 +81,8 @@ def _decode(args: argparse.Namespace) -> int:
         # One row per line: still one JSON array. Each row's head is formatted here and its
         # fields by json's C encoder (indent= would use its pure-Python one, a third of the
         # time of a large capture): the same octets as json.dumps(row, separators=(",", ":")).
-        encode = json.JSONEncoder(separators=(",", ":")).encode
+        encode = _compact_encoder()
+        described: dict[tuple[str, bytes], str] = {}  # a body's fields, encoded once (retries repeat bodies)
         lines = []
         for f in frames:
             frame = f.frame
@@ -93,10 +94,15 @@ def _decode(args: argparse.Namespace) -> int:
                 continue
             t = round(f.time - start, 6)
             reply, authenticated = _flags(frame)
+            if authenticated:
+                fields = encode(_fields(frame, secret))
+            else:  # its message is what the codec makes of its type and body, nothing else
+                key = (name, frame.raw[HEADER_SIZE:])
+                fields = described.get(key) or described.setdefault(key, encode(describe(frame.message)))
             lines.append(f'{{"t":{float.__repr__(t) if t - t == 0 else encode(t)},"transport":{_text(f.transport)},'
                          f'"src":{_text(f"{f.src[0]}:{f.src[1]}")},"dst":{_text(f"{f.dst[0]}:{f.dst[1]}")},'
                          f'"message":"{name}","sequence":{frame.sequence},"reply":{_BOOL[reply]},'
-                         f'"authenticated":{_BOOL[authenticated]},"fields":{encode(_fields(frame, secret))}}}')
+                         f'"authenticated":{_BOOL[authenticated]},"fields":{fields}}}')
         print("[\n" + ",\n".join(lines) + "\n]")
         return 0
     rows = []
@@ -125,6 +131,23 @@ _NAMES = {t: t.name for t in MessageType}
 _BOOL = {True: "true", False: "false"}
 _text = json.encoder.encode_basestring_ascii  # a JSON string, as json.dumps writes it
 _FLAGS: dict[object, tuple[bool, bool]] = {}
+
+
+def _compact_encoder() -> Callable[[object], str]:
+    """``json.dumps(value, separators=(",", ":"))``, its C encoder made once rather than per call."""
+    options = json.JSONEncoder(separators=(",", ":"))
+    make = json.encoder.c_make_encoder
+    if make is None:  # an interpreter without json's C accelerator
+        return options.encode
+    encoder = make({}, options.default, json.encoder.encode_basestring_ascii, None, options.key_separator,
+                   options.item_separator, options.sort_keys, options.skipkeys, options.allow_nan)
+
+    def encode(value: object) -> str:
+        if isinstance(value, str):
+            return json.encoder.encode_basestring_ascii(value)
+        return "".join(encoder(value, 0))
+
+    return encode
 
 
 def _flags(frame: Frame) -> tuple[bool, bool]:
