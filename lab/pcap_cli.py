@@ -83,6 +83,7 @@ def _decode(args: argparse.Namespace) -> int:
         # time of a large capture): the same octets as json.dumps(row, separators=(",", ":")).
         encode = _compact_encoder()
         described: dict[tuple[str, bytes], str] = {}  # a body's fields, encoded once (retries repeat bodies)
+        addresses: dict[tuple[str, int], str] = {}  # each address as a JSON string, made once
         lines = []
         for f in frames:
             frame = f.frame
@@ -99,8 +100,10 @@ def _decode(args: argparse.Namespace) -> int:
             else:  # its message is what the codec makes of its type and body, nothing else
                 key = (name, frame.raw[HEADER_SIZE:])
                 fields = described.get(key) or described.setdefault(key, encode(describe(frame.message)))
+            src = addresses.get(f.src) or addresses.setdefault(f.src, _text(f"{f.src[0]}:{f.src[1]}"))
+            dst = addresses.get(f.dst) or addresses.setdefault(f.dst, _text(f"{f.dst[0]}:{f.dst[1]}"))
             lines.append(f'{{"t":{float.__repr__(t) if t - t == 0 else encode(t)},"transport":{_text(f.transport)},'
-                         f'"src":{_text(f"{f.src[0]}:{f.src[1]}")},"dst":{_text(f"{f.dst[0]}:{f.dst[1]}")},'
+                         f'"src":{src},"dst":{dst},'
                          f'"message":"{name}","sequence":{frame.sequence},"reply":{_BOOL[reply]},'
                          f'"authenticated":{_BOOL[authenticated]},"fields":{fields}}}')
         print("[\n" + ",\n".join(lines) + "\n]")
