@@ -91,8 +91,11 @@ def _run_token_status(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 on success, 1 with one line on standard error when something fails, 2 for bad arguments."""
-    parser = build_parser(_command(sys.argv[1:] if argv is None else argv))
-    args = finish(parser.parse_args(argv))
+    try:  # the parser imports the command's part: a Ctrl-C while it loads is no bug either
+        parser = build_parser(_command(sys.argv[1:] if argv is None else argv))
+        args = finish(parser.parse_args(argv))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
