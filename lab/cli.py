@@ -7,33 +7,41 @@ import logging
 import sys
 from pathlib import Path
 
-from drive_daemon import cli as drive_cli
-from drive_daemon import tape_cli
 from drive_daemon.errors import DriveDaemonError
-from host import cli as host_cli
 from host.errors import HostError
-from kms_client import cli as kms_cli
 from kms_client.errors import KmsError
-from kms_console import cli as console_cli
-from token_daemon import cli as token_cli
 from token_daemon.errors import TokenDaemonError
 
 from protocol.cli_options import add_ip, add_json, finish
 from protocol.constants import TOKEN_MGMT_PORT
-
-from . import demo_cli, pcap_cli
 
 from .errors import NetLabError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser; with ``command="pcap"`` only that one's, so ``t10k pcap decode``
+    does not import the daemons, the KMS and the console first (0.4 s of a capture's decode)."""
+    from . import pcap_cli
+
     parser = argparse.ArgumentParser(
         prog="t10k", description="t10k-lab: an emulator of the StorageTek T10000 tape-encryption system"
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True)
+    if command == "pcap":
+        pcap_cli.register(sub)
+        return parser
+    from drive_daemon import cli as drive_cli
+    from drive_daemon import tape_cli
+    from host import cli as host_cli
+    from kms_client import cli as kms_cli
+    from kms_console import cli as console_cli
+    from token_daemon import cli as token_cli
+
+    from . import demo_cli
+
     _token_status(token_cli.register(sub))
     drive_cli.register(sub)
     host_cli.register(sub)
@@ -83,8 +91,11 @@ def _run_token_status(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 on success, 1 with one line on standard error when something fails, 2 for bad arguments."""
-    parser = build_parser()
-    args = finish(parser.parse_args(argv))
+    try:  # the parser imports the command's part: a Ctrl-C while it loads is no bug either
+        parser = build_parser(_command(sys.argv[1:] if argv is None else argv))
+        args = finish(parser.parse_args(argv))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
@@ -108,6 +119,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 EXIT_INTERRUPTED, EXIT_PIPE = 130, 141  # as a shell reports SIGINT and SIGPIPE
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command word, when only ``-v`` options come before it (``-h`` first: None, all of them)."""
+    for word in argv:
+        if word == "--verbose" or (word.startswith("-v") and word.strip("v") == "-"):
+            continue
+        return None if word.startswith("-") else word
+    return None
 
 
 def _fail(message: str) -> int:

@@ -7,12 +7,13 @@ import ipaddress
 import json
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from protocol import AuthenticationError, DecodeError, Frame, SealedBody
 from protocol.cli_options import Progress, add_broadcast, add_ip, add_json
-from protocol.constants import DRIVE_LAN_PORT, MessageType
+from protocol.constants import DRIVE_LAN_PORT, HEADER_SIZE, MessageType
 from protocol.describe import describe, describe_iscsi, render
-from protocol.pcap import CaptureError, read_capture
+from protocol.pcap import CapturedFrame, CaptureError, read_capture
 
 MALFORMED = "MALFORMED"
 ISCSI = "ISCSI"  # a PDU between a host and a drive's tape LUN (TCP 3260), not a t10k frame
@@ -76,26 +77,42 @@ def _decode(args: argparse.Namespace) -> int:
         secret = read_secret_file(args.secret_file)
     wanted = set(args.type) if args.type else None
     start = frames[0].time if frames else 0.0
+    if args.json:
+        # One row per line: still one JSON array. Each row's head is formatted here and its
+        # fields by json's C encoder (indent= would use its pure-Python one, a third of the
+        # time of a large capture): the same octets as json.dumps(row, separators=(",", ":")).
+        encode = _compact_encoder()
+        described: dict[tuple[str, bytes], str] = {}  # a body's fields, encoded once (retries repeat bodies)
+        addresses: dict[tuple[str, int], str] = {}  # each address as a JSON string, made once
+        lines = []
+        for f in frames:
+            frame = f.frame
+            name = _NAMES[frame.message.TYPE] if frame else ISCSI if f.iscsi is not None else MALFORMED
+            if wanted and name not in wanted:
+                continue
+            if frame is None:
+                lines.append(encode(_row(f, name, start, secret)))
+                continue
+            t = round(f.time - start, 6)
+            reply, authenticated = _flags(frame)
+            if authenticated:
+                fields = encode(_fields(frame, secret))
+            else:  # its message is what the codec makes of its type and body, nothing else
+                key = (name, frame.raw[HEADER_SIZE:])
+                fields = described.get(key) or described.setdefault(key, encode(describe(frame.message)))
+            src = addresses.get(f.src) or addresses.setdefault(f.src, _text(f"{f.src[0]}:{f.src[1]}"))
+            dst = addresses.get(f.dst) or addresses.setdefault(f.dst, _text(f"{f.dst[0]}:{f.dst[1]}"))
+            lines.append(f'{{"t":{float.__repr__(t) if t - t == 0 else encode(t)},"transport":{_text(f.transport)},'
+                         f'"src":{src},"dst":{dst},'
+                         f'"message":"{name}","sequence":{frame.sequence},"reply":{_BOOL[reply]},'
+                         f'"authenticated":{_BOOL[authenticated]},"fields":{fields}}}')
+        print("[\n" + ",\n".join(lines) + "\n]")
+        return 0
     rows = []
     for f in frames:
-        name = f.frame.message.TYPE.name if f.frame else ISCSI if f.iscsi is not None else MALFORMED
-        if wanted and name not in wanted:
-            continue
-        row = {"t": round(f.time - start, 6), "transport": f.transport, "src": f"{f.src[0]}:{f.src[1]}",
-               "dst": f"{f.dst[0]}:{f.dst[1]}", "message": name}
-        if f.frame is not None:
-            row |= {"sequence": f.frame.sequence, "reply": f.frame.is_reply, "authenticated": f.frame.authenticated,
-                    "fields": _fields(f.frame, secret)}
-        elif f.iscsi is not None:
-            row |= {"fields": describe_iscsi(f.iscsi)}
-        else:
-            row |= {"error": f.error, "raw": f.raw.hex()}
-        rows.append(row)
-    if args.json:
-        # One row per line: still one JSON array, and json's C encoder (indent= would use
-        # its pure-Python one, a third of the time of a large capture).
-        print("[\n" + ",\n".join(json.dumps(r, separators=(",", ":")) for r in rows) + "\n]")
-        return 0
+        name = _NAMES[f.frame.message.TYPE] if f.frame else ISCSI if f.iscsi is not None else MALFORMED
+        if not wanted or name in wanted:
+            rows.append(_row(f, name, start, secret))
     for r in rows:
         more: list[str] = []
         if "fields" in r:
@@ -110,6 +127,53 @@ def _decode(args: argparse.Namespace) -> int:
     print(f"{len(rows)} frame(s){f', {iscsi} iSCSI PDU(s)' if iscsi else ''}"
           f"{f', {malformed} malformed' if malformed else ''}")
     return 0
+
+
+#: Names looked up, not read from each enum member (a rekey capture holds tens of thousands).
+_NAMES = {t: t.name for t in MessageType}
+_BOOL = {True: "true", False: "false"}
+_text = json.encoder.encode_basestring_ascii  # a JSON string, as json.dumps writes it
+_FLAGS: dict[object, tuple[bool, bool]] = {}
+
+
+def _compact_encoder() -> Callable[[object], str]:
+    """``json.dumps(value, separators=(",", ":"))``, its C encoder made once rather than per call."""
+    options = json.JSONEncoder(separators=(",", ":"))
+    make = json.encoder.c_make_encoder
+    if make is None:  # an interpreter without json's C accelerator
+        return options.encode
+    encoder = make({}, options.default, json.encoder.encode_basestring_ascii, None, options.key_separator,
+                   options.item_separator, options.sort_keys, options.skipkeys, options.allow_nan)
+
+    def encode(value: object) -> str:
+        if isinstance(value, str):
+            return json.encoder.encode_basestring_ascii(value)
+        return "".join(encoder(value, 0))
+
+    return encode
+
+
+def _flags(frame: Frame) -> tuple[bool, bool]:
+    """(is_reply, authenticated) of a frame, worked out once per header flags value."""
+    known = _FLAGS.get(frame.flags)
+    if known is None:
+        known = _FLAGS[frame.flags] = (frame.is_reply, frame.authenticated)
+    return known
+
+
+def _row(f: CapturedFrame, name: str, start: float, secret: bytes | None) -> dict[str, Any]:
+    """One frame as data: its time from the first, addresses, message and fields."""
+    row: dict[str, Any] = {"t": round(f.time - start, 6), "transport": f.transport,
+                          "src": f"{f.src[0]}:{f.src[1]}", "dst": f"{f.dst[0]}:{f.dst[1]}", "message": name}
+    if f.frame is not None:
+        reply, authenticated = _flags(f.frame)
+        row |= {"sequence": f.frame.sequence, "reply": reply, "authenticated": authenticated,
+                "fields": _fields(f.frame, secret)}
+    elif f.iscsi is not None:
+        row |= {"fields": describe_iscsi(f.iscsi)}
+    else:
+        row |= {"error": f.error, "raw": f.raw.hex()}
+    return row
 
 
 def _fields(frame: Frame, secret: bytes | None) -> dict[str, object]:

@@ -27,7 +27,6 @@ from .constants import (
     HeaderFlag,
     MessageType,
 )
-from .envelope import open_mgmt, seal_mgmt
 from .errors import DecodeError, DecodeReason, EncodeError
 from .fastcodec import fixed_struct, try_build, try_parse
 from .layouts import AUTH_TRAILER_SIZE, BODIES, AuthTrailer, Header
@@ -149,6 +148,8 @@ def encode_authenticated(
     body = _body(message)
     flags = HeaderFlag.AUTHENTICATED | (HeaderFlag.REPLY if reply else HeaderFlag.NONE)
     header = _header(message.TYPE, flags, sequence, len(body) + TAG_SIZE)
+    from .envelope import seal_mgmt  # cryptography is imported by what seals or opens, not by every decoder
+
     nonce, sealed = seal_mgmt(secret, header, counter, body)
     return header + sealed + AuthTrailer.build(dict(counter=counter, nonce=nonce))
 
@@ -214,6 +215,8 @@ def authenticate(data: bytes, secret: bytes) -> Opened:
     if info.body_length < TAG_SIZE:
         raise DecodeError(DecodeReason.TRUNCATED, f"sealed {info.message_type.name} body is shorter than its tag")
     counter, nonce = _trailer(data, info)
+    from .envelope import open_mgmt
+
     body = open_mgmt(secret, data[:HEADER_SIZE], counter, nonce, data[HEADER_SIZE : HEADER_SIZE + info.body_length])
     return Opened(info, counter, body, data)
 

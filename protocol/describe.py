@@ -44,7 +44,109 @@ def _value(name: str, value: Any) -> Any:
 
 def describe(message: Any) -> dict[str, Any]:
     """Every field of a dataclass, by name, with its real value."""
+    describer = _DESCRIBERS.get(message.__class__)
+    if describer is None:
+        if isinstance(message, type) or not dataclasses.is_dataclass(message):
+            return _describe(message)  # what dataclasses.fields makes of it (TypeError for non-dataclasses)
+        describer = _DESCRIBERS[message.__class__] = _Compiler().describer(message.__class__)
+    return describer(message)
+
+
+def _describe(message: Any) -> dict[str, Any]:
+    """The rules above, read field by field: what every compiled describer must equal."""
     return {f.name: _value(f.name, getattr(message, f.name)) for f in dataclasses.fields(message)}
+
+
+# --- describers compiled per class ---------------------------------------------------------
+# A capture's decode describes tens of thousands of messages. For each dataclass, once, the
+# fields' declared types give straight-line code: a value of exactly its declared type takes
+# its rule at once (an enum member's text and a timestamp's text looked up); any other value
+# goes to _value, so the result is always what _describe gives (tests/unit/test_describe.py).
+
+_DESCRIBERS: dict[type, Any] = {}
+#: Types _value treats before (or instead of) "a dataclass": never described as nested records.
+_NOT_RECORDS = (enum.Enum, int, bytes, bytearray, memoryview, CsnFilter, tuple, list, str, float)
+_CACHED_TEXTS = 1 << 16
+
+
+class _Texts(dict):  # type: ignore[type-arg]
+    """A value's text, computed once by ``make``: enum members, timestamps."""
+
+    def __init__(self, make: Any) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: Any) -> Any:
+        text = self.make(key)
+        if len(self) < _CACHED_TEXTS:
+            self[key] = text
+        return text
+
+
+_TIMESTAMPS = _Texts(format_timestamp)
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.namespace: dict[str, Any] = {"_value": _value, "_describe": describe, "_ts": _TIMESTAMPS}
+        self.count = 0
+
+    def const(self, value: Any) -> str:
+        self.count += 1
+        name = f"_k{self.count}"
+        self.namespace[name] = value
+        return name
+
+    def describer(self, cls: type) -> Any:
+        import typing
+
+        fields = dataclasses.fields(cls)
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # noqa: BLE001 - an annotation that does not resolve: every field by the rules
+            hints = {}
+        items = [f"{f.name!r}: {self.value(f.name, f'm.{f.name}', hints.get(f.name))}" for f in fields]
+        source = f"def _describe_one(m):\n    return {{{', '.join(items)}}}\n"
+        exec(compile(source, f"<describe {cls.__qualname__}>", "exec"), self.namespace)  # noqa: S102
+        return self.namespace.pop("_describe_one")
+
+    def value(self, name: str, expr: str, hint: Any) -> str:
+        """An expression for ``_value(name, <expr>)``, fast when the value has the declared type."""
+        slow = f"_value({name!r}, {expr})"
+        fast = self._fast(name, hint)
+        if fast is None:
+            return slow
+        guard, text = fast
+        # expr is an attribute read (m.x) or a loop variable: reading it again costs little
+        return f"({text.format(v=expr)} if {expr}.__class__ is {guard} else {slow})"
+
+    def _fast(self, name: str, hint: Any) -> tuple[str, str] | None:
+        """(the exact class to check, the text of the fast expression over {v}), or None."""
+        if not isinstance(hint, type):
+            return self._sequence(name, hint)
+        if issubclass(hint, enum.Enum):
+            if issubclass(hint, enum.Flag) or (name.endswith("code") and not issubclass(hint, int)):
+                return None
+            texts = self.const(_Texts(lambda member: _value(name, member)))
+            return self.const(hint), f"{texts}[{{v}}]"
+        if hint is bool or hint is str or hint is float:
+            return self.const(hint), "{v}"
+        if hint is int:
+            return "int", "_ts[{v}]" if _is_time(name) else "{v}"
+        if hint is bytes:
+            return "bytes", "{v}.hex()"
+        if dataclasses.is_dataclass(hint) and not issubclass(hint, _NOT_RECORDS):
+            return self.const(hint), "_describe({v})"
+        return None
+
+    def _sequence(self, name: str, hint: Any) -> tuple[str, str] | None:
+        import typing
+
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) is not tuple or len(args) != 2 or args[1] is not Ellipsis:
+            return None
+        item = self.value(name, "x", args[0])
+        return "tuple", f"[{item} for x in {{v}}]"
 
 
 def _scalar(value: Any) -> str:

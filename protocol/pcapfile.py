@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 Address = tuple[str, int]
 
@@ -43,72 +43,88 @@ class Segment:
 
 def read_segments(path: Path) -> Iterator[Segment]:
     """Every IPv4 UDP datagram and TCP segment in the file, in capture order."""
+    for when, transport, src, dst, payload in segments(path):
+        yield Segment(when, transport, src, dst, payload)
+
+
+def segments(path: Path) -> Iterator[tuple[float, str, Address, Address, bytes]]:
+    """:func:`read_segments` as plain tuples ``(time, transport, src, dst, payload)``: what a
+    decoder of a whole capture reads, without an object per packet."""
     try:
-        fh = open(path, "rb")
+        with open(path, "rb") as fh:
+            data = fh.read()  # one read: the frames decoded from a capture hold its octets anyway
     except OSError as exc:
         raise PcapFormatError(f"cannot open {path}: {exc.strerror}") from None
-    with fh:
-        for when, linktype, data in _records(fh, path):
-            ip = _ipv4(linktype, data)
-            if ip is not None:
-                segment = _transport(when, ip)
-                if segment is not None:
-                    yield segment
+    names: dict[bytes, str] = {}  # dotted quads of this capture's addresses, made once each
+    for when, linktype, buf, start, end in _records(data, path):
+        ip = _ipv4(linktype, buf, start, end)
+        if ip is not None:
+            segment = _transport(when, buf, ip, end, names)
+            if segment is not None:
+                yield segment
 
 
-# --- file formats -------------------------------------------------------------------------
+# --- file formats: each record as (time, linktype, buffer, start, end) -------------------
+
+Record = tuple[float, int, bytes, int, int]
 
 
-def _records(fh: BinaryIO, path: Path) -> Iterator[tuple[float, int, bytes]]:
-    magic = fh.read(4)
+def _records(data: bytes, path: Path) -> Iterator[Record]:
+    magic = data[:4]
     if magic in _PCAP_MAGICS:
-        yield from _pcap(fh, path, *_PCAP_MAGICS[magic])
+        yield from _pcap(data, path, *_PCAP_MAGICS[magic])
     elif magic == _PCAPNG_SHB:
-        yield from _pcapng(fh, path)
+        yield from _pcapng(data, path)
     else:
         raise PcapFormatError(f"{path} is not a pcap or pcapng file (it starts with {magic.hex() or 'nothing'})")
 
 
-def _pcap(fh: BinaryIO, path: Path, order: str, unit: float) -> Iterator[tuple[float, int, bytes]]:
-    header = fh.read(20)
-    if len(header) < 20:
+def _pcap(data: bytes, path: Path, order: str, unit: float) -> Iterator[Record]:
+    if len(data) < 24:
         raise PcapFormatError(f"{path}: the pcap file header is cut short")
-    linktype = struct.unpack(order + "HHiIII", header)[5] & 0x0FFFFFFF
+    linktype = struct.unpack_from(order + "HHiIII", data, 4)[5] & 0x0FFFFFFF
     record = struct.Struct(order + "IIII")
-    while True:
-        head = fh.read(16)
-        if len(head) < 16:
-            return  # end of file (or a capture cut while it was written: keep what is whole)
-        seconds, fraction, captured, _ = record.unpack(head)
-        data = fh.read(captured)
-        if len(data) < captured:
+    at, size = 24, len(data)
+    while at + 16 <= size:  # a record cut short ends the capture (cut while written: keep what is whole)
+        seconds, fraction, captured, _ = record.unpack_from(data, at)
+        start = at + 16
+        at = start + captured
+        if at > size:
             return
-        yield seconds + fraction * unit, linktype, data
+        yield seconds + fraction * unit, linktype, data, start, at
 
 
-def _pcapng(fh: BinaryIO, path: Path) -> Iterator[tuple[float, int, bytes]]:
+def _pcapng(data: bytes, path: Path) -> Iterator[Record]:
     """Blocks: type (4), total length (4), body, total length (4); the section header's
     byte-order magic says how to read the numbers of its section."""
     order = "<"
     interfaces: list[tuple[int, float]] = []  # of this section: (linktype, seconds per tick)
     block_type = _PCAPNG_SHB  # its 4 octets were read to recognise the file
+    at, size = 4, len(data)
+
+    def read(n: int) -> bytes:
+        nonlocal at
+        chunk = data[at : at + n]
+        at = min(at + n, size)
+        return chunk
+
     while True:
-        length_raw = fh.read(4)
+        length_raw = read(4)
         if block_type == _PCAPNG_SHB:
-            byte_order = fh.read(4)
+            byte_order = read(4)
             order = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}.get(byte_order, "")
             if not order or len(length_raw) < 4:
                 raise PcapFormatError(f"{path}: a pcapng section header without a valid byte-order magic")
             length = struct.unpack(order + "I", length_raw)[0]
-            body = byte_order + fh.read(max(0, length - 12 - 4))
+            body = byte_order + read(max(0, length - 12 - 4))
             interfaces, kind = [], None
         else:
             if len(length_raw) < 4:
                 return
             kind = struct.unpack(order + "I", block_type)[0]
             length = struct.unpack(order + "I", length_raw)[0]
-            body = fh.read(max(0, length - 12))
-        if length < 12 or len(body) < length - 12 or len(fh.read(4)) < 4:
+            body = read(max(0, length - 12))
+        if length < 12 or len(body) < length - 12 or len(read(4)) < 4:
             return  # a block cut while the capture was written: keep what is whole
         if kind == 1 and len(body) >= 8:  # interface description
             interfaces.append((struct.unpack_from(order + "H", body)[0], _tick(body[8:], order)))
@@ -116,10 +132,10 @@ def _pcapng(fh: BinaryIO, path: Path) -> Iterator[tuple[float, int, bytes]]:
             iface, high, low, captured = struct.unpack_from(order + "IIII", body)
             if iface < len(interfaces):
                 linktype, tick = interfaces[iface]
-                yield ((high << 32) | low) * tick, linktype, body[20 : 20 + captured]
+                yield ((high << 32) | low) * tick, linktype, body, 20, min(20 + captured, len(body))
         elif kind == 3 and interfaces:  # simple packet: no timestamp
-            yield 0.0, interfaces[0][0], body[4:]
-        block_type = fh.read(4)
+            yield 0.0, interfaces[0][0], body, 4, len(body)
+        block_type = read(4)
         if len(block_type) < 4:
             return
 
@@ -138,45 +154,55 @@ def _tick(options: bytes, order: str) -> float:
     return 1e-6
 
 
-# --- link, network and transport layers ---------------------------------------------------
+# --- link, network and transport layers: offsets into the record's buffer ----------------
+
+_RAW_IP = frozenset((228, 101, 12, 14))  # raw IPv4, raw IP
+_IPV4 = struct.Struct(">BxHxxHxB2x4s4s")  # version and IHL, total length, flags and offset, protocol, addresses
+_PORTS = struct.Struct(">HHH")
 
 
-def _ipv4(linktype: int, data: bytes) -> bytes | None:
-    """The IPv4 packet inside one captured frame, or None for anything else."""
-    if linktype in (228, 101, 12, 14):  # raw IPv4, raw IP
-        return data if data[:1] and data[0] >> 4 == 4 else None
+def _ipv4(linktype: int, buf: bytes, start: int, end: int) -> int | None:
+    """Where the IPv4 packet inside one captured frame starts, or None for anything else."""
+    if linktype in _RAW_IP:
+        return start if start < end and buf[start] >> 4 == 4 else None
     if linktype == 1:  # Ethernet, perhaps VLAN-tagged
-        at = 12
-        ethertype = int.from_bytes(data[at : at + 2], "big")
+        at = start + 12
+        ethertype = _u16(buf, at, end)
         while ethertype == _ETHERTYPE_VLAN:
             at += 4
-            ethertype = int.from_bytes(data[at : at + 2], "big")
-        return data[at + 2 :] if ethertype == _ETHERTYPE_IPV4 else None
+            ethertype = _u16(buf, at, end)
+        return at + 2 if ethertype == _ETHERTYPE_IPV4 else None
     if linktype == 113:  # Linux cooked v1
-        return data[16:] if int.from_bytes(data[14:16], "big") == _ETHERTYPE_IPV4 else None
+        return start + 16 if _u16(buf, start + 14, end) == _ETHERTYPE_IPV4 else None
     if linktype == 276:  # Linux cooked v2
-        return data[20:] if int.from_bytes(data[0:2], "big") == _ETHERTYPE_IPV4 else None
+        return start + 20 if _u16(buf, start, end) == _ETHERTYPE_IPV4 else None
     if linktype == 0:  # BSD loopback: the address family in the capturing host's order
-        return data[4:] if data[:4] in (b"\x02\x00\x00\x00", b"\x00\x00\x00\x02") else None
+        return start + 4 if buf[start : min(start + 4, end)] in (b"\x02\x00\x00\x00", b"\x00\x00\x00\x02") else None
     return None
 
 
-def _transport(when: float, ip: bytes) -> Segment | None:
-    if len(ip) < 20:
+def _u16(buf: bytes, at: int, end: int) -> int:
+    """A big-endian 16-bit field, as int.from_bytes reads what there is of it (0 when none)."""
+    return int.from_bytes(buf[at : min(at + 2, end)], "big")
+
+
+def _transport(when: float, buf: bytes, ip: int, end: int,
+               names: dict[bytes, str]) -> tuple[float, str, Address, Address, bytes] | None:
+    if end - ip < 20:
         return None
-    ihl = (ip[0] & 0x0F) * 4
-    total = int.from_bytes(ip[2:4], "big")
-    flags_offset = int.from_bytes(ip[6:8], "big")
+    first, total, flags_offset, protocol, src, dst = _IPV4.unpack_from(buf, ip)
+    ihl = (first & 0x0F) * 4
     if flags_offset & 0x3FFF or ihl < 20 or total < ihl:
         return None  # a fragment, or a broken header
-    packet = ip[:total]
-    src, dst = "%d.%d.%d.%d" % tuple(packet[12:16]), "%d.%d.%d.%d" % tuple(packet[16:20])
-    body = packet[ihl:]
-    if ip[9] == 17 and len(body) >= 8:
-        sport, dport, length = struct.unpack_from(">HHH", body)
-        return Segment(when, "udp", (src, sport), (dst, dport), body[8 : max(8, length)])
-    if ip[9] == 6 and len(body) >= 20:
-        sport, dport = struct.unpack_from(">HH", body)
-        offset = (body[12] >> 4) * 4
-        return Segment(when, "tcp", (src, sport), (dst, dport), body[offset:])
+    stop = min(end, ip + total)  # the packet without any link-layer padding after it
+    body = ip + ihl
+    src_name = names.get(src) or names.setdefault(src, "%d.%d.%d.%d" % tuple(src))
+    dst_name = names.get(dst) or names.setdefault(dst, "%d.%d.%d.%d" % tuple(dst))
+    if protocol == 17 and stop - body >= 8:
+        sport, dport, length = _PORTS.unpack_from(buf, body)
+        return when, "udp", (src_name, sport), (dst_name, dport), buf[body + 8 : min(stop, body + max(8, length))]
+    if protocol == 6 and stop - body >= 20:
+        sport, dport, _ = _PORTS.unpack_from(buf, body)
+        offset = (buf[body + 12] >> 4) * 4
+        return when, "tcp", (src_name, sport), (dst_name, dport), buf[body + offset : stop]
     return None

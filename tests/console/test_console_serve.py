@@ -75,7 +75,7 @@ def test_serve_wants_both_halves_of_a_given_certificate(tmp_path: Path) -> None:
 def test_the_t10k_command_and_the_daemons_start_without_the_web_stack() -> None:
     """``t10k token run`` and every other command go through lab.cli: the console's stack loads
     only when the console is made."""
-    code = ("import sys, lab.cli; web = sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'jinja2', "
+    code = ("import sys, lab.cli; lab.cli.build_parser(); web = sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'jinja2', "
             "'uvicorn'}); print(web)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr

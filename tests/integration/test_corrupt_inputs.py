@@ -256,7 +256,8 @@ class Ran:
 # child per command, each with its own stdin, stdout, stderr, working directory and store.
 FORK_RUNNER = r"""
 import json, os, signal, sys, time
-from lab.cli import main
+from lab.cli import build_parser, main
+build_parser()  # every command's part imported once, before the forks
 
 jobs = json.loads(sys.stdin.read())
 limit, workers = float(sys.argv[1]), int(sys.argv[2])
