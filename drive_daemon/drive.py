@@ -39,18 +39,8 @@ from protocol import (
 )
 from protocol.constants import (
     ANNOUNCE_REPEATS_S,
-    MAX_POOL_DRIVES,
     MAX_PULL_ATTEMPTS,
     MAX_PULL_SOURCES,
-    MAX_PULL_SPREAD_S,
-    MAX_SKIPPED_OFFERS,
-    NO_PACKAGE_SKIP_S,
-    PULL_SPREAD_BASE_S,
-    PULL_SPREAD_PER_CSN_S,
-    RETRY_AFTER_SPREADS,
-    RETRY_BACKOFF,
-    RETRY_BASE_S,
-    RETRY_MAX_S,
     TOKEN_LAN_PORT,
     EncryptionLed,
     ErrorCode,
@@ -63,98 +53,23 @@ from protocol.constants import (
 from protocol.errors import UnwrapError
 from protocol.ids import ZERO_KEY_ID
 
-from .nvram import Nvram
-
-# --- events ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PullScheduled:
-    kind: KeyKind
-    timestamp: int
-    due: float
-
-
-@dataclass(frozen=True)
-class OfferRefused:
-    """An offer older than what the drive holds: refused silently, as the seed says."""
-
-    kind: KeyKind
-    offered: int
-    held: int
-
-
-@dataclass(frozen=True)
-class DeviceKeysAccepted:
-    device_key_id: bytes
-    timestamp: int
-    holding: bool
-
-
-@dataclass(frozen=True)
-class MediaKeysAccepted:
-    okt_timestamp: int
-    key_count: int
-    held_until_unload: bool
-
-
-@dataclass(frozen=True)
-class DecryptionFailed:
-    kind: KeyKind
-    timestamp: int
-    why: str
-
-
-@dataclass(frozen=True)
-class PullGaveUp:
-    kind: KeyKind
-    timestamp: int
-
-
-@dataclass(frozen=True)
-class KeysCleared:
-    by: str
-
-
-@dataclass(frozen=True)
-class ClearRefused:
-    why: str
-
-
-@dataclass(frozen=True)
-class MissingKeyReported:
-    key_id: bytes
-    token: str
-
-
-@dataclass(frozen=True)
-class Ignored:
-    message_type: MessageType
-    why: str
-
-
-@dataclass(frozen=True)
-class AnnouncementRejected:
-    """A KEYS_AVAILABLE whose signature does not verify under the KMS public key: dropped, counted."""
-
-    mode: TokenMode
-    timestamp: int
-    token: str
-
-
-@dataclass(frozen=True)
-class PackageDropped:
-    """An unsolicited package that did not decrypt or was not newer: dropped, no error report."""
-
-    kind: KeyKind
-    timestamp: int
-    why: str
-
-
-Event = (
-    PullScheduled | OfferRefused | DeviceKeysAccepted | MediaKeysAccepted | DecryptionFailed | PullGaveUp
-    | KeysCleared | ClearRefused | MissingKeyReported | Ignored | AnnouncementRejected | PackageDropped
+from .drive_events import (  # noqa: F401 - re-exported: their home before drive_events.py
+    AnnouncementRejected,
+    ClearRefused,
+    DecryptionFailed,
+    DeviceKeysAccepted,
+    Event,
+    Ignored,
+    KeysCleared,
+    MediaKeysAccepted,
+    MissingKeyReported,
+    OfferRefused,
+    PackageDropped,
+    PullGaveUp,
+    PullScheduled,
 )
+from .nvram import Nvram
+from .pulls import Pull, SkipList, pull_spread, retry_delay  # noqa: F401 - pull_spread, retry_delay re-exported
 
 #: A drive says KEY_ACK again for an EKT still announcing its package at most this often: the
 #: repeats of a write's announcement (ANNOUNCE_REPEATS_S) come sooner than a lost ACK needs.
@@ -181,66 +96,6 @@ class MediaKeySet:
     source: str = ""
 
 
-@dataclass
-class _Pull:
-    kind: KeyKind
-    timestamp: int
-    sources: list[str]
-    due: float
-    attempt: int = 0
-    sequence: int = 0
-    #: Scheduled on an offer the drive could not verify (it holds no KMS public key).
-    hint: bool = False
-    #: The spread window of the offer (seconds): no retry before the token could answer it all.
-    spread: float = 0.0
-
-
-def pull_spread(csn_count: int) -> float:
-    """The window (seconds) a drive draws its first KEY_REQUEST's delay from: as long as one
-    token takes to answer ``csn_count`` drives (PULL_SPREAD_PER_CSN_S each), so a broadcast
-    makes no queue at the token. No offer counts more than MAX_POOL_DRIVES CSNs (no token holds
-    more): an unverified one cannot stretch a drive's spread or its retries beyond a real pool's."""
-    counted = min(max(0, csn_count), MAX_POOL_DRIVES)
-    return min(MAX_PULL_SPREAD_S, PULL_SPREAD_BASE_S + counted * PULL_SPREAD_PER_CSN_S)
-
-
-def retry_delay(attempt: int, spread: float, rng: random.Random) -> float:
-    """How long after request number ``attempt`` (1 = the first) the drive asks again.
-
-    The first retry waits RETRY_AFTER_SPREADS spread windows plus RETRY_BASE_S: by then the
-    token has answered every drive of the offer and their host has taken the answers in, so a
-    retry means a lost datagram, not a slow queue.
-    Each later one is RETRY_BACKOFF times longer (capped at RETRY_MAX_S), all with jitter x[1, 1.5) so the drives
-    that lost datagrams do not ask again together. Never less than RETRY_BASE_S apart, so a
-    drive's pull stays within a token's per-CSN answer budget."""
-    first = RETRY_AFTER_SPREADS * spread + RETRY_BASE_S
-    return min(RETRY_MAX_S, first * RETRY_BACKOFF ** (attempt - 1)) * (1 + 0.5 * rng.random())
-
-
-class _SkipList:
-    """(token host, timestamp) offers not to pull again after a NO_PACKAGE or a failed
-    package, each for NO_PACKAGE_SKIP_S and never for good; at most MAX_SKIPPED_OFFERS."""
-
-    def __init__(self) -> None:
-        self._until: dict[tuple[str, int], float] = {}
-        self.now = 0.0
-
-    def add(self, key: tuple[str, int]) -> None:
-        self._until = {k: t for k, t in self._until.items() if t > self.now}
-        if key in self._until or len(self._until) < MAX_SKIPPED_OFFERS:
-            self._until[key] = self.now + NO_PACKAGE_SKIP_S
-
-    def __contains__(self, key: object) -> bool:
-        until = self._until.get(key)  # type: ignore[call-overload]
-        return until is not None and until > self.now
-
-    def __len__(self) -> int:
-        return sum(1 for t in self._until.values() if t > self.now)
-
-    def clear(self) -> None:
-        self._until.clear()
-
-
 class Drive:
     def __init__(
         self,
@@ -260,9 +115,9 @@ class Drive:
         self.media: MediaKeySet | None = None
         self.held_media: MediaKeySet | None = None
         self.tape_loaded = False
-        self._pulls: dict[KeyKind, _Pull] = {}
+        self._pulls: dict[KeyKind, Pull] = {}
         self._sequence = self._rng.randrange(2**31)
-        self._skip = _SkipList()
+        self._skip = SkipList()
         #: (timestamp, receipt, when last acknowledged) of the newest device-key package taken.
         self._last_receipt: tuple[int, bytes, float] | None = None
         self.last_io = float("-inf")
@@ -437,7 +292,7 @@ class Drive:
             return Output()
         spread = pull_spread(offer.csn_count)
         due = now + self._rng.uniform(0, spread)
-        self._pulls[kind] = _Pull(kind, offer.timestamp, [host], due, hint=hint, spread=spread)
+        self._pulls[kind] = Pull(kind, offer.timestamp, [host], due, hint=hint, spread=spread)
         return Output(events=[PullScheduled(kind, offer.timestamp, due)])
 
     def _accepts_media(self, timestamp: int) -> bool:
@@ -465,7 +320,7 @@ class Drive:
             del self._pulls[msg.kind]
         return Output()
 
-    def _take_pull(self, kind: KeyKind, host: str, csn: bytes) -> _Pull | None:
+    def _take_pull(self, kind: KeyKind, host: str, csn: bytes) -> Pull | None:
         """The pull this package answers (removed), or None: the package is unsolicited."""
         pull = self._pulls.get(kind)
         if csn != self.csn or pull is None or host not in pull.sources:

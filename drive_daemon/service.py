@@ -347,7 +347,6 @@ class DriveHost:
         self.unrouted_reasons = ReasonLog(log, self.counters.unrouted)
         self.sockets: DriveSockets = host_sockets(config.sockets, len(self.drives), config.drive_port, config.vop_port,
                                                   config.iscsi_port, config.vop_backlog, self._unrouted)
-        self._background: set[asyncio.Task[None]] = set()
         self.vop_gate = ConnectionGate(config.vop_host_total, config.vop_host_total)
         self.vop_reasons = ReasonLog(log, self.counters.vop_refused)
         self.lan_reasons = ReasonLog(log, collections.Counter())  # counted in decode_errors
@@ -392,20 +391,11 @@ class DriveHost:
         await self.sockets.stop()
         if self._broadcast:
             self._broadcast.close()
-        if self._background:
-            await asyncio.wait(self._background, timeout=5)
         await self.nvram.close()
-
-    def spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def flush(self) -> None:
         """Wait until every NVRAM write started so far is on disk."""
         await self.nvram.flush()
-        while self._background:
-            await asyncio.wait(set(self._background))
 
     @property
     def socket_mode(self) -> SocketMode:
