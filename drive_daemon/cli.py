@@ -143,7 +143,8 @@ def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-
             c = host.counters
             print(json.dumps({"status": "stopped", "drives": len(drives), "datagrams_in": c.datagrams_in,
                               "datagrams_out": c.datagrams_out, "decode_errors": dict(c.decode_errors),
-                              "events": dict(c.events), "unrouted": dict(c.unrouted)}), flush=True)
+                              "events": dict(c.events), "unrouted": dict(c.unrouted),
+                              "send_dropped": c.send_dropped}), flush=True)
 
     asyncio.run(main())
     return 0

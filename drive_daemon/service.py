@@ -122,6 +122,8 @@ class Counters:
     #: Shared sockets: datagrams dropped and connections closed for want of a drive at their
     #: address, per service (udp, vop, iscsi).
     unrouted: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Datagrams a drive sent that its socket did not take (closed, send queue full, send error).
+    send_dropped: int = 0
 
 
 
@@ -218,7 +220,10 @@ class HostedDrive:
                                 {"type": type(event).__name__, "csn": self.csn.hex(), "ip": self.ip} | describe(event))
 
     def send(self, t: Transmit) -> None:
-        if not self.powered or self.link is None or not self.link.send(t.data, t.to):
+        if not self.powered or self.link is None:
+            return
+        if not self.link.send(t.data, t.to):
+            self.host.counters.send_dropped += 1  # closed, a full send queue, or a send error
             return
         self.host.counters.datagrams_out += 1
         self.host.tap_out((self.ip, self.host.config.drive_port), t.to, t.data)

@@ -163,3 +163,24 @@ async def test_two_hosts_on_one_state_directory_keep_each_others_drives(tmp_path
     again = DriveHost(config, [(m, "127.0.0.101") for m in made])
     assert {h.drive.nvram.okt_timestamp for h in again.drives.values()} == {5}
     await again.stop()
+
+
+async def test_a_datagram_the_socket_does_not_take_is_counted_not_tapped(tmp_path: Path) -> None:
+    taps: list[bytes] = []
+    made = make_drives(1)[0]
+    host = DriveHost(DriveHostConfig(state_dir=tmp_path), [(made, "127.0.0.101")],
+                     tap=lambda direction, transport, src, dst, data: taps.append(data))
+    hosted = host.drives[made.csn]
+
+    class Refusing(_Recorder):
+        def send(self, data: bytes, to: tuple[str, int]) -> bool:
+            return False  # a full send queue
+
+    hosted.link = Refusing()
+    hosted.powered = True
+    hosted.apply(Output(sends=[_ack(1), _ack(2)]))
+    assert host.counters.send_dropped == 2 and host.counters.datagrams_out == 0 and taps == []
+    hosted.link = recorder = _Recorder()
+    hosted.apply(Output(sends=[_ack(3)]))
+    assert recorder.sent == [b"ack3"] and host.counters.send_dropped == 2 and host.counters.datagrams_out == 1
+    await host.stop()
