@@ -73,6 +73,7 @@ class NvramStore:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_leftovers()
         if not self.path.exists():
             self._create()
         elif self.path.stat().st_size == 0:
@@ -84,6 +85,16 @@ class NvramStore:
         conn.execute(_SCHEMA)
         conn.execute("SELECT count(*) FROM nvram").fetchone()  # a damaged file fails here, not later
         self._conn = conn
+
+    def _remove_leftovers(self) -> None:
+        """A kill while a store was being made leaves its temporary (and SQLite's files beside
+        it): removed once the process that made it is gone. Another host making the store in
+        the same directory right now keeps its own."""
+        prefix = f"{self.path.name}.new-"
+        for leftover in self.path.parent.glob(f"{prefix}*"):
+            pid = leftover.name[len(prefix):].split("-", 1)[0]
+            if pid.isdigit() and not _running(int(pid)):
+                leftover.unlink(missing_ok=True)
 
     def _create(self) -> None:
         """A new store is made whole under a temporary name, then linked into place: the store's
@@ -224,3 +235,13 @@ class NvramStore:
 
         self._thread.submit(_close).result()
         self._thread.shutdown(wait=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True

@@ -97,6 +97,24 @@ def test_a_truncated_store_is_refused_not_taken_for_a_new_one(tmp_path: Path) ->
         NvramStore(path)
 
 
+def test_a_temporary_left_by_a_killed_maker_is_removed_and_a_living_makers_is_kept(tmp_path: Path) -> None:
+    """A kill while the store was being made leaves nvram.sqlite3.new-PID (and SQLite's files
+    beside it); the next host removes them once that process is gone, never another host's."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    living = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        left = [tmp_path / f"nvram.sqlite3.new-{gone.pid}{tail}" for tail in ("", "-wal", "-shm")]
+        kept = tmp_path / f"nvram.sqlite3.new-{living.pid}"
+        for path in (*left, kept):
+            path.write_bytes(b"half a store")
+        NvramStore(tmp_path / "nvram.sqlite3").close()
+        assert not any(p.exists() for p in left) and kept.read_bytes() == b"half a store"
+    finally:
+        living.kill()
+        living.wait()
+
+
 _WRITER = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
