@@ -96,6 +96,10 @@ class MediaKeySet:
     source: str = ""
 
 
+#: What an announcement of each token mode offers.
+_OFFERED = {TokenMode.EKT: KeyKind.DEVICE, TokenMode.OKT: KeyKind.MEDIA}
+
+
 class Drive:
     def __init__(
         self,
@@ -253,6 +257,10 @@ class Drive:
         hint = nv.kms_public_key is None
         if not hint and not envelope.verify_announcement(nv.kms_public_key, offer):  # type: ignore[arg-type]
             return Output(events=[AnnouncementRejected(offer.mode, offer.timestamp, host)])
+        in_flight = self._pulls.get(_OFFERED.get(offer.mode))  # type: ignore[arg-type]
+        if in_flight is not None and in_flight.timestamp == offer.timestamp and in_flight.hint == hint \
+                and host in in_flight.sources:
+            return Output()  # the write being pulled, announced again (tokens repeat it): nothing new
         if offer.mode is TokenMode.EKT:
             kind = KeyKind.DEVICE
             if offer.timestamp == nv.device_key_timestamp and self._last_receipt and self._last_receipt[0] == offer.timestamp:
@@ -382,6 +390,7 @@ class Drive:
         nv.kms_public_key = kms_public_key
         self._accepted(KeyKind.DEVICE, pkg.timestamp)
         self._last_receipt = (pkg.timestamp, receipt, now)
+        self._media_wrapper(device_key)  # derived now, once per device key, not when a pool's OKT is due
         ack = KeyAck(self.csn, KeyKind.DEVICE, pkg.timestamp, receipt)
         return Output(
             [Transmit((host, TOKEN_LAN_PORT), MessageType.KEY_ACK, encode(ack))],

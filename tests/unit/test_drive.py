@@ -305,3 +305,20 @@ def test_no_plaintext_key_on_the_in_memory_wire(site: Site) -> None:
     wire = b"".join(t.data for _, t in site.lan.wire)
     assert secrets and not [s for s in secrets if s in wire]
 
+
+
+def test_a_write_announced_again_while_it_is_pulled_changes_nothing(site: Site) -> None:
+    """A token repeats a write's announcement (ANNOUNCE_REPEATS_S); a drive already pulling it
+    keeps its one pull, its due time and its one request (issue 11: 10,000 drives hear each)."""
+    site.write_ekt()
+    site.lan.run(horizon_s=0)  # the write's announcement heard; no request due yet
+    pulls = {i: dict(site.drive(i)._pulls) for i in range(3)}
+    assert all(len(p) == 1 for p in pulls.values())
+    for _ in range(2):
+        site.lan.announce(TOKEN_A)
+        site.lan.run(horizon_s=0)
+    assert len(events(site, dr.PullScheduled)) == 3
+    assert {i: dict(site.drive(i)._pulls) for i in range(3)} == pulls
+    site.lan.run()
+    assert len(site.lan.sent(MessageType.KEY_REQUEST)) == 3
+    assert all(site.drive(i).vop_status().led is EncryptionLed.AMBER for i in range(3))
