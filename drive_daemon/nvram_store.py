@@ -117,11 +117,7 @@ class NvramStore:
             pass
         finally:
             tmp.unlink(missing_ok=True)
-        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(self.path.parent)
 
     def _commit(self, rows: dict[bytes, bytes]) -> None:
         assert self._conn is not None
@@ -245,3 +241,12 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's process
     return True
+
+
+def fsync_directory(path: Path) -> None:
+    """Make the directory's entries (a link, a rename, an unlink) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

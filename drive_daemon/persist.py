@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -21,7 +20,7 @@ from protocol.transport import Transmit
 
 from .errors import NvramError
 from .nvram import DECODE_ERRORS, Nvram, decode_nvram, encode_nvram, legacy_path, remove_stale_temporary
-from .nvram_store import STORE_NAME, NvramStore
+from .nvram_store import STORE_NAME, NvramStore, fsync_directory
 
 log = logging.getLogger("t10k.drive")
 
@@ -82,7 +81,7 @@ class HostNvram:
         self.store.import_rows(files)
         for csn in files:
             legacy_path(self.state_dir, csn).unlink(missing_ok=True)
-        _fsync_dir(self.state_dir)
+        fsync_directory(self.state_dir)
         log.info("drive host: imported %d drive NVRAM file(s) into %s", len(files), self.store.path)
 
     def _decode(self, image: bytes, made: ManufacturedDrive, where: str) -> Nvram:
@@ -153,14 +152,6 @@ class DriveNvram:
                     continue
             for t in sends:
                 self.send(t)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def forget_nvram(state_dir: Path, csn: bytes) -> list[str]:

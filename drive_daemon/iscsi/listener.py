@@ -14,7 +14,7 @@ import asyncio
 import time
 from typing import Callable
 
-from .portal import IscsiPortal, _Connection, idle_ticks
+from .portal import IscsiPortal, _Connection, idle_ticks, stop_idle_ticks
 
 #: Called with the local address of each connection closed for want of a portal there.
 Unrouted = Callable[[tuple[str, int]], None]
@@ -68,12 +68,7 @@ class IscsiListener:
                 and self._timer is not None and not self._timer.done())
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            try:
-                await self._timer
-            except asyncio.CancelledError:
-                pass
+        await stop_idle_ticks(self._timer)
         if self._server is not None:
             self._server.close()
         for portal in list(self.portals.values()):

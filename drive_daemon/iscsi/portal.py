@@ -191,12 +191,7 @@ class IscsiPortal:
                 and self._timer is not None and not self._timer.done())
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            try:
-                await self._timer
-            except asyncio.CancelledError:
-                pass
+        await stop_idle_ticks(self._timer)
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):
@@ -211,6 +206,16 @@ class IscsiPortal:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def stop_idle_ticks(timer: asyncio.Task[None] | None) -> None:
+    """Cancel an :func:`idle_ticks` task (a portal's own, or a shared listener's) and wait for it."""
+    if timer is not None:
+        timer.cancel()
+        try:
+            await timer
+        except asyncio.CancelledError:
+            pass
 
 
 async def idle_ticks(portals: Iterable[IscsiPortal], idle_timeout_s: float, clock: Callable[[], float]) -> None:
