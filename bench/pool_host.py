@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import json
 import os
@@ -81,6 +82,7 @@ async def serve(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     async with DriveHost(config, drives) as host:
         host.subscribe(on_event)
+        gc.freeze()  # as `t10k drive run-many` does once its drives are up
         emit(status="serving", drives=n, start_s=time.perf_counter() - t0, fds=fd_count(), rss_kib=rss_kib())
         await stop.wait()
         await host.flush()
