@@ -53,6 +53,7 @@ from protocol.layouts import body_cap
 from protocol.sense import SenseProfile
 
 from .credential import ResetGate
+from .deadlines import Deadlines
 from .drive import Drive, Event, Output
 from .errors import BindError
 from .iscsi import IscsiConfig, IscsiPortal
@@ -140,7 +141,7 @@ class HostedDrive:
         self.ssc = SscDevice(self.tape, model=made.model)
         self.link: DriveLink | None = None
         self.iscsi: IscsiPortal | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        #: The drive's next deadline, held in the host's :class:`Deadlines` (None: none).
         self._timer_due: float | None = None
         self._vop_gate = ConnectionGate(host.config.vop_per_peer, host.config.vop_total)
         credential = host.config.service_credential
@@ -165,9 +166,7 @@ class HostedDrive:
 
     async def stop(self) -> None:
         self.powered = False
-        if self._timer:
-            self._timer.cancel()
-            self._timer = None
+        self._timer_due = None  # its entry in the host's deadlines is skipped when it comes up
         if self.link is not None:
             await self.link.close()
             self.link = None
@@ -187,6 +186,9 @@ class HostedDrive:
             self.apply(self.drive.receive(frame, addr, time.time()))
 
     def apply(self, out: Output) -> None:
+        if not (out.sends or out.events or out.persist):  # e.g. a repeated announcement, to each of 10,000
+            self._reschedule()
+            return
         if out.persist or self.nvram.busy:
             # Serialised now (consistent), committed with other drives' (drive_daemon/persist.py); the
             # sends (a KEY_ACK says "stored") go once durable, later sends queue behind (per-drive order).
@@ -194,9 +196,11 @@ class HostedDrive:
         else:
             for t in out.sends:
                 self.send(t)
+        debug = log.isEnabledFor(logging.DEBUG)
         for event in out.events:
             self.host.counters.events[type(event).__name__] += 1
-            log.debug("drive %s: %s", self.csn.hex(), event)
+            if debug:
+                log.debug("drive %s: %s", self.csn.hex(), event)
             for sink in self.host.sinks:
                 sink(self.csn, event)
         if self.host.publisher is not None and (out.persist or out.events):
@@ -230,19 +234,18 @@ class HostedDrive:
 
     def _reschedule(self) -> None:
         deadline = self.drive.next_deadline() if self.powered else None
-        if self._timer is not None:
-            if deadline == self._timer_due:
-                return  # set for this deadline already: a repeated announcement changed nothing
-            self._timer.cancel()
-            self._timer = None
+        if deadline == self._timer_due:
+            return  # set for this deadline already: a repeated announcement changed nothing
         self._timer_due = deadline
         if deadline is not None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(max(0.0, deadline - time.time()), self._tick)
+            self.host.deadlines.add(deadline, self)
 
-    def _tick(self) -> None:
-        self._timer = None
-        self.apply(self.drive.tick(time.time()))
+    def deadline_current(self, due: float) -> bool:
+        return due == self._timer_due
+
+    def deadline_reached(self, now: float) -> None:
+        self._timer_due = None
+        self.apply(self.drive.tick(now))
 
     def power_cycle(self) -> None:
         self.tape.power_off()
@@ -347,6 +350,8 @@ class DriveHost:
         self.nvram = HostNvram(config.state_dir, [made for made, _ in drives], self.counters, nvram_store)
         self.sinks: list[EventSink] = []
         self._tap = tap
+        #: Every drive's next pull or retry, behind one loop timer.
+        self.deadlines = Deadlines()
         self.drives = {made.csn: HostedDrive(self, made, ip) for made, ip in drives}
         self._broadcast: asyncio.DatagramTransport | None = None
         self.unrouted_reasons = ReasonLog(log, self.counters.unrouted)
@@ -393,6 +398,7 @@ class DriveHost:
     async def stop(self) -> None:
         for hosted in self.drives.values():
             await hosted.stop()
+        self.deadlines.close()
         await self.sockets.stop()
         if self._broadcast:
             self._broadcast.close()
