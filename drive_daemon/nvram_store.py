@@ -5,7 +5,7 @@ most of its time at thousands of drives. Here each drive's sealed NVRAM image (w
 :func:`drive_daemon.nvram.encode_nvram` makes: the device key stays sealed under the PCkey)
 is a row, and writes are group-committed: whatever drives changed while the previous
 commit ran go together in one transaction, on one writer thread, in WAL mode with
-``synchronous=FULL``. A write's future resolves only once its transaction is durable, so a
+``synchronous=FULL``. A write is settled only once its transaction is durable, so a
 drive acknowledges only what survives a ``kill -9``; SQLite's own journal means a crash
 leaves each row old or new, never half written.
 """
@@ -18,6 +18,7 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .errors import NvramError
 
@@ -28,6 +29,9 @@ MAX_BATCH = 2000
 #: hosts may share a state directory); past it the write fails like a failing disk.
 BUSY_TIMEOUT_S = 30.0
 _SCHEMA = "CREATE TABLE IF NOT EXISTS nvram (csn BLOB PRIMARY KEY, image BLOB NOT NULL) WITHOUT ROWID"
+
+#: Told once a write is durable (None) or cannot be (the OSError), on the event loop's thread.
+Settled = Callable[[OSError | None], None]
 
 
 @dataclass
@@ -42,7 +46,7 @@ class NvramStoreStats:
 class _Pending:
     rows: dict[bytes, bytes] = field(default_factory=dict)
     #: Per CSN: every write waiting for that drive's row (a later image supersedes an earlier one).
-    waiters: dict[bytes, list[asyncio.Future[None]]] = field(default_factory=dict)
+    waiters: dict[bytes, list[Settled]] = field(default_factory=dict)
 
 
 class NvramStore:
@@ -165,20 +169,29 @@ class NvramStore:
 
     async def write(self, csn: bytes, image: bytes) -> None:
         """Returns once ``image`` is durable; raises OSError if it cannot be."""
-        await self.submit(csn, image)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def submit(self, csn: bytes, image: bytes) -> asyncio.Future[None]:
-        """A future resolved once ``image`` is durable, or failed with OSError (no task per write)."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
+        def settled(error: OSError | None) -> None:
+            if waiter.done():
+                return
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+
+        self.submit(csn, image, settled)
+        await waiter
+
+    def submit(self, csn: bytes, image: bytes, settled: Settled) -> None:
+        """``settled`` is called once ``image`` is durable (None) or cannot be (OSError), from
+        the commit's own wake-up: no task, future or callback handle per write."""
         if self._closed:
-            waiter.set_exception(OSError(f"NVRAM store {self.path}: closed"))
-            return waiter
+            asyncio.get_running_loop().call_soon(settled, OSError(f"NVRAM store {self.path}: closed"))
+            return
         self._pending.rows[csn] = image  # a later image of the same drive supersedes an unwritten one
-        self._pending.waiters.setdefault(csn, []).append(waiter)
+        self._pending.waiters.setdefault(csn, []).append(settled)
         if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush_loop())
-        return waiter
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -188,19 +201,12 @@ class NvramStore:
                 await loop.run_in_executor(self._thread, self._commit, batch.rows)
             except (sqlite3.Error, OSError) as exc:
                 self.stats.failures += 1
-                error = OSError(f"NVRAM store {self.path}: {exc}")
-                for waiters in batch.waiters.values():
-                    for w in waiters:
-                        if not w.done():
-                            w.set_exception(error)
+                _settle(batch, OSError(f"NVRAM store {self.path}: {exc}"))
                 continue
             self.stats.commits += 1
             self.stats.rows += len(batch.rows)
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch.rows))
-            for waiters in batch.waiters.values():
-                for w in waiters:
-                    if not w.done():
-                        w.set_result(None)
+            _settle(batch, None)
 
     def _take_batch(self) -> tuple[_Pending, _Pending]:
         """Up to MAX_BATCH drives for this commit; the rest stay pending for the next."""
@@ -231,6 +237,17 @@ class NvramStore:
 
         self._thread.submit(_close).result()
         self._thread.shutdown(wait=True)
+
+
+def _settle(batch: _Pending, error: OSError | None) -> None:
+    """Tell every write of a batch; one that raises does not keep the others waiting."""
+    for waiters in batch.waiters.values():
+        for settled in waiters:
+            try:
+                settled(error)
+            except Exception as exc:
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": "an NVRAM write's callback raised", "exception": exc})
 
 
 def _running(pid: int) -> bool:

@@ -114,12 +114,27 @@ class HostNvram:
         self.store.close()
 
 
+class _Queued:
+    """Sends waiting in a drive's queue, behind its write (if any) and every earlier one."""
+
+    __slots__ = ("owner", "writing", "error", "sends")
+
+    def __init__(self, owner: DriveNvram, writing: bool, sends: list[Transmit]) -> None:
+        self.owner, self.writing, self.sends = owner, writing, sends
+        self.error: OSError | None = None
+
+    def __call__(self, error: OSError | None) -> None:
+        """The store settled this write."""
+        self.writing, self.error = False, error
+        self.owner._drain()
+
+
 class DriveNvram:
     """One drive's writes and the sends queued behind them."""
 
     def __init__(self, host: HostNvram, made: ManufacturedDrive, send: Callable[[Transmit], None]) -> None:
         self.host, self.made, self.send = host, made, send
-        self._queue: collections.deque[tuple[asyncio.Future[None] | None, list[Transmit]]] = collections.deque()
+        self._queue: collections.deque[_Queued] = collections.deque()
 
     @property
     def busy(self) -> bool:
@@ -128,29 +143,26 @@ class DriveNvram:
 
     def push(self, nvram: Nvram | None, sends: list[Transmit]) -> None:
         """Write ``nvram`` (serialised now) if given; send ``sends`` once it and every earlier write are durable."""
-        written = None
-        if nvram is not None:
-            written = self.host.store.submit(self.made.csn, encode_nvram(self.made.csn, self.made.pckey, nvram))
-            written.add_done_callback(self._drain)
-        self._queue.append((written, sends))
+        queued = _Queued(self, nvram is not None, sends)
+        self._queue.append(queued)
         self.host._outstanding += 1
-        if written is None:
+        if nvram is not None:
+            self.host.store.submit(self.made.csn, encode_nvram(self.made.csn, self.made.pckey, nvram), queued)
+        else:
             self._drain()
 
-    def _drain(self, _: object = None) -> None:
+    def _drain(self) -> None:
         queue = self._queue
         while queue:
-            written, sends = queue[0]
-            if written is not None and not written.done():
+            queued = queue[0]
+            if queued.writing:
                 return
             queue.popleft()
             self.host._outstanding -= 1
-            if written is not None:
-                error = OSError("the write was cancelled") if written.cancelled() else written.exception()
-                if error is not None:
-                    self.host.failed(self.made.csn, error)
-                    continue
-            for t in sends:
+            if queued.error is not None:
+                self.host.failed(self.made.csn, queued.error)
+                continue
+            for t in queued.sends:
                 self.send(t)
 
 
