@@ -38,6 +38,8 @@ class Nvram:
     #: The last sealed device key and what it seals: a pool rekey changes only okt_timestamp,
     #: and 10,000 drives need not derive, seal and draw a nonce again each (issue 11).
     _sealed: tuple[tuple[object, ...], str] | None = field(default=None, repr=False, compare=False)
+    #: The last image's octets around okt_timestamp, and every other field they hold.
+    _image: tuple[tuple[object, ...], bytes, bytes] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self, csn: bytes, pckey: bytes) -> dict[str, Any]:
         sealed = None
@@ -82,8 +84,18 @@ class Nvram:
 
 
 def encode_nvram(csn: bytes, pckey: bytes, nvram: Nvram) -> bytes:
-    """The image a drive host stores (drive_daemon/nvram_store.py): the device key stays sealed."""
-    return json.dumps(nvram.to_json(csn, pckey)).encode()
+    """The image a drive host stores (drive_daemon/nvram_store.py): the device key stays sealed.
+
+    A pool rekey changes only okt_timestamp: the rest of the JSON is kept from the last image
+    (the octets are json.dumps' all the same)."""
+    data = nvram.to_json(csn, pckey)
+    okt_timestamp, data["okt_timestamp"] = data["okt_timestamp"], None
+    rest = tuple(data.values())
+    cached = nvram._image
+    if cached is None or cached[0] != rest:
+        head, _, tail = json.dumps(data).encode().partition(b'"okt_timestamp": null')
+        cached = nvram._image = (rest, head + b'"okt_timestamp": ', tail)
+    return b"%s%d%s" % (cached[1], okt_timestamp, cached[2])
 
 
 def decode_nvram(image: bytes, csn: bytes, pckey: bytes) -> Nvram:
