@@ -169,7 +169,11 @@ class Drive:
         )
 
     def next_deadline(self) -> float | None:
-        return min((p.due for p in self._pulls.values()), default=None)
+        due = None
+        for pull in self._pulls.values():  # at most one per kind: a loop, not min() over a generator
+            if due is None or pull.due < due:
+                due = pull.due
+        return due
 
     # --- input ----------------------------------------------------------
 
