@@ -51,5 +51,8 @@ class CsnFilter:
     def __contains__(self, csn: object) -> bool:
         if not isinstance(csn, bytes):
             return False
-        bit_count = 8 * len(self.bits)
-        return all(self.bits[p >> 3] & (1 << (p & 7)) for p in _positions(csn, self.hash_count, bit_count))
+        bits = self.bits
+        for p in _positions(csn, self.hash_count, 8 * len(bits)):  # a loop: every drive of a pool asks
+            if not bits[p >> 3] & (1 << (p & 7)):
+                return False
+        return True

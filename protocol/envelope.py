@@ -128,7 +128,10 @@ def media_package_header(
     """Associated data of a MEDIA_KEY_PACKAGE's receipt: every header field and the key IDs in
     order, so a changed write key, a removed, added or reordered key fails to decrypt."""
     ids = list(key_ids)
-    if any(len(k) != KEY_ID_SIZE for k in ids) or len(write_key_id) != KEY_ID_SIZE:
+    for k in ids:
+        if len(k) != KEY_ID_SIZE:
+            raise ValueError("key IDs are 8 octets")
+    if len(write_key_id) != KEY_ID_SIZE:
         raise ValueError("key IDs are 8 octets")
     return (
         binding(MessageType.KEY_ACK, csn, okt_timestamp, ZERO_KEY_ID) + _PACKAGE_HEADER_DOMAIN
@@ -198,9 +201,20 @@ def sign_announcement(signing_key: bytes, mode: TokenMode, timestamp: int, csns:
 def verify_announcement(kms_public_key: bytes, offer: KeysAvailable) -> bool:
     """True when the KMS signed this mode, timestamp, count and filter (token_id is not signed).
 
-    Cached by the octets: a process hosting thousands of drives checks one datagram once."""
+    Cached by the octets: a process hosting thousands of drives checks one datagram once; and
+    by the decoded offer its drives are each handed, so they do not rebuild those octets."""
+    global _last_verified
+    last = _last_verified
+    if last is not None and last[0] is offer and last[1] == kms_public_key:
+        return last[2]
     signed = announcement_signed_bytes(offer.mode, offer.timestamp, offer.csn_count, offer.csn_filter)
-    return _verify_cached(kms_public_key, signed, offer.signature)
+    verified = _verify_cached(kms_public_key, signed, offer.signature)
+    _last_verified = (offer, kms_public_key, verified)  # it holds the offer: no other object gets its id
+    return verified
+
+
+#: (offer, public key, verdict) of the last check: the same decoded offer, handed to each drive of a host.
+_last_verified: tuple[KeysAvailable, bytes, bool] | None = None
 
 
 @functools.lru_cache(maxsize=ANNOUNCEMENT_CACHE_SIZE)

@@ -99,6 +99,7 @@ def test_announcements_verify_only_as_the_kms_signed_them() -> None:
                    replace(offer, signature=bytes(64))):
         assert not envelope.verify_announcement(public, forged)
     assert not envelope.verify_announcement(envelope.public_key_of(envelope.new_signing_key()), offer)
+    assert envelope.verify_announcement(public, offer)  # the same decoded offer, its own key again
 
 
 def test_one_announcement_is_verified_once_however_many_drives_ask() -> None:
