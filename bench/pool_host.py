@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import ipaddress
 import json
 import os
@@ -25,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drive_daemon.drive import DeviceKeysAccepted, MediaKeysAccepted, PullGaveUp, PullScheduled  # noqa: E402
 from drive_daemon.manufacturing import read_manufacturing_file  # noqa: E402
+from drive_daemon.heap import settle_heap  # noqa: E402
 from drive_daemon.service import DriveHost, DriveHostConfig  # noqa: E402
 from drive_daemon.sockets import SocketMode  # noqa: E402
 from protocol.constants import KeyKind  # noqa: E402
@@ -82,7 +82,7 @@ async def serve(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     async with DriveHost(config, drives) as host:
         host.subscribe(on_event)
-        gc.freeze()  # as `t10k drive run-many` does once its drives are up
+        settle_heap()  # as `t10k drive run-many` does once its drives are up
         emit(status="serving", drives=n, start_s=time.perf_counter() - t0, fds=fd_count(), rss_kib=rss_kib())
         await stop.wait()
         await host.flush()
