@@ -108,17 +108,15 @@ def build_okt(store: KmsStore, pool: str) -> WriteOkt:
     """The pool's mapping, for each drive of the pool wrapped under its newest device key."""
     mapping: Mapping = store.mapping(pool)
     rules.check_active(list(mapping.key_ids), store.inactive_keys())
-    drives = store.pool_drives(pool)
+    # Each drive's PCkey and newest device keys, for the whole pool in one query.
+    drives = store.pool_okt_drives(pool, CLEAR_HISTORY)
     if not drives:
         raise RuleViolation("an OKT serves the drives of a pool", f"pool {pool!r} has no drives",
                             "Add enabled drives to the pool first.")
     media = {key_id: store.key_value(key_id) for key_id in mapping.key_ids}
-    # Each drive's newest device keys and its PCkey, for the whole pool in two queries.
-    device_keys = store.pool_device_keys(pool, CLEAR_HISTORY)
-    pckeys = store.pool_pckeys(pool)
     entries = []
     for d in drives:
-        history = device_keys.get(d.name, [])
+        history = d.device_keys
         if not history:
             raise RuleViolation("a drive must be enabled before it gets media keys (limitation 5)",
                                 f"drive {d.name!r} has no device keys", "Write an EKT for it first.")
@@ -135,7 +133,7 @@ def build_okt(store: KmsStore, pool: str) -> WriteOkt:
             receipt=wrapper.wrap_receipt(header, receipt),
             media_keys=tuple(wrapper.wrap_key(d.csn, mapping.timestamp, k, v) for k, v in media.items()),
         )
-        report_key = reportauth.report_key(pckeys[d.name], d.csn, mapping.timestamp)
+        report_key = reportauth.report_key(d.pckey, d.csn, mapping.timestamp)
         entries.append(OktEntry(package, envelope.receipt_hash(receipt), report_key, _authorizations(d.csn, history)))
     announcement = envelope.sign_announcement(store.kms_signing_key(), TokenMode.OKT, mapping.timestamp,
                                               [d.csn for d in drives])

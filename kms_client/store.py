@@ -98,6 +98,16 @@ class Mapping:
 
 
 @dataclass(frozen=True)
+class OktDrive:
+    """A drive as an OKT needs it: its PCkey and newest device keys, unsealed (in memory only)."""
+
+    name: str
+    csn: bytes
+    pckey: bytes
+    device_keys: list[tuple[bytes, bytes]]  # (device_key_id, key), newest first
+
+
+@dataclass(frozen=True)
 class NewDeviceKey:
     key_id: bytes
     drive: str
@@ -140,7 +150,7 @@ class KmsStore:
     def __init__(self, conn: sqlite3.Connection, dbkey: bytes, directory: Path, operator: str | None = None,
                  dbkey_path: Path | None = None) -> None:
         self._conn = conn
-        self._dbkey = dbkey
+        self._dbkey = dbkey  # also makes the sealer (below)
         self.directory = directory
         self.operator = operator or default_operator()
         #: The file holding the database key (set-dbkey writes the new one there); None: it came
@@ -262,12 +272,22 @@ class KmsStore:
     def _meta(self, name: str) -> object:
         return self._conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()[0]
 
+    @property
+    def _dbkey(self) -> bytes:
+        return self._dbkey_value
+
+    @_dbkey.setter
+    def _dbkey(self, key: bytes) -> None:
+        """The database key, and its sealer with it (set-dbkey changes both at once)."""
+        self._dbkey_value = key
+        self._sealer = envelope.Sealer(key)
+
     def _seal(self, plain: bytes, ad: bytes) -> bytes:
-        return envelope.seal(self._dbkey, plain, ad)
+        return self._sealer.seal(plain, ad)
 
     def _unseal(self, sealed: bytes, ad: bytes, what: str) -> bytes:
         try:
-            return envelope.unseal(self._dbkey, sealed, ad, what)
+            return self._sealer.unseal(sealed, ad, what)
         except UnwrapError as exc:
             raise StoreError(f"{what} in the store does not decrypt: {exc}") from None
 
@@ -364,24 +384,27 @@ class KmsStore:
             (name, limit)).fetchall()
         return [(bytes(r[0]), self._unseal(r[1], b"device_key:" + r[0], f"device key of {name}")) for r in rows]
 
-    def pool_device_keys(self, pool: str, limit: int) -> dict[str, list[tuple[bytes, bytes]]]:
-        """:meth:`device_keys` of every drive of the pool in one query (an OKT for 10,000 drives)."""
-        rows = self._conn.execute(
-            "SELECT drive, device_key_id, key_sealed FROM (SELECT k.drive, k.device_key_id, k.key_sealed, k.timestamp, "
-            "ROW_NUMBER() OVER (PARTITION BY k.drive ORDER BY k.timestamp DESC) AS newest FROM device_keys k "
-            "JOIN pool_drives p ON p.drive = k.drive WHERE p.pool = ?) WHERE newest <= ? ORDER BY drive, timestamp DESC",
-            (pool, limit)).fetchall()
-        keys: dict[str, list[tuple[bytes, bytes]]] = {}
-        for name, key_id, sealed in rows:
-            key_id = bytes(key_id)
-            keys.setdefault(name, []).append((key_id, self._unseal(sealed, b"device_key:" + key_id, f"device key of {name}")))
-        return keys
+    #: Every drive of a pool (by name) with its PCkey and its newest device keys (newest first;
+    #: none: one row of NULLs), through the (drive, timestamp) index: one query for an OKT.
+    _OKT_DRIVES_QUERY = """
+        SELECT d.name, d.csn, d.pckey_sealed, k.device_key_id, k.key_sealed FROM pool_drives p
+        JOIN drives d ON d.name = p.drive
+        LEFT JOIN device_keys k ON k.device_key_id IN (
+            SELECT device_key_id FROM device_keys WHERE drive = d.name ORDER BY timestamp DESC LIMIT ?2)
+        WHERE p.pool = ?1 ORDER BY d.name, k.timestamp DESC"""
 
-    def pool_pckeys(self, pool: str) -> dict[str, bytes]:
-        """:meth:`pckey` of every drive of the pool in one query."""
-        rows = self._conn.execute("SELECT d.name, d.csn, d.pckey_sealed FROM drives d JOIN pool_drives p ON p.drive = d.name "
-                                  "WHERE p.pool = ?", (pool,)).fetchall()
-        return {name: self._unseal(sealed, b"pckey:" + csn, f"PCkey of {name}") for name, csn, sealed in rows}
+    def pool_okt_drives(self, pool: str, limit: int) -> list[OktDrive]:
+        """What an OKT needs of each drive of the pool, in one query (10,000 drives in one OKT)."""
+        drives: list[OktDrive] = []
+        for name, csn, pckey_sealed, key_id, key_sealed in self._conn.execute(self._OKT_DRIVES_QUERY, (pool, limit)):
+            if not drives or drives[-1].name != name:
+                csn = bytes(csn)
+                drives.append(OktDrive(name, csn, self._unseal(pckey_sealed, b"pckey:" + csn, f"PCkey of {name}"), []))
+            if key_id is not None:
+                key_id = bytes(key_id)
+                drives[-1].device_keys.append(
+                    (key_id, self._unseal(key_sealed, b"device_key:" + key_id, f"device key of {name}")))
+        return drives
 
     def new_device_keys(self, names: list[str], *, via_pckey: bool) -> tuple[int, list[bytes]]:
         """Create one new device key per drive at one EKT timestamp; returns (timestamp, key IDs)."""
