@@ -348,8 +348,7 @@ class TokenService:
         changes = message_type in (MessageType.WRITE_EKT, MessageType.WRITE_OKT, MessageType.CLEAR_ERROR,
                                    MessageType.RESYNC)
         before = self.token.memory.checkpoint() if changes else None
-        with _collector_paused():
-            out = self.token.receive_management_bytes(data, now_us())
+        out = self.token.receive_management_bytes(data, now_us())
         refused = any(isinstance(e, ManagementRefused) for e in out.events)
         try:
             await self._apply(out, durable=True)  # persisted before the reply says "written"
@@ -393,9 +392,13 @@ class TokenService:
                 data = header + await read_bounded(reader, info.remaining, self.config.mgmt_body_timeout_s)
                 if self._tap:
                     self._tap("in", "tcp", peer, local, data)
-                reply, refused = await self._management(data, info.message_type, info.sequence)
+                # Paused until the answer is handed to the socket: the collector's pass over what a
+                # write made then comes after the answer, not before it.
+                with _collector_paused():
+                    reply, refused = await self._management(data, info.message_type, info.sequence)
+                    if reply is not None:
+                        writer.write(reply)
                 if reply is not None:
-                    writer.write(reply)
                     await writer.drain()
                     if self._tap:
                         self._tap("out", "tcp", local, peer, reply)
@@ -420,7 +423,8 @@ def _collector_paused() -> Iterator[None]:
     """A write of 10,000 entries is decoded into ~150,000 objects in one burst, all kept: the
     cyclic collector, triggered by the allocations, walked the whole heap again and again
     meanwhile (up to ~40% of the token's time on the write, py-spy). Those objects hold no
-    reference cycles; it runs again, as usual, as soon as the write is in memory."""
+    reference cycles; it runs again, as usual, once the write is in memory, on disk and answered
+    (the other tasks that run meanwhile, for a few milliseconds, just run without it)."""
     if not gc.isenabled():  # paused already (by a caller that knows best): leave it so
         yield
         return
