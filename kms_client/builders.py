@@ -148,8 +148,8 @@ def _build_okt(store: KmsStore, pool: str) -> WriteOkt:
         if not history:
             raise RuleViolation("a drive must be enabled before it gets media keys (limitation 5)",
                                 f"drive {d.name!r} has no device keys", "Write an EKT for it first.")
-        device_key_id, device_key = history[0]
-        wrapper = envelope.MediaKeyWrapper(device_key)
+        device_key_id, wrap_key, _ = history[0]
+        wrapper = envelope.MediaKeyWrapper.from_wrap_key(wrap_key)
         receipt = os.urandom(RECEIPT_SIZE)
         # The receipt is bound to the whole header: a changed write key or key list fails to decrypt.
         header = envelope.media_package_header(d.csn, mapping.timestamp, device_key_id, mapping.write_key_id, media)
@@ -162,7 +162,8 @@ def _build_okt(store: KmsStore, pool: str) -> WriteOkt:
             media_keys=tuple(wrapper.wrap_key(d.csn, mapping.timestamp, k, v) for k, v in media.items()),
         )
         report_key = reportauth.report_key(d.pckey, d.csn, mapping.timestamp)
-        entries.append(OktEntry(package, envelope.receipt_hash(receipt), report_key, _authorizations(d.csn, history)))
+        auths = tuple(ClearAuthorization(d.csn, key_id, mac) for key_id, _, mac in history)
+        entries.append(OktEntry(package, envelope.receipt_hash(receipt), report_key, auths))
     announcement = envelope.sign_announcement(store.kms_signing_key(), TokenMode.OKT, mapping.timestamp,
                                               [d.csn for d in drives])
     return WriteOkt(pool, mapping.timestamp, tuple(entries), announcement)

@@ -99,12 +99,13 @@ class Mapping:
 
 @dataclass(frozen=True)
 class OktDrive:
-    """A drive as an OKT needs it: its PCkey and newest device keys, unsealed (in memory only)."""
+    """A drive as an OKT needs it, unsealed (in memory only): its PCkey, and of its newest
+    device keys (newest first) the ID, the media-key wrapping key and the clear authorisation."""
 
     name: str
     csn: bytes
     pckey: bytes
-    device_keys: list[tuple[bytes, bytes]]  # (device_key_id, key), newest first
+    device_keys: list[tuple[bytes, bytes, bytes]]  # (device_key_id, media_wrap_key, clear_mac)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,8 @@ class NewDeviceKey:
     key_id: bytes
     drive: str
     sealed: bytes  # under the database key, bound to the key ID: never the plain key
+    #: Its OKT material, sealed likewise (migrations.seal_okt_material); b"": made when stored.
+    okt_sealed: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -125,13 +128,15 @@ class DeviceKeyChanges:
 
     def to_json(self) -> dict[str, object]:
         return {"timestamp": self.timestamp, "next_ordinal": self.next_ordinal, "via_pckey": self.via_pckey,
-                "device_keys": [[k.key_id.hex(), k.drive, k.sealed.hex()] for k in self.device_keys]}
+                "device_keys": [[k.key_id.hex(), k.drive, k.sealed.hex(), k.okt_sealed.hex()]
+                                for k in self.device_keys]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceKeyChanges:
+        # An intent recorded before schema 8 has no OKT material: it is made when stored.
         return cls(int(data["timestamp"]), int(data["next_ordinal"]), tuple(
-            NewDeviceKey(bytes.fromhex(k), d, bytes.fromhex(s)) for k, d, s in data["device_keys"]),
-            bool(data["via_pckey"]))
+            NewDeviceKey(bytes.fromhex(k), d, bytes.fromhex(s), bytes.fromhex(o[0] if o else ""))
+            for k, d, s, *o in data["device_keys"]), bool(data["via_pckey"]))
 
 
 @dataclass(frozen=True)
@@ -236,7 +241,7 @@ class KmsStore:
                 with conn:
                     conn.execute("BEGIN IMMEDIATE")
                     migrations.migrate(conn, found.key, version[0])
-            except sqlite3.DatabaseError as exc:  # its schema and its version disagree
+            except (sqlite3.DatabaseError, UnwrapError) as exc:  # its schema and its version disagree, or a row is damaged
                 raise damaged(path, f"cannot be upgraded from schema version {version[0]} ({exc})", directory) from None
         return cls(conn, found.key, directory, operator, found.path)
 
@@ -384,10 +389,10 @@ class KmsStore:
             (name, limit)).fetchall()
         return [(bytes(r[0]), self._unseal(r[1], b"device_key:" + r[0], f"device key of {name}")) for r in rows]
 
-    #: Every drive of a pool (by name) with its PCkey and its newest device keys (newest first;
-    #: none: one row of NULLs), through the (drive, timestamp) index: one query for an OKT.
+    #: Every drive of a pool (by name) with its PCkey and its newest device keys' OKT material
+    #: (newest first; none: one row of NULLs), through the (drive, timestamp) index: one query.
     _OKT_DRIVES_QUERY = """
-        SELECT d.name, d.csn, d.pckey_sealed, k.device_key_id, k.key_sealed FROM pool_drives p
+        SELECT d.name, d.csn, d.pckey_sealed, k.device_key_id, k.okt_sealed FROM pool_drives p
         JOIN drives d ON d.name = p.drive
         LEFT JOIN device_keys k ON k.device_key_id IN (
             SELECT device_key_id FROM device_keys WHERE drive = d.name ORDER BY timestamp DESC LIMIT ?2)
@@ -396,14 +401,15 @@ class KmsStore:
     def pool_okt_drives(self, pool: str, limit: int) -> list[OktDrive]:
         """What an OKT needs of each drive of the pool, in one query (10,000 drives in one OKT)."""
         drives: list[OktDrive] = []
-        for name, csn, pckey_sealed, key_id, key_sealed in self._conn.execute(self._OKT_DRIVES_QUERY, (pool, limit)):
+        for name, csn, pckey_sealed, key_id, okt_sealed in self._conn.execute(self._OKT_DRIVES_QUERY, (pool, limit)):
             if not drives or drives[-1].name != name:
                 csn = bytes(csn)
                 drives.append(OktDrive(name, csn, self._unseal(pckey_sealed, b"pckey:" + csn, f"PCkey of {name}"), []))
             if key_id is not None:
                 key_id = bytes(key_id)
-                drives[-1].device_keys.append(
-                    (key_id, self._unseal(key_sealed, b"device_key:" + key_id, f"device key of {name}")))
+                material = self._unseal(okt_sealed or b"", migrations.OKT_MATERIAL_AD + key_id,
+                                        f"OKT material of device key {key_id.hex()} of {name}")
+                drives[-1].device_keys.append((key_id, *migrations.open_okt_material(material)))
         return drives
 
     def new_device_keys(self, names: list[str], *, via_pckey: bool) -> tuple[int, list[bytes]]:
@@ -418,22 +424,36 @@ class KmsStore:
         once the token confirms). Their IDs and timestamp follow any write still in flight."""
         ordinal, last_ts = self._reserved()
         ts = max(now_us(), last_ts + 1)
+        csns = self._csns()
         plain: dict[bytes, bytes] = {}
         rows = []
         for i, name in enumerate(names):
+            if name not in csns:
+                raise NotFound(f"no drive named {name!r}; 't10k kms list' shows the drives")
             key_id = make_key_id(self.kms_id, ordinal + i)
-            plain[key_id] = os.urandom(32)
-            rows.append(NewDeviceKey(key_id, name, self._seal(plain[key_id], b"device_key:" + key_id)))
+            plain[key_id] = key = os.urandom(32)
+            rows.append(NewDeviceKey(key_id, name, self._seal(key, b"device_key:" + key_id),
+                                     migrations.seal_okt_material(self._sealer, csns[name], key_id, key)))
         return plain, DeviceKeyChanges(ts, ordinal + len(names), tuple(rows), via_pckey)
+
+    def _csns(self) -> dict[str, bytes]:
+        return {name: bytes(csn) for name, csn in self._conn.execute("SELECT name, csn FROM drives")}
 
     def apply_device_keys(self, changes: DeviceKeyChanges) -> None:
         """Store planned device keys; call inside a transaction."""
         if not changes.device_keys:
             return
         conn = self._conn
+        csns = None
         for k in changes.device_keys:
-            conn.execute("INSERT INTO device_keys VALUES (?,?,?,?,?)",
-                         (k.key_id, k.drive, k.sealed, changes.timestamp, int(changes.via_pckey)))
+            okt_sealed = k.okt_sealed
+            if not okt_sealed:  # an intent recorded before schema 8
+                csns = csns or self._csns()
+                key = self._unseal(k.sealed, b"device_key:" + k.key_id, f"new device key of {k.drive}")
+                okt_sealed = migrations.seal_okt_material(self._sealer, csns[k.drive], k.key_id, key)
+            conn.execute("INSERT INTO device_keys (device_key_id, drive, key_sealed, timestamp, via_pckey, okt_sealed) "
+                         "VALUES (?,?,?,?,?,?)",
+                         (k.key_id, k.drive, k.sealed, changes.timestamp, int(changes.via_pckey), okt_sealed))
         conn.execute("UPDATE meta SET value=MAX(value, ?) WHERE name='next_ordinal'", (changes.next_ordinal,))
         conn.execute("UPDATE meta SET value=MAX(value, ?) WHERE name='last_timestamp'", (changes.timestamp,))
         self.audit("create_device_keys", {"drives": [k.drive for k in changes.device_keys],

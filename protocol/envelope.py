@@ -89,9 +89,14 @@ class MediaKeyWrapper:
     """Wraps and unwraps media keys and receipts under one device key."""
 
     def __init__(self, device_key: bytes) -> None:
-        if len(device_key) != DEVICE_KEY_SIZE:
-            raise ValueError(f"a device key is {DEVICE_KEY_SIZE} octets")
-        self._aead = AESGCM(derive(device_key, _LABEL_MEDIA_WRAP))
+        self._aead = AESGCM(media_wrap_key(device_key))
+
+    @classmethod
+    def from_wrap_key(cls, wrap_key: bytes) -> MediaKeyWrapper:
+        """The wrapper of the device key that :func:`media_wrap_key` gave ``wrap_key`` for."""
+        wrapper = cls.__new__(cls)
+        wrapper._aead = AESGCM(wrap_key)
+        return wrapper
 
     def wrap_key(self, csn: bytes, okt_timestamp: int, key_id: bytes, media_key: bytes) -> WrappedMediaKey:
         if len(media_key) != MEDIA_KEY_SIZE:
@@ -120,6 +125,14 @@ class MediaKeyWrapper:
                 "the package receipt did not decrypt: another device key, or a package header "
                 "(write key, key list, CSN, timestamp) other than the KMS made"
             ) from None
+
+
+def media_wrap_key(device_key: bytes) -> bytes:
+    """The key a device key's media keys and receipts are wrapped under (HKDF of it). A KMS
+    keeps it, sealed, beside the device key: an OKT for 10,000 drives then derives none."""
+    if len(device_key) != DEVICE_KEY_SIZE:
+        raise ValueError(f"a device key is {DEVICE_KEY_SIZE} octets")
+    return derive(device_key, _LABEL_MEDIA_WRAP)
 
 
 def media_package_header(
