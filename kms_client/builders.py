@@ -94,8 +94,9 @@ def _prepare_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) ->
     entries = []
     for d, row in zip(drives, changes.device_keys, strict=True):
         new_id, new_key = row.key_id, new_keys[row.key_id]
+        pckey = store.pckey(d.name)
         if use_pckey:
-            wrapping, wrapping_id, secret = Wrapping.PCKEY, ZERO_KEY_ID, store.pckey(d.name)
+            wrapping, wrapping_id, secret = Wrapping.PCKEY, ZERO_KEY_ID, pckey
         else:
             (wrapping_id, secret), = store.device_keys(d.name, 1)
             wrapping = Wrapping.DEVICE_KEY
@@ -105,7 +106,7 @@ def _prepare_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) ->
         # Authorisations under the new key and the two before it: the token can reset the
         # drive whether or not this package (or an earlier one) was ever delivered.
         auths = _clear_authorizations(store, d.name, d.csn, ((new_id, new_key),))
-        report_key = reportauth.report_key(store.pckey(d.name), d.csn, timestamp)
+        report_key = reportauth.report_key(pckey, d.csn, timestamp)
         entries.append(EktEntry(package, envelope.receipt_hash(receipt), report_key, auths))
     detail = {"drives": drive_names, "use_pckey": use_pckey, "timestamp": timestamp,
               "device_key_ids": [k.key_id.hex() for k in changes.device_keys]}

@@ -424,13 +424,13 @@ class KmsStore:
         once the token confirms). Their IDs and timestamp follow any write still in flight."""
         ordinal, last_ts = self._reserved()
         ts = max(now_us(), last_ts + 1)
-        csns = self._csns()
+        csns, kms_id = self._csns(), self.kms_id
         plain: dict[bytes, bytes] = {}
         rows = []
         for i, name in enumerate(names):
             if name not in csns:
                 raise NotFound(f"no drive named {name!r}; 't10k kms list' shows the drives")
-            key_id = make_key_id(self.kms_id, ordinal + i)
+            key_id = make_key_id(kms_id, ordinal + i)
             plain[key_id] = key = os.urandom(32)
             rows.append(NewDeviceKey(key_id, name, self._seal(key, b"device_key:" + key_id),
                                      migrations.seal_okt_material(self._sealer, csns[name], key_id, key)))
