@@ -8,9 +8,11 @@ of sync by an undelivered EKT (seed, Scenario 1).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from protocol import (
     ClearAuthorization,
@@ -43,6 +45,22 @@ def _authorizations(csn: bytes, keys: list[tuple[bytes, bytes]]) -> tuple[ClearA
     return tuple(ClearAuthorization(csn, key_id, envelope.clear_mac(key, csn, key_id)) for key_id, key in keys)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A write for 10,000 drives makes ~150,000 objects in one burst, all kept: the cyclic
+    collector, triggered by the allocations, walked the whole heap again and again meanwhile
+    (up to a quarter of an OKT's build). They hold no reference cycles; it runs again, as
+    usual, once the write is built."""
+    if not gc.isenabled():  # paused already (by a caller that knows best): leave it so
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 @dataclass(frozen=True)
 class PreparedWrite:
     """A token write and what the store gains once the token confirms it; nothing stored yet."""
@@ -56,6 +74,11 @@ class PreparedWrite:
 def prepare_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> PreparedWrite:
     """New device keys for the drives, wrapped under their PCkey or current device key; the
     keys reach the store only when the token confirms (kms_client/intents.py)."""
+    with _collector_paused():
+        return _prepare_ekt(store, drive_names, use_pckey=use_pckey)
+
+
+def _prepare_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> PreparedWrite:
     drives = [store.drive(n) for n in drive_names]
     if not use_pckey:
         missing = [d.name for d in drives if not d.enabled]
@@ -71,8 +94,9 @@ def prepare_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> 
     entries = []
     for d, row in zip(drives, changes.device_keys, strict=True):
         new_id, new_key = row.key_id, new_keys[row.key_id]
+        pckey = store.pckey(d.name)
         if use_pckey:
-            wrapping, wrapping_id, secret = Wrapping.PCKEY, ZERO_KEY_ID, store.pckey(d.name)
+            wrapping, wrapping_id, secret = Wrapping.PCKEY, ZERO_KEY_ID, pckey
         else:
             (wrapping_id, secret), = store.device_keys(d.name, 1)
             wrapping = Wrapping.DEVICE_KEY
@@ -82,7 +106,7 @@ def prepare_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> 
         # Authorisations under the new key and the two before it: the token can reset the
         # drive whether or not this package (or an earlier one) was ever delivered.
         auths = _clear_authorizations(store, d.name, d.csn, ((new_id, new_key),))
-        report_key = reportauth.report_key(store.pckey(d.name), d.csn, timestamp)
+        report_key = reportauth.report_key(pckey, d.csn, timestamp)
         entries.append(EktEntry(package, envelope.receipt_hash(receipt), report_key, auths))
     detail = {"drives": drive_names, "use_pckey": use_pckey, "timestamp": timestamp,
               "device_key_ids": [k.key_id.hex() for k in changes.device_keys]}
@@ -106,24 +130,27 @@ def prepare_okt(store: KmsStore, pool: str) -> PreparedWrite:
 
 def build_okt(store: KmsStore, pool: str) -> WriteOkt:
     """The pool's mapping, for each drive of the pool wrapped under its newest device key."""
+    with _collector_paused():
+        return _build_okt(store, pool)
+
+
+def _build_okt(store: KmsStore, pool: str) -> WriteOkt:
     mapping: Mapping = store.mapping(pool)
     rules.check_active(list(mapping.key_ids), store.inactive_keys())
-    drives = store.pool_drives(pool)
+    # Each drive's PCkey and newest device keys, for the whole pool in one query.
+    drives = store.pool_okt_drives(pool, CLEAR_HISTORY)
     if not drives:
         raise RuleViolation("an OKT serves the drives of a pool", f"pool {pool!r} has no drives",
                             "Add enabled drives to the pool first.")
     media = {key_id: store.key_value(key_id) for key_id in mapping.key_ids}
-    # Each drive's newest device keys and its PCkey, for the whole pool in two queries.
-    device_keys = store.pool_device_keys(pool, CLEAR_HISTORY)
-    pckeys = store.pool_pckeys(pool)
     entries = []
     for d in drives:
-        history = device_keys.get(d.name, [])
+        history = d.device_keys
         if not history:
             raise RuleViolation("a drive must be enabled before it gets media keys (limitation 5)",
                                 f"drive {d.name!r} has no device keys", "Write an EKT for it first.")
-        device_key_id, device_key = history[0]
-        wrapper = envelope.MediaKeyWrapper(device_key)
+        device_key_id, wrap_key, _ = history[0]
+        wrapper = envelope.MediaKeyWrapper.from_wrap_key(wrap_key)
         receipt = os.urandom(RECEIPT_SIZE)
         # The receipt is bound to the whole header: a changed write key or key list fails to decrypt.
         header = envelope.media_package_header(d.csn, mapping.timestamp, device_key_id, mapping.write_key_id, media)
@@ -135,8 +162,9 @@ def build_okt(store: KmsStore, pool: str) -> WriteOkt:
             receipt=wrapper.wrap_receipt(header, receipt),
             media_keys=tuple(wrapper.wrap_key(d.csn, mapping.timestamp, k, v) for k, v in media.items()),
         )
-        report_key = reportauth.report_key(pckeys[d.name], d.csn, mapping.timestamp)
-        entries.append(OktEntry(package, envelope.receipt_hash(receipt), report_key, _authorizations(d.csn, history)))
+        report_key = reportauth.report_key(d.pckey, d.csn, mapping.timestamp)
+        auths = tuple(ClearAuthorization(d.csn, key_id, mac) for key_id, _, mac in history)
+        entries.append(OktEntry(package, envelope.receipt_hash(receipt), report_key, auths))
     announcement = envelope.sign_announcement(store.kms_signing_key(), TokenMode.OKT, mapping.timestamp,
                                               [d.csn for d in drives])
     return WriteOkt(pool, mapping.timestamp, tuple(entries), announcement)

@@ -17,6 +17,7 @@ from protocol import envelope
 from protocol.constants import KMS_ID_SIZE
 
 from .errors import StoreError
+from .migrations import OKT_MATERIAL_AD
 from .store import KmsStore
 from .storefiles import pending_path, write_dbkey_file
 
@@ -24,6 +25,7 @@ from .storefiles import pending_path, write_dbkey_file
 _SEALED = (
     ("drives", "csn", "pckey_sealed", b"pckey:"),
     ("device_keys", "device_key_id", "key_sealed", b"device_key:"),
+    ("device_keys", "device_key_id", "okt_sealed", OKT_MATERIAL_AD),
     ("keys", "key_id", "key_sealed", b"media_key:"),
 )
 _META = (("dbkey_check", b"meta:check"), ("audit_key", b"meta:audit_key"), ("backup_key", b"meta:backup_key"),

@@ -98,10 +98,23 @@ class Mapping:
 
 
 @dataclass(frozen=True)
+class OktDrive:
+    """A drive as an OKT needs it, unsealed (in memory only): its PCkey, and of its newest
+    device keys (newest first) the ID, the media-key wrapping key and the clear authorisation."""
+
+    name: str
+    csn: bytes
+    pckey: bytes
+    device_keys: list[tuple[bytes, bytes, bytes]]  # (device_key_id, media_wrap_key, clear_mac)
+
+
+@dataclass(frozen=True)
 class NewDeviceKey:
     key_id: bytes
     drive: str
     sealed: bytes  # under the database key, bound to the key ID: never the plain key
+    #: Its OKT material, sealed likewise (migrations.seal_okt_material); b"": made when stored.
+    okt_sealed: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -115,13 +128,15 @@ class DeviceKeyChanges:
 
     def to_json(self) -> dict[str, object]:
         return {"timestamp": self.timestamp, "next_ordinal": self.next_ordinal, "via_pckey": self.via_pckey,
-                "device_keys": [[k.key_id.hex(), k.drive, k.sealed.hex()] for k in self.device_keys]}
+                "device_keys": [[k.key_id.hex(), k.drive, k.sealed.hex(), k.okt_sealed.hex()]
+                                for k in self.device_keys]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceKeyChanges:
+        # An intent recorded before schema 8 has no OKT material: it is made when stored.
         return cls(int(data["timestamp"]), int(data["next_ordinal"]), tuple(
-            NewDeviceKey(bytes.fromhex(k), d, bytes.fromhex(s)) for k, d, s in data["device_keys"]),
-            bool(data["via_pckey"]))
+            NewDeviceKey(bytes.fromhex(k), d, bytes.fromhex(s), bytes.fromhex(o[0] if o else ""))
+            for k, d, s, *o in data["device_keys"]), bool(data["via_pckey"]))
 
 
 @dataclass(frozen=True)
@@ -140,7 +155,7 @@ class KmsStore:
     def __init__(self, conn: sqlite3.Connection, dbkey: bytes, directory: Path, operator: str | None = None,
                  dbkey_path: Path | None = None) -> None:
         self._conn = conn
-        self._dbkey = dbkey
+        self._dbkey = dbkey  # also makes the sealer (below)
         self.directory = directory
         self.operator = operator or default_operator()
         #: The file holding the database key (set-dbkey writes the new one there); None: it came
@@ -226,7 +241,7 @@ class KmsStore:
                 with conn:
                     conn.execute("BEGIN IMMEDIATE")
                     migrations.migrate(conn, found.key, version[0])
-            except sqlite3.DatabaseError as exc:  # its schema and its version disagree
+            except (sqlite3.DatabaseError, UnwrapError) as exc:  # its schema and its version disagree, or a row is damaged
                 raise damaged(path, f"cannot be upgraded from schema version {version[0]} ({exc})", directory) from None
         return cls(conn, found.key, directory, operator, found.path)
 
@@ -262,12 +277,22 @@ class KmsStore:
     def _meta(self, name: str) -> object:
         return self._conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()[0]
 
+    @property
+    def _dbkey(self) -> bytes:
+        return self._dbkey_value
+
+    @_dbkey.setter
+    def _dbkey(self, key: bytes) -> None:
+        """The database key, and its sealer with it (set-dbkey changes both at once)."""
+        self._dbkey_value = key
+        self._sealer = envelope.Sealer(key)
+
     def _seal(self, plain: bytes, ad: bytes) -> bytes:
-        return envelope.seal(self._dbkey, plain, ad)
+        return self._sealer.seal(plain, ad)
 
     def _unseal(self, sealed: bytes, ad: bytes, what: str) -> bytes:
         try:
-            return envelope.unseal(self._dbkey, sealed, ad, what)
+            return self._sealer.unseal(sealed, ad, what)
         except UnwrapError as exc:
             raise StoreError(f"{what} in the store does not decrypt: {exc}") from None
 
@@ -364,24 +389,28 @@ class KmsStore:
             (name, limit)).fetchall()
         return [(bytes(r[0]), self._unseal(r[1], b"device_key:" + r[0], f"device key of {name}")) for r in rows]
 
-    def pool_device_keys(self, pool: str, limit: int) -> dict[str, list[tuple[bytes, bytes]]]:
-        """:meth:`device_keys` of every drive of the pool in one query (an OKT for 10,000 drives)."""
-        rows = self._conn.execute(
-            "SELECT drive, device_key_id, key_sealed FROM (SELECT k.drive, k.device_key_id, k.key_sealed, k.timestamp, "
-            "ROW_NUMBER() OVER (PARTITION BY k.drive ORDER BY k.timestamp DESC) AS newest FROM device_keys k "
-            "JOIN pool_drives p ON p.drive = k.drive WHERE p.pool = ?) WHERE newest <= ? ORDER BY drive, timestamp DESC",
-            (pool, limit)).fetchall()
-        keys: dict[str, list[tuple[bytes, bytes]]] = {}
-        for name, key_id, sealed in rows:
-            key_id = bytes(key_id)
-            keys.setdefault(name, []).append((key_id, self._unseal(sealed, b"device_key:" + key_id, f"device key of {name}")))
-        return keys
+    #: Every drive of a pool (by name) with its PCkey and its newest device keys' OKT material
+    #: (newest first; none: one row of NULLs), through the (drive, timestamp) index: one query.
+    _OKT_DRIVES_QUERY = """
+        SELECT d.name, d.csn, d.pckey_sealed, k.device_key_id, k.okt_sealed FROM pool_drives p
+        JOIN drives d ON d.name = p.drive
+        LEFT JOIN device_keys k ON k.device_key_id IN (
+            SELECT device_key_id FROM device_keys WHERE drive = d.name ORDER BY timestamp DESC LIMIT ?2)
+        WHERE p.pool = ?1 ORDER BY d.name, k.timestamp DESC"""
 
-    def pool_pckeys(self, pool: str) -> dict[str, bytes]:
-        """:meth:`pckey` of every drive of the pool in one query."""
-        rows = self._conn.execute("SELECT d.name, d.csn, d.pckey_sealed FROM drives d JOIN pool_drives p ON p.drive = d.name "
-                                  "WHERE p.pool = ?", (pool,)).fetchall()
-        return {name: self._unseal(sealed, b"pckey:" + csn, f"PCkey of {name}") for name, csn, sealed in rows}
+    def pool_okt_drives(self, pool: str, limit: int) -> list[OktDrive]:
+        """What an OKT needs of each drive of the pool, in one query (10,000 drives in one OKT)."""
+        drives: list[OktDrive] = []
+        for name, csn, pckey_sealed, key_id, okt_sealed in self._conn.execute(self._OKT_DRIVES_QUERY, (pool, limit)):
+            if not drives or drives[-1].name != name:
+                csn = bytes(csn)
+                drives.append(OktDrive(name, csn, self._unseal(pckey_sealed, b"pckey:" + csn, f"PCkey of {name}"), []))
+            if key_id is not None:
+                key_id = bytes(key_id)
+                material = self._unseal(okt_sealed or b"", migrations.OKT_MATERIAL_AD + key_id,
+                                        f"OKT material of device key {key_id.hex()} of {name}")
+                drives[-1].device_keys.append((key_id, *migrations.open_okt_material(material)))
+        return drives
 
     def new_device_keys(self, names: list[str], *, via_pckey: bool) -> tuple[int, list[bytes]]:
         """Create one new device key per drive at one EKT timestamp; returns (timestamp, key IDs)."""
@@ -395,22 +424,36 @@ class KmsStore:
         once the token confirms). Their IDs and timestamp follow any write still in flight."""
         ordinal, last_ts = self._reserved()
         ts = max(now_us(), last_ts + 1)
+        csns, kms_id = self._csns(), self.kms_id
         plain: dict[bytes, bytes] = {}
         rows = []
         for i, name in enumerate(names):
-            key_id = make_key_id(self.kms_id, ordinal + i)
-            plain[key_id] = os.urandom(32)
-            rows.append(NewDeviceKey(key_id, name, self._seal(plain[key_id], b"device_key:" + key_id)))
+            if name not in csns:
+                raise NotFound(f"no drive named {name!r}; 't10k kms list' shows the drives")
+            key_id = make_key_id(kms_id, ordinal + i)
+            plain[key_id] = key = os.urandom(32)
+            rows.append(NewDeviceKey(key_id, name, self._seal(key, b"device_key:" + key_id),
+                                     migrations.seal_okt_material(self._sealer, csns[name], key_id, key)))
         return plain, DeviceKeyChanges(ts, ordinal + len(names), tuple(rows), via_pckey)
+
+    def _csns(self) -> dict[str, bytes]:
+        return {name: bytes(csn) for name, csn in self._conn.execute("SELECT name, csn FROM drives")}
 
     def apply_device_keys(self, changes: DeviceKeyChanges) -> None:
         """Store planned device keys; call inside a transaction."""
         if not changes.device_keys:
             return
         conn = self._conn
+        csns = None
         for k in changes.device_keys:
-            conn.execute("INSERT INTO device_keys VALUES (?,?,?,?,?)",
-                         (k.key_id, k.drive, k.sealed, changes.timestamp, int(changes.via_pckey)))
+            okt_sealed = k.okt_sealed
+            if not okt_sealed:  # an intent recorded before schema 8
+                csns = csns or self._csns()
+                key = self._unseal(k.sealed, b"device_key:" + k.key_id, f"new device key of {k.drive}")
+                okt_sealed = migrations.seal_okt_material(self._sealer, csns[k.drive], k.key_id, key)
+            conn.execute("INSERT INTO device_keys (device_key_id, drive, key_sealed, timestamp, via_pckey, okt_sealed) "
+                         "VALUES (?,?,?,?,?,?)",
+                         (k.key_id, k.drive, k.sealed, changes.timestamp, int(changes.via_pckey), okt_sealed))
         conn.execute("UPDATE meta SET value=MAX(value, ?) WHERE name='next_ordinal'", (changes.next_ordinal,))
         conn.execute("UPDATE meta SET value=MAX(value, ?) WHERE name='last_timestamp'", (changes.timestamp,))
         self.audit("create_device_keys", {"drives": [k.drive for k in changes.device_keys],

@@ -37,7 +37,7 @@ def test_changing_the_database_key_reencrypts_everything(store: KmsStore, tmp_pa
     before = _plain_values(store)
     old = store._dbkey
     new = os.urandom(32)
-    assert keyadmin.set_dbkey(store, new) == 2 + 2 + 1 + 1 + 3  # PCkeys, device keys, key, token, meta
+    assert keyadmin.set_dbkey(store, new) == 2 + 2 + 2 + 1 + 1 + 3  # PCkeys, device keys and their OKT material, key, token, meta
     store.close()
     reopened = KmsStore.open(tmp_path / "kms")
     assert _plain_values(reopened) == before
