@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from drive_daemon.drive import MediaKeysAccepted  # noqa: E402
 from drive_daemon.nvram import Nvram, encode_nvram  # noqa: E402
 from drive_daemon.nvram_store import STORE_NAME, NvramStore  # noqa: E402
-from drive_daemon.heap import settle_heap  # noqa: E402
 from drive_daemon.service import DriveHost, DriveHostConfig  # noqa: E402
+from netcheck.heap import settle_heap  # noqa: E402
 from protocol import KeysAvailable, MediaKeyPackage, encode, envelope  # noqa: E402
 from protocol.constants import DRIVE_LAN_PORT, RECEIPT_SIZE, TOKEN_LAN_PORT, TokenMode  # noqa: E402
 from protocol.manufacturing import make_drives  # noqa: E402

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drive_daemon.drive import DeviceKeysAccepted, MediaKeysAccepted, PullGaveUp, PullScheduled  # noqa: E402
 from drive_daemon.manufacturing import read_manufacturing_file  # noqa: E402
-from drive_daemon.heap import settle_heap  # noqa: E402
 from drive_daemon.service import DriveHost, DriveHostConfig  # noqa: E402
+from netcheck.heap import settle_heap  # noqa: E402
 from drive_daemon.sockets import SocketMode  # noqa: E402
 from protocol.constants import KeyKind  # noqa: E402
 

@@ -102,7 +102,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace, drives: list) -> int:  # type: ignore[type-arg]
-    from .heap import settle_heap
+    from netcheck.heap import settle_heap
+
     from .service import DriveHost, DriveHostConfig  # here: every other t10k command starts without it
 
     config = DriveHostConfig(state_dir=args.state, listen_broadcast=args.broadcast, library=args.library,

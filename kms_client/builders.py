@@ -8,12 +8,11 @@ of sync by an undelivered EKT (seed, Scenario 1).
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
+from netcheck.heap import collector_paused
 from protocol import (
     ClearAuthorization,
     DeviceKeyPackage,
@@ -45,22 +44,6 @@ def _authorizations(csn: bytes, keys: list[tuple[bytes, bytes]]) -> tuple[ClearA
     return tuple(ClearAuthorization(csn, key_id, envelope.clear_mac(key, csn, key_id)) for key_id, key in keys)
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """A write for 10,000 drives makes ~150,000 objects in one burst, all kept: the cyclic
-    collector, triggered by the allocations, walked the whole heap again and again meanwhile
-    (up to a quarter of an OKT's build). They hold no reference cycles; it runs again, as
-    usual, once the write is built."""
-    if not gc.isenabled():  # paused already (by a caller that knows best): leave it so
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 @dataclass(frozen=True)
 class PreparedWrite:
     """A token write and what the store gains once the token confirms it; nothing stored yet."""
@@ -74,7 +57,7 @@ class PreparedWrite:
 def prepare_ekt(store: KmsStore, drive_names: list[str], *, use_pckey: bool) -> PreparedWrite:
     """New device keys for the drives, wrapped under their PCkey or current device key; the
     keys reach the store only when the token confirms (kms_client/intents.py)."""
-    with _collector_paused():
+    with collector_paused():
         return _prepare_ekt(store, drive_names, use_pckey=use_pckey)
 
 
@@ -130,7 +113,7 @@ def prepare_okt(store: KmsStore, pool: str) -> PreparedWrite:
 
 def build_okt(store: KmsStore, pool: str) -> WriteOkt:
     """The pool's mapping, for each drive of the pool wrapped under its newest device key."""
-    with _collector_paused():
+    with collector_paused():
         return _build_okt(store, pool)
 
 

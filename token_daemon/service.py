@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import gc
 import logging
 import socket
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable
 
+from netcheck.heap import collector_paused
 from netcheck.limits import ConnectionGate, ReasonLog, read_bounded
 from protocol import DecodeError, DecodeReason, MgmtResult, Transmit, decode, decode_header, encode_authenticated
 from protocol.constants import (
@@ -105,7 +105,7 @@ class TokenService:
         self._publisher = events
         self._site = site
         self._memory = MemoryStore(config.state_dir, config.secret)
-        with _collector_paused():  # a memory of 10,000 packages is decoded in one burst too
+        with collector_paused():  # a memory of 10,000 packages is decoded in one burst too
             self.token = Token(self._memory.load(), config.secret)
         self.counters = Counters()
         self._tap = tap
@@ -394,7 +394,7 @@ class TokenService:
                     self._tap("in", "tcp", peer, local, data)
                 # Paused until the answer is handed to the socket: the collector's pass over what a
                 # write made then comes after the answer, not before it.
-                with _collector_paused():
+                with collector_paused():
                     reply, refused = await self._management(data, info.message_type, info.sequence)
                     if reply is not None:
                         writer.write(reply)
@@ -416,23 +416,6 @@ class TokenService:
             self._gate.release(peer[0])
             self._connections.pop(task, None)
             writer.close()
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """A write of 10,000 entries is decoded into ~150,000 objects in one burst, all kept: the
-    cyclic collector, triggered by the allocations, walked the whole heap again and again
-    meanwhile (up to ~40% of the token's time on the write, py-spy). Those objects hold no
-    reference cycles; it runs again, as usual, once the write is in memory, on disk and answered
-    (the other tasks that run meanwhile, for a few milliseconds, just run without it)."""
-    if not gc.isenabled():  # paused already (by a caller that knows best): leave it so
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _dropped(event: ErrorIgnored | AnswerThrottled) -> str:
