@@ -147,7 +147,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.drives.split(",")]
+    try:
+        sizes = [int(s) for s in args.drives.split(",")]
+    except ValueError:
+        parser.error(f"--drives takes pool sizes separated by commas (e.g. 100,1000), not {args.drives!r}")
     if not sizes or min(sizes) < 1 or args.runs < 1:
         parser.error("--drives takes positive pool sizes and --runs at least 1")
     report = []

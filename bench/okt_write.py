@@ -25,7 +25,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.netns import in_own_namespace  # noqa: E402
 from kms_client import station  # noqa: E402
 from kms_client.builders import prepare_okt  # noqa: E402
 from kms_client.store import KmsStore  # noqa: E402
@@ -45,7 +45,6 @@ from protocol.constants import TOKEN_MGMT_PORT  # noqa: E402
 from protocol.manufacturing import make_drives  # noqa: E402
 
 TOKEN_IP = "127.0.9.1"
-NETNS_MARK = "T10K_BENCH_NETNS"
 
 
 async def _start_token(workdir: Path, secret_file: Path, timeout: float) -> asyncio.subprocess.Process:
@@ -123,18 +122,6 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
-def in_own_namespace(argv: list[str]) -> None:
-    if os.environ.get(NETNS_MARK) == "1":
-        return
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        sys.exit("okt_write: needs root and unshare(1): it runs in a network namespace of its own")
-    import shlex
-
-    env = dict(os.environ, **{NETNS_MARK: "1"})
-    cmd = "ip link set lo up && exec " + " ".join(map(shlex.quote, [sys.executable, __file__, *argv]))
-    os.execvpe("unshare", ["unshare", "-n", "sh", "-c", cmd], env)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drives", type=int, default=10_000)
@@ -142,7 +129,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a write may take")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    in_own_namespace(sys.argv[1:])
+    in_own_namespace(__file__, sys.argv[1:])
     logging.getLogger("t10k.kms.backup").setLevel(logging.ERROR)  # a bench KMS keeps no backups
     with tempfile.TemporaryDirectory(prefix="okt-write-") as d:
         results = asyncio.run(run(args.drives, args.rounds, Path(d), args.timeout))

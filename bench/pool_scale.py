@@ -22,7 +22,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drive_daemon.manufacturing import write_manufacturing_file  # noqa: E402
+from bench.netns import in_own_namespace  # noqa: E402
 from kms_client import station  # noqa: E402
 from kms_client.builders import build_okt  # noqa: E402
 from kms_client.store import KmsStore  # noqa: E402
@@ -43,7 +43,6 @@ from protocol.manufacturing import make_drives  # noqa: E402
 
 TOKEN_IP = "127.0.9.1"
 FIRST_DRIVE_IP = "127.1.0.1"
-NETNS_MARK = "T10K_BENCH_NETNS"
 NFT_TABLE = "t10k_bench_loss"
 HERE = Path(__file__).resolve().parent
 
@@ -216,23 +215,6 @@ def summarise(n: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def in_own_namespace(argv: list[str]) -> None:
-    """Re-run this bench under ``unshare -n`` with loopback up (once)."""
-    if os.environ.get(NETNS_MARK) == "1":
-        return
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        sys.exit("pool_scale: needs root and unshare(1): it runs in a network namespace of its own")
-    env = dict(os.environ, **{NETNS_MARK: "1"})
-    cmd = "ip link set lo up && exec " + " ".join(map(_quote, [sys.executable, __file__, *argv]))
-    os.execvpe("unshare", ["unshare", "-n", "sh", "-c", cmd], env)
-
-
-def _quote(s: str) -> str:
-    import shlex
-
-    return shlex.quote(s)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drives", default="100,1000,5000,10000", help="pool sizes, comma-separated; the first is the baseline")
@@ -244,8 +226,11 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="record each daemon with py-spy into this directory")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.drives.split(",")]
-    in_own_namespace(sys.argv[1:])
+    try:
+        sizes = [int(s) for s in args.drives.split(",")]
+    except ValueError:
+        parser.error(f"--drives takes pool sizes separated by commas (e.g. 100,1000), not {args.drives!r}")
+    in_own_namespace(__file__, sys.argv[1:])
     logging.getLogger("t10k.kms.backup").setLevel(logging.ERROR)  # a bench KMS keeps no backups
     report: dict[str, Any] = {"sizes": [], "loss": None}
     with tempfile.TemporaryDirectory(prefix="pool-scale-") as d:
