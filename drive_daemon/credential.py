@@ -17,6 +17,7 @@ from typing import Callable
 
 from protocol import VopChallenge, VopResetDrive, reportauth
 from protocol.constants import SERVICE_CREDENTIAL_SIZE, VOP_CHALLENGE_SIZE
+from protocol.keyfile import read_hex_file
 
 from .errors import DriveDaemonError
 
@@ -27,19 +28,12 @@ class CredentialError(DriveDaemonError):
 
 def read_credential_file(path: Path) -> bytes:
     try:
-        text = path.read_text().strip()
-    except UnicodeDecodeError:
-        text = ""  # not text: said below
+        return read_hex_file(path, SERVICE_CREDENTIAL_SIZE)
     except OSError as exc:
         raise CredentialError(f"cannot read the service credential file {path}: {exc}") from None
-    try:
-        credential = bytes.fromhex(text)
-    except ValueError:
-        credential = b""
-    if len(credential) != SERVICE_CREDENTIAL_SIZE:
+    except ValueError as why:
         raise CredentialError(f"{path} must hold a service credential as {2 * SERVICE_CREDENTIAL_SIZE} hex digits "
-                              f"(make one with 't10k drive make-credential --out {path}')")
-    return credential
+                              f"({why}; make one with 't10k drive make-credential --out {path}')") from None
 
 
 def write_credential_file(path: Path, *, force: bool = False) -> bytes:

@@ -27,9 +27,11 @@ from protocol.constants import (
     LOOPBACK_BROADCAST,
     TOKEN_LAN_PORT,
     TOKEN_MGMT_PORT,
+    TOKEN_SECRET_SIZE,
     MessageType,
     MgmtStatus,
 )
+from protocol.keyfile import read_hex_file
 from protocol.layouts import body_cap
 from protocol.timestamps import now_us
 
@@ -428,18 +430,12 @@ def read_secret_file(path: Path) -> bytes:
     from .errors import ConfigError
 
     try:
-        text = path.read_text().strip()
-    except UnicodeDecodeError:
-        text = ""  # not text: said below
+        return read_hex_file(path, TOKEN_SECRET_SIZE)
     except OSError as exc:
         raise ConfigError(f"cannot read the token secret file {path}: {exc}") from None
-    try:
-        secret = bytes.fromhex(text)
-    except ValueError:
-        secret = b""
-    if len(secret) != 32:
-        raise ConfigError(f"{path} must hold the token secret as 64 hex digits (from 't10k kms add-token')")
-    return secret
+    except ValueError as why:
+        raise ConfigError(f"{path} must hold the token secret as {2 * TOKEN_SECRET_SIZE} hex digits "
+                          f"({why}; it comes from 't10k kms add-token')") from None
 
 
 async def run_token(config: TokenConfig, *, stop: asyncio.Event | None = None, tap: Tap | None = None) -> None:
