@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.netns import in_own_namespace  # noqa: E402
+from bench.kms_pool import map_pool  # noqa: E402
 from kms_client import station  # noqa: E402
 from kms_client.builders import prepare_okt  # noqa: E402
 from kms_client.store import KmsStore  # noqa: E402
@@ -83,21 +84,14 @@ async def run(n: int, rounds: int, workdir: Path, timeout: float) -> list[dict[s
     results = []
     try:
         await station.write_ekt(kms, "tok", names, use_pckey=True, timeout_s=timeout)
-        key = kms.create_key()
-        kms.create_key_set("KS")
-        kms.add_key_to_set("KS", key)
-        kms.create_pool("P")
-        with kms.transaction():
-            for name in names:
-                kms.add_drive_to_pool("P", name)
-        kms.set_mapping("P", ["KS"], key)
+        pool = map_pool(kms, names)
         for _ in range(rounds):
-            kms.apply_mapping("P")
+            kms.apply_mapping(pool)
             # station.write_okt, step by step
             t0 = time.perf_counter()
             await station._settle_leftovers(kms, timeout)
             t1, c1 = time.perf_counter(), time.process_time()
-            prepared = prepare_okt(kms, "P")
+            prepared = prepare_okt(kms, pool)
             t2, c2, token_cpu = time.perf_counter(), time.process_time(), cpu_s(token.pid)
             await station.push_write(kms, "tok", prepared, timeout)
             t3, token_cpu = time.perf_counter(), cpu_s(token.pid) - token_cpu

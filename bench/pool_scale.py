@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drive_daemon.manufacturing import write_manufacturing_file  # noqa: E402
 from bench.netns import in_own_namespace  # noqa: E402
+from bench.kms_pool import map_pool  # noqa: E402
 from kms_client import station  # noqa: E402
 from kms_client.builders import build_okt  # noqa: E402
 from kms_client.store import KmsStore  # noqa: E402
@@ -152,18 +153,12 @@ async def run(n: int, workdir: Path, timeout: float, sockets: str | None,
         result["ekt_written_s"] = time.time() - t0
         enrolled = await host.wait_for("enrolled", timeout)
         result["ekt_to_enrolled_s"] = enrolled["at"] - t0 if enrolled else None
-        key = kms.create_key()
-        kms.create_key_set("KS")
-        kms.add_key_to_set("KS", key)
-        kms.create_pool("P")
-        for name in names:
-            kms.add_drive_to_pool("P", name)
-        kms.set_mapping("P", ["KS"], key)
+        pool = map_pool(kms, names)
         b0 = time.perf_counter()
-        build_okt(kms, "P")
+        build_okt(kms, pool)
         result["okt_build_s"] = time.perf_counter() - b0
         t0 = time.time()
-        await station.write_okt(kms, "tok", "P", timeout_s=timeout)
+        await station.write_okt(kms, "tok", pool, timeout_s=timeout)
         result["okt_written_s"] = time.time() - t0
         armed = await host.wait_for("armed", timeout)
         result["okt_to_armed_s"] = armed["at"] - t0 if armed else None

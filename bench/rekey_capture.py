@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.kms_pool import map_pool
 from drive_daemon.drive import DeviceKeysAccepted, MediaKeysAccepted
 from drive_daemon.service import DriveHost, DriveHostConfig
 from kms_client import station
@@ -63,18 +64,12 @@ async def run(n: int, workdir: Path, tap: Any = None) -> dict[str, float]:
         await station.write_ekt(kms, "tok", names, use_pckey=True, timeout_s=120)
         await asyncio.wait_for(enrolled.wait(), 120)
         t_ekt = time.perf_counter() - t0
-        key = kms.create_key()
-        kms.create_key_set("KS")
-        kms.add_key_to_set("KS", key)
-        kms.create_pool("P")
-        for name in names:
-            kms.add_drive_to_pool("P", name)
-        kms.set_mapping("P", ["KS"], key)
+        pool = map_pool(kms, names)
         t0 = time.perf_counter()
-        build_okt(kms, "P")
+        build_okt(kms, pool)
         t_build = time.perf_counter() - t0
         t0 = time.perf_counter()
-        await station.write_okt(kms, "tok", "P", timeout_s=120)
+        await station.write_okt(kms, "tok", pool, timeout_s=120)
         await asyncio.wait_for(armed.wait(), 120)
         t_okt = time.perf_counter() - t0
         served = token.counters.events["PackageServed"]
