@@ -35,6 +35,7 @@ from drive_daemon.nvram import Nvram, encode_nvram  # noqa: E402
 from drive_daemon.nvram_store import STORE_NAME, NvramStore  # noqa: E402
 from drive_daemon.service import DriveHost, DriveHostConfig  # noqa: E402
 from netcheck.heap import settle_heap  # noqa: E402
+from bench.pool_sizes import pool_sizes  # noqa: E402
 from protocol import KeysAvailable, MediaKeyPackage, encode, envelope  # noqa: E402
 from protocol.constants import DRIVE_LAN_PORT, RECEIPT_SIZE, TOKEN_LAN_PORT, TokenMode  # noqa: E402
 from protocol.manufacturing import make_drives  # noqa: E402
@@ -143,16 +144,13 @@ async def one_run(n: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--drives", default="100,10000", help="pool sizes, comma-separated; the first is the baseline")
+    parser.add_argument("--drives", type=pool_sizes, default="100,10000", help="pool sizes, comma-separated; the first is the baseline")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    try:
-        sizes = [int(s) for s in args.drives.split(",")]
-    except ValueError:
-        parser.error(f"--drives takes pool sizes separated by commas (e.g. 100,1000), not {args.drives!r}")
-    if not sizes or min(sizes) < 1 or args.runs < 1:
-        parser.error("--drives takes positive pool sizes and --runs at least 1")
+    sizes = args.drives
+    if args.runs < 1:
+        parser.error("--runs takes at least 1")
     report = []
     for n in sizes:
         runs = [asyncio.run(one_run(n)) for _ in range(args.runs)]

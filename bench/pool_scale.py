@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drive_daemon.manufacturing import write_manufacturing_file  # noqa: E402
 from bench.netns import in_own_namespace  # noqa: E402
+from bench.pool_sizes import pool_sizes  # noqa: E402
 from bench.kms_pool import map_pool  # noqa: E402
 from kms_client import station  # noqa: E402
 from kms_client.builders import build_okt  # noqa: E402
@@ -212,7 +213,7 @@ def summarise(n: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--drives", default="100,1000,5000,10000", help="pool sizes, comma-separated; the first is the baseline")
+    parser.add_argument("--drives", type=pool_sizes, default="100,1000,5000,10000", help="pool sizes, comma-separated; the first is the baseline")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--loss", type=float, default=0.05, help="fraction of UDP datagrams dropped in the loss run (0: none)")
     parser.add_argument("--loss-runs", type=int, default=1)
@@ -221,10 +222,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="record each daemon with py-spy into this directory")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    try:
-        sizes = [int(s) for s in args.drives.split(",")]
-    except ValueError:
-        parser.error(f"--drives takes pool sizes separated by commas (e.g. 100,1000), not {args.drives!r}")
+    sizes = args.drives
     in_own_namespace(__file__, sys.argv[1:])
     logging.getLogger("t10k.kms.backup").setLevel(logging.ERROR)  # a bench KMS keeps no backups
     report: dict[str, Any] = {"sizes": [], "loss": None}
